@@ -1,0 +1,362 @@
+"""The planning rules as a table: facts in, a Plan out. No cloud, no fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from volimg.errors import (
+    ImportMethodDisabled,
+    InputError,
+    StoreNotUsable,
+    UnsupportedMicroversion,
+    VolumeNotUploadable,
+)
+from volimg.model import CloudIdentity, GlanceInfo, Image, Store, Volume, VolumeTypeInfo
+from volimg.planner import (
+    Placement,
+    ReplicationFacts,
+    ReplicationOptions,
+    UploadFacts,
+    UploadOptions,
+    default_image_name,
+    plan_replication,
+    plan_upload,
+)
+
+BASE_ID = "11111111-2222-3333-4444-555555555555"
+ADMIN = CloudIdentity(project_id="p1", roles=("admin", "member"))
+MEMBER = CloudIdentity(project_id="p2", roles=("member", "reader"))
+AT = datetime(2026, 11, 25, 13, 15, 2, tzinfo=timezone.utc)
+
+THREE_STORES = GlanceInfo(
+    stores=(
+        Store("fast", "Fast", is_default=True),
+        Store("cheap", "Cheap"),
+        Store("archive", "Archive"),
+    ),
+    import_methods=("glance-direct", "web-download", "copy-image"),
+)
+WITH_READ_ONLY = GlanceInfo(
+    stores=(*THREE_STORES.stores, Store("http", "HTTP", read_only=True)),
+    import_methods=THREE_STORES.import_methods,
+)
+NO_COPY_IMAGE = GlanceInfo(stores=THREE_STORES.stores, import_methods=("glance-direct",))
+SINGLE_STORE = GlanceInfo(stores=(), import_methods=("glance-direct",))
+
+STANDARD = VolumeTypeInfo(name="standard")
+PINNED = VolumeTypeInfo(name="pinned-archive", store="archive")
+HIDDEN = VolumeTypeInfo(name="pinned-archive", specs_visible=False)
+
+
+def volume(status: str = "available", from_image: bool = True, name: str = "boot-vol") -> Volume:
+    metadata = {"image_id": BASE_ID, "image_name": "cirros-base"} if from_image else {}
+    return Volume(
+        id="vvvvvvvv-0000-0000-0000-000000000001",
+        name=name,
+        status=status,
+        size=1,
+        volume_type="standard",
+        image_metadata=metadata,
+    )
+
+
+def base(*stores: str) -> Image:
+    return Image(id=BASE_ID, name="cirros-base", status="active", stores=stores)
+
+
+@dataclass
+class Case:
+    """One row: the facts, the options, and what the plan must say."""
+
+    id: str
+    vol: Volume = field(default_factory=volume)
+    vtype: VolumeTypeInfo | None = STANDARD
+    base_image: Image | None = field(default_factory=lambda: base("cheap", "archive"))
+    glance: GlanceInfo = THREE_STORES
+    identity: CloudIdentity = ADMIN
+    options: dict[str, Any] = field(default_factory=dict)
+    upload_store: str | None = "fast"
+    replicate_to: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    prune_from: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=lambda: {"x-openstack-base-image-ref": BASE_ID})
+    reason_mentions: tuple[str, ...] = ()
+
+
+CASES = [
+    Case(
+        "base image stores: default store, then copy to cheap and archive",
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+        reason_mentions=("Glance ignores it", "default store (fast)"),
+    ),
+    Case(
+        "base image stores with --prune: the default store copy is removed afterwards",
+        options={"prune": True},
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+        prune_from=("fast",),
+        reason_mentions=("never the last copy",),
+    ),
+    Case(
+        "base image already in the default store: only the other store is copied",
+        base_image=base("fast", "archive"),
+        replicate_to=("archive",),
+        targets=("fast", "archive"),
+    ),
+    Case(
+        "the volume type's store wins and nothing is copied",
+        vtype=PINNED,
+        upload_store="archive",
+        targets=("archive",),
+        headers={"x-image-meta-store": "archive", "x-openstack-base-image-ref": BASE_ID},
+        reason_mentions=("image_service:store_id=archive", "pass --replicate"),
+    ),
+    Case(
+        "type store plus --replicate: also the base image's other stores",
+        vtype=PINNED,
+        options={"replicate": True},
+        upload_store="archive",
+        replicate_to=("cheap",),
+        targets=("archive", "cheap"),
+        headers={"x-image-meta-store": "archive", "x-openstack-base-image-ref": BASE_ID},
+    ),
+    Case(
+        "type store plus --also-store",
+        vtype=PINNED,
+        options={"also_stores": ("fast",)},
+        upload_store="archive",
+        replicate_to=("fast",),
+        targets=("archive", "fast"),
+        headers={"x-image-meta-store": "archive", "x-openstack-base-image-ref": BASE_ID},
+    ),
+    Case(
+        "not from an image: Glance's default store only",
+        vol=volume(from_image=False, name="data-vol"),
+        base_image=None,
+        targets=("fast",),
+        headers={},
+        reason_mentions=("not created from an image",),
+    ),
+    Case(
+        "base image deleted: say so and stay in the default store",
+        base_image=None,
+        targets=("fast",),
+        reason_mentions=("no longer exists",),
+    ),
+    Case(
+        "--no-replicate: the image stays where Glance puts it",
+        options={"replicate": False},
+        targets=("fast",),
+        reason_mentions=("--no-replicate",),
+    ),
+    Case(
+        "--also-store adds an explicit target",
+        base_image=base("cheap"),
+        options={"also_stores": ("archive",)},
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+    ),
+    Case(
+        "a read-only store of the base image is never a copy target",
+        glance=WITH_READ_ONLY,
+        base_image=base("cheap", "http"),
+        replicate_to=("cheap",),
+        targets=("cheap",),
+        reason_mentions=("read-only",),
+    ),
+    Case(
+        "a base image store Glance no longer has is skipped",
+        base_image=base("cheap", "gone-store"),
+        replicate_to=("cheap",),
+        targets=("cheap",),
+        reason_mentions=("no longer has",),
+    ),
+    Case(
+        "a member cannot see extra specs: assume no type store, check after upload",
+        vtype=HIDDEN,
+        identity=MEMBER,
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+        reason_mentions=("hides extra specs",),
+    ),
+    Case(
+        "single-store Glance: nothing to place",
+        glance=SINGLE_STORE,
+        upload_store=None,
+        targets=(),
+        reason_mentions=("no multiple stores",),
+    ),
+    Case(
+        "in-use with --force",
+        vol=volume(status="in-use", name="busy-vol"),
+        options={"force": True},
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+        reason_mentions=("enable_force_upload",),
+    ),
+    Case(
+        "no volume type at all",
+        vtype=None,
+        replicate_to=("cheap", "archive"),
+        targets=("cheap", "archive"),
+        reason_mentions=("no volume type",),
+    ),
+]
+
+
+def facts(case: Case, max_mv: str | None = "3.71"):
+    return UploadFacts(
+        volume=case.vol,
+        volume_type=case.vtype,
+        base_image=case.base_image,
+        glance=case.glance,
+        identity=case.identity,
+        cinder_max_microversion=max_mv,
+        requested_at=AT,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_plan_table(case: Case) -> None:
+    plan = plan_upload(facts(case), UploadOptions(**case.options))
+
+    assert plan.upload_store == case.upload_store
+    assert plan.replicate_to == case.replicate_to
+    assert plan.placement.target_stores == case.targets
+    assert plan.prune_from == case.prune_from
+    assert dict(plan.cinder_headers) == case.headers
+    reasons = " | ".join(f"{d.topic}: {d.outcome}: {d.reason}" for d in plan.decisions)
+    for phrase in case.reason_mentions:
+        assert phrase in reasons
+    # every decision carries a one-line reason
+    assert all(d.reason and "\n" not in d.reason for d in plan.decisions)
+
+
+@dataclass
+class Refusal:
+    id: str
+    error: type[Exception]
+    mentions: str
+    vol: Volume = field(default_factory=volume)
+    vtype: VolumeTypeInfo | None = STANDARD
+    glance: GlanceInfo = THREE_STORES
+    options: dict[str, Any] = field(default_factory=dict)
+    max_mv: str | None = "3.71"
+
+
+REFUSALS = [
+    Refusal("in-use without --force", VolumeNotUploadable, "--force", vol=volume("in-use")),
+    Refusal("error status", VolumeNotUploadable, "'error'", vol=volume("error")),
+    Refusal("already uploading", VolumeNotUploadable, "'uploading'", vol=volume("uploading")),
+    Refusal("unknown --also-store", StoreNotUsable, "no store 'nope'", options={"also_stores": ("nope",)}),
+    Refusal(
+        "read-only --also-store",
+        StoreNotUsable,
+        "read-only",
+        glance=WITH_READ_ONLY,
+        options={"also_stores": ("http",)},
+    ),
+    Refusal("copy-image disabled", ImportMethodDisabled, "--no-replicate", glance=NO_COPY_IMAGE),
+    Refusal(
+        "--visibility on a pre-3.1 Cinder",
+        UnsupportedMicroversion,
+        "3.1",
+        options={"visibility": "shared"},
+        max_mv="3.0",
+    ),
+    Refusal(
+        "--no-replicate with --also-store",
+        InputError,
+        "--no-replicate",
+        options={"replicate": False, "also_stores": ("cheap",)},
+    ),
+    Refusal(
+        "type store unknown to Glance",
+        InputError,
+        "no such store",
+        vtype=VolumeTypeInfo(name="bad", store="nowhere"),
+    ),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS, ids=lambda r: r.id)
+def test_plan_refuses_before_anything_changes(refusal: Refusal) -> None:
+    case = Case("x", vol=refusal.vol, vtype=refusal.vtype, glance=refusal.glance)
+    with pytest.raises(refusal.error) as info:
+        plan_upload(facts(case, refusal.max_mv), UploadOptions(**refusal.options))
+    assert refusal.mentions in info.value.message + (info.value.hint or "")  # type: ignore[attr-defined]
+
+
+def test_copy_image_disabled_is_fine_when_nothing_needs_copying() -> None:
+    case = Case("x", glance=NO_COPY_IMAGE, options={"replicate": False})
+    plan = plan_upload(facts(case), UploadOptions(replicate=False))
+    assert plan.replicate_to == ()
+
+
+def test_upload_request_microversion() -> None:
+    plain = plan_upload(facts(Case("x")), UploadOptions())
+    assert plain.upload.microversion == "3.0"
+    with_visibility = plan_upload(facts(Case("x")), UploadOptions(visibility="shared"))
+    assert with_visibility.upload.microversion == "3.1"
+
+
+def test_default_image_name_is_volume_and_utc_time() -> None:
+    assert default_image_name(volume(), AT) == "boot-vol-20261125T131502Z"
+    unnamed = Volume(id="abc", name="", status="available", size=1, volume_type=None)
+    assert default_image_name(unnamed, AT) == "abc-20261125T131502Z"
+    assert plan_upload(facts(Case("x")), UploadOptions(image_name="mine")).upload.image_name == "mine"
+
+
+def test_placement_is_judged_by_the_real_stores() -> None:
+    placement = Placement(target_stores=("cheap", "archive"), prune=True)
+    landed = Image(id="i", name="n", status="active", stores=("fast", "cheap"))
+    assert placement.missing_from(landed) == ("archive",)
+    assert placement.extra_in(landed) == ("fast",)
+
+
+# --- volimg replicate ---------------------------------------------------------------
+
+NEW = Image(id="new", name="boot-vol-x", status="active", stores=("fast",))
+
+
+def replication(
+    image: Image = NEW, like: Image | None = None, glance: GlanceInfo = THREE_STORES, **options: Any
+):
+    return plan_replication(
+        ReplicationFacts(image=image, like=like, glance=glance, identity=ADMIN),
+        ReplicationOptions(**options),
+    )
+
+
+def test_replicate_like_base_image() -> None:
+    plan = replication(like=base("cheap", "archive"), prune=True)
+    assert plan.replicate_to == ("cheap", "archive")
+    assert plan.prune_from == ("fast",)
+
+
+def test_replicate_to_named_stores_already_present() -> None:
+    plan = replication(stores=("fast", "cheap"))
+    assert plan.replicate_to == ("cheap",)
+    assert any(d.topic == "already present" for d in plan.decisions)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mentions"),
+    [
+        ({}, "--like"),
+        ({"image": Image(id="q", name="q", status="queued"), "stores": ("cheap",)}, "active"),
+        ({"stores": ("nope",)}, "no store 'nope'"),
+        ({"like": base("http"), "glance": WITH_READ_ONLY}, "no store that can receive"),
+        ({"stores": ("cheap",), "glance": SINGLE_STORE}, "no multiple stores"),
+        ({"stores": ("cheap",), "glance": NO_COPY_IMAGE}, "copy-image"),
+    ],
+)
+def test_replicate_refusals(kwargs: dict[str, Any], mentions: str) -> None:
+    with pytest.raises(InputError) as info:
+        replication(**kwargs)
+    assert mentions in info.value.message

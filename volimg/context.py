@@ -1,0 +1,106 @@
+"""The application context on ``ctx.obj``: streams, consoles, clocks, the connection.
+
+Tests build their own (``AppContext(poll_interval=0.01, ...)``) and hand it to
+click's runner; nothing else in volimg reads sys.stdout, the time or the network
+configuration directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, TextIO
+
+from volimg.executor import DEFAULT_POLL_INTERVAL, RunSettings
+from volimg.waiting import Clock
+
+if TYPE_CHECKING:
+    from volimg.gateway import Gateway
+    from volimg.render import Renderer
+
+
+def _connect(cloud: str | None, region: str | None, config_file: str | None) -> Gateway:
+    from volimg.gateway import connect
+
+    return connect(cloud, region, config_file=config_file)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class AppContext:
+    connect: Callable[[str | None, str | None, str | None], Gateway] = _connect
+    clock: Clock = field(default_factory=Clock)
+    wall_clock: Callable[[], datetime] = _utcnow
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    stdout: TextIO | None = None  # None: the process's streams at the time of use
+    stderr: TextIO | None = None
+    force_terminal: bool | None = None  # None: ask the stream
+    # Set from the global options.
+    cloud: str | None = None
+    region: str | None = None
+    config_file: str | None = None  # one clouds.yaml instead of openstacksdk's search path
+    verbose: int = 0
+    debug: bool = False
+    output_format: str = "table"
+    _gateway: Gateway | None = field(default=None, init=False, repr=False)
+
+    def gateway(self) -> Gateway:
+        """One connection per command, opened on first use."""
+        if self._gateway is None:
+            self._gateway = self.connect(self.cloud, self.region, self.config_file)
+        return self._gateway
+
+    def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
+
+    def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        return RunSettings(
+            wait=wait, poll_interval=self.poll_interval, clock=self.clock, **kwargs
+        )
+
+    def renderer(self) -> Renderer:
+        from rich.console import Console
+
+        from volimg.render import Renderer
+
+        def console(stream: TextIO) -> Console:
+            return Console(
+                file=stream,
+                force_terminal=self.force_terminal,
+                highlight=False,
+                soft_wrap=False,
+            )
+
+        return Renderer(
+            stdout=console(self.stdout or sys.stdout),
+            stderr=console(self.stderr or sys.stderr),
+            fmt=self.output_format,
+            wall_clock=self.wall_clock,
+        )
+
+    def configure_logging(self) -> None:
+        """-v: volimg's own steps; -vv: also openstacksdk/keystoneauth requests.
+
+        keystoneauth logs request headers with the token replaced by its SHA-256, and
+        volimg logs where a setting came from, never its value.
+        """
+        if self.verbose <= 0:
+            return
+        handler = logging.StreamHandler(self.stderr or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        logging.getLogger("volimg").setLevel(logging.DEBUG if self.verbose > 1 else logging.INFO)
+        if self.verbose > 1:
+            for name in ("openstack", "keystoneauth"):
+                logging.getLogger(name).setLevel(logging.DEBUG)

@@ -1,0 +1,112 @@
+"""volimg as a library: gather facts, plan, run. The CLI is a thin layer over this.
+
+    gateway = volimg.gateway.connect("mycloud", None)
+    outcome = volimg.core.upload(gateway, "boot-vol", UploadOptions(), RunSettings())
+
+Planning errors (unknown volume, bad state, unusable store) raise ``InputError``
+before anything is changed. Everything after the first mutating request is in the
+returned ``Outcome``, including the error that stopped it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from volimg import events as ev
+from volimg.executor import Outcome, RunSettings, planned, run_replication, run_upload
+from volimg.gateway import Gateway
+from volimg.model import GlanceInfo, VolumeTypeInfo
+from volimg.planner import (
+    Plan,
+    ReplicationFacts,
+    ReplicationOptions,
+    ReplicationPlan,
+    UploadFacts,
+    UploadOptions,
+    plan_replication,
+    plan_upload,
+)
+
+
+def gather_upload_facts(
+    gateway: Gateway, volume_ref: str, *, now: datetime | None = None
+) -> UploadFacts:
+    """Read everything the plan depends on; change nothing."""
+    identity = gateway.identity()
+    volume = gateway.find_volume(volume_ref)
+    volume_type = None
+    if volume.volume_type:
+        # Cinder shows image_service:store_id only to roles its policy allows
+        # (volume_extension:types_extra_specs:read_sensitive, admin by default).
+        volume_type = gateway.volume_type(
+            volume.volume_type, specs_visible=identity.is_admin
+        ) or VolumeTypeInfo(name=volume.volume_type, specs_visible=False)
+    base_image = gateway.get_image(volume.base_image_id) if volume.base_image_id else None
+    return UploadFacts(
+        volume=volume,
+        volume_type=volume_type,
+        base_image=base_image,
+        glance=gateway.glance_info(),
+        identity=identity,
+        cinder_max_microversion=gateway.cinder_max_microversion(),
+        requested_at=now or datetime.now(timezone.utc),
+    )
+
+
+def plan(
+    gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime | None = None
+) -> Plan:
+    """The plan ``volimg upload`` would carry out, with a reason for each decision."""
+    return plan_upload(gather_upload_facts(gateway, volume_ref, now=now), options)
+
+
+def upload(
+    gateway: Gateway,
+    volume_ref: str,
+    options: UploadOptions,
+    settings: RunSettings,
+    *,
+    dry_run: bool = False,
+    emit: ev.EventSink = ev.ignore,
+    now: datetime | None = None,
+) -> Outcome:
+    """Upload a volume to an image and place the image where the plan says."""
+    the_plan = plan(gateway, volume_ref, options, now=now)
+    if dry_run:
+        return planned("upload", the_plan)
+    return run_upload(gateway, the_plan, settings, emit)
+
+
+def plan_copy(
+    gateway: Gateway, image_ref: str, like_ref: str | None, options: ReplicationOptions
+) -> ReplicationPlan:
+    """The plan ``volimg replicate`` would carry out."""
+    identity = gateway.identity()
+    image = gateway.find_image(image_ref)
+    like = gateway.find_image(like_ref) if like_ref else None
+    facts = ReplicationFacts(
+        image=image, like=like, glance=gateway.glance_info(), identity=identity
+    )
+    return plan_replication(facts, options)
+
+
+def replicate(
+    gateway: Gateway,
+    image_ref: str,
+    like_ref: str | None,
+    options: ReplicationOptions,
+    settings: RunSettings,
+    *,
+    dry_run: bool = False,
+    emit: ev.EventSink = ev.ignore,
+) -> Outcome:
+    """Copy an existing image to the stores of another image, or to named stores."""
+    the_plan = plan_copy(gateway, image_ref, like_ref, options)
+    if dry_run:
+        return planned("replicate", the_plan)
+    return run_replication(gateway, the_plan, settings, emit)
+
+
+def stores(gateway: Gateway) -> GlanceInfo:
+    """Glance's stores and import methods."""
+    return gateway.glance_info()

@@ -1,0 +1,172 @@
+"""The one exception tree of volimg and the one table of exit codes.
+
+Every error an operator can expect has a class here, a message that names what is
+wrong, and a hint that says what to do next. ``ExitCode`` is the only place that maps
+errors to process exit codes; the CLI's error boundary reads ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (README, docs/guide.md)."""
+
+    OK = 0
+    FAILED = 1  # the operation failed
+    USAGE = 2  # bad usage or input: unknown volume, ambiguous name, unusable state
+    PARTIAL = 3  # the image exists but at least one store copy failed
+    TIMEOUT = 4  # gave up waiting; the cloud may still finish
+    AUTH = 5  # authentication or permission refused
+    INTERRUPTED = 130  # Ctrl-C / SIGINT, after saying what exists
+
+
+class VolimgError(Exception):
+    """Base of every expected failure: a one-line message plus what to do next."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    @property
+    def kind(self) -> str:
+        """Stable name for JSON output (the class name)."""
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- exit 2: bad usage or input -------------------------------------------------
+
+
+class InputError(VolimgError):
+    """The request cannot be carried out as given; nothing was changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(InputError):
+    """The cloud configuration (clouds.yaml, OS_* variables) is unusable."""
+
+
+class VolumeNotFound(InputError):
+    @classmethod
+    def for_ref(cls, ref: str) -> VolumeNotFound:
+        return cls(
+            f"no volume named or with ID {ref!r} is visible in this project",
+            hint="check the name with 'openstack volume list', or the cloud with --os-cloud",
+        )
+
+
+class AmbiguousVolume(InputError):
+    def __init__(self, ref: str, ids: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(ids)} volumes are named {ref!r}: {', '.join(ids)}",
+            hint="pass the ID of the one you mean instead of the name",
+        )
+        self.ids = tuple(ids)
+
+
+class ImageNotFound(InputError):
+    @classmethod
+    def for_ref(cls, ref: str) -> ImageNotFound:
+        return cls(
+            f"no image named or with ID {ref!r} is visible to you",
+            hint="check it with 'openstack image show', or pass the image ID",
+        )
+
+
+class AmbiguousImage(InputError):
+    def __init__(self, ref: str, ids: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(ids)} images are named {ref!r}: {', '.join(ids)}",
+            hint="pass the ID of the one you mean instead of the name",
+        )
+        self.ids = tuple(ids)
+
+
+class VolumeNotUploadable(InputError):
+    """The volume's status forbids os-volume_upload_image (Cinder checks the same)."""
+
+
+class StoreNotUsable(InputError):
+    """A store named by the operator is unknown to Glance or read-only."""
+
+
+class ImportMethodDisabled(InputError):
+    """Glance does not offer copy-image, so the plan cannot be carried out."""
+
+
+class UnsupportedMicroversion(InputError):
+    """The cloud's Cinder is too old for a requested option."""
+
+
+# --- exit 5: authentication or permission ---------------------------------------
+
+
+class AuthError(VolimgError):
+    exit_code = ExitCode.AUTH
+
+
+class AuthenticationFailed(AuthError):
+    """Keystone refused the credentials (401)."""
+
+
+class PermissionDenied(AuthError):
+    """A service refused the request for this user (403)."""
+
+
+# --- exit 1: the operation failed -----------------------------------------------
+
+
+class OperationFailed(VolimgError):
+    exit_code = ExitCode.FAILED
+
+
+class CloudError(OperationFailed):
+    """A service answered with an unexpected error, or could not be reached."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class NotFoundInCloud(CloudError):
+    """A resource volimg was working on disappeared (404)."""
+
+
+class ConflictInCloud(CloudError):
+    """The service refused because of the resource's state (409)."""
+
+
+class RequestRejected(CloudError):
+    """The service found the request invalid (400)."""
+
+
+class UploadFailed(OperationFailed):
+    """Cinder gave up on the upload; the message quotes Cinder's user message."""
+
+
+class ImportRejected(OperationFailed):
+    """Glance refused to start a copy-image import."""
+
+
+# --- exit 3 / 4 / 130 -----------------------------------------------------------
+
+
+class PartialReplication(VolimgError):
+    exit_code = ExitCode.PARTIAL
+
+
+class WaitTimedOut(VolimgError):
+    exit_code = ExitCode.TIMEOUT
+
+
+class Interrupted(VolimgError):
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,78 @@
+"""What the executor reports while it works. Renderers turn these into output.
+
+Events are plain frozen values: the executor never prints, and a renderer never
+changes the cloud. ``elapsed`` is seconds since the run started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from volimg.model import Image
+
+
+@dataclass(frozen=True)
+class Event:
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    phase: str  # upload | wait | replicate | prune
+    detail: str
+
+
+@dataclass(frozen=True)
+class UploadStarted(Event):
+    image_id: str
+    image_name: str
+
+
+@dataclass(frozen=True)
+class UploadProgress(Event):
+    image_status: str
+    volume_status: str
+
+
+@dataclass(frozen=True)
+class UploadFinished(Event):
+    image: Image
+
+
+@dataclass(frozen=True)
+class CopyRequested(Event):
+    stores: tuple[str, ...]
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class CopyProgress(Event):
+    task_status: str
+    message: str
+    importing: tuple[str, ...]
+    done: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoreSettled(Event):
+    """A store reached its final state in this run (see ``StoreOutcome``)."""
+
+    store: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the operator should know that is not an error."""
+
+    message: str
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """An event sink that drops everything (for library callers who don't care)."""

@@ -1,0 +1,503 @@
+"""Carry out a plan: upload through Cinder, wait, copy with Glance's copy-image, prune.
+
+The executor emits events and returns an ``Outcome``; it never prints. Whatever goes
+wrong after the first mutating request, the outcome says what exists in the cloud
+now (image id, which stores) and which command finishes the job.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from volimg import events as ev
+from volimg.errors import (
+    CloudError,
+    ConflictInCloud,
+    ExitCode,
+    ImportRejected,
+    Interrupted,
+    NotFoundInCloud,
+    PartialReplication,
+    PermissionDenied,
+    RequestRejected,
+    UploadFailed,
+    VolimgError,
+    VolumeNotUploadable,
+    WaitTimedOut,
+)
+from volimg.gateway import Gateway
+from volimg.model import IMAGE_DEAD_STATUSES, Image, ImportTask, Volume
+from volimg.planner import Placement, Plan, ReplicationPlan
+from volimg.waiting import Clock, Deadline, PollTimedOut, poll
+
+# Per-store outcomes (docs/json.md).
+COPIED = "copied"
+ALREADY_PRESENT = "already-present"
+FAILED = "failed"
+PRUNED = "pruned"
+SKIPPED = "skipped"
+PRUNE_FAILED = "prune-failed"
+
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_POLL_INTERVAL = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How to run: whether and how long to wait. No I/O, no credentials."""
+
+    wait: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    clock: Clock = field(default_factory=Clock)
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    store: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """The result of one run: what was planned, what exists now, and what went wrong."""
+
+    command: str
+    plan: Plan | ReplicationPlan
+    image: Image | None = None
+    stores: tuple[StoreReport, ...] = ()
+    error: VolimgError | None = None
+    dry_run: bool = False
+    next_steps: tuple[str, ...] = ()
+
+    @property
+    def result(self) -> str:
+        """ok | partial | failed | planned (docs/json.md)."""
+        if self.dry_run:
+            return "planned"
+        if self.error is None:
+            return "ok"
+        if self.image is not None and self.image.is_active:
+            return "partial"
+        return "failed"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.error is None else self.error.exit_code
+
+
+def resume_command(image_id: str, placement: Placement) -> str:
+    """The ``volimg replicate`` line that finishes a placement from where it stopped."""
+    words = ["volimg", "replicate", image_id]
+    for store in placement.target_stores:
+        words += ["--store", store]
+    if placement.prune:
+        words.append("--prune")
+    if placement.all_stores_must_succeed:
+        words.append("--all-stores-must-succeed")
+    return shlex.join(words)
+
+
+class _Run:
+    """The mutable bookkeeping of one run; frozen into an ``Outcome`` at the end."""
+
+    def __init__(
+        self, gateway: Gateway, settings: RunSettings, emit: ev.EventSink, placement: Placement
+    ) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.emit_to = emit
+        self.placement = placement
+        self.deadline = Deadline(settings.clock, settings.timeout)
+        self.image: Image | None = None
+        self.image_id: str | None = None
+        self.reports: dict[str, StoreReport] = {}
+        self.next_steps: list[str] = []
+
+    def emit(self, event_type: type[ev.Event], **fields: object) -> None:
+        self.emit_to(event_type(elapsed=self.deadline.elapsed, **fields))
+
+    def settle(self, store: str, outcome: str, detail: str = "") -> None:
+        self.reports[store] = StoreReport(store, outcome, detail)
+        self.emit(ev.StoreSettled, store=store, outcome=outcome, detail=detail)
+
+    def where(self) -> str:
+        """One sentence on what exists in the cloud right now."""
+        if self.image is not None:
+            stores = ", ".join(self.image.stores) or "no store yet"
+            return f"image {self.image.id} ({self.image.status}) is in: {stores}"
+        if self.image_id is not None:
+            return f"image {self.image_id} was created by Cinder's upload"
+        return "nothing was created"
+
+    def resume(self) -> str | None:
+        image_id = self.image.id if self.image else self.image_id
+        return resume_command(image_id, self.placement) if image_id else None
+
+    def outcome(
+        self, command: str, plan: Plan | ReplicationPlan, error: VolimgError | None
+    ) -> Outcome:
+        return Outcome(
+            command=command,
+            plan=plan,
+            image=self.image,
+            stores=tuple(self.reports.values()),
+            error=error,
+            next_steps=tuple(self.next_steps),
+        )
+
+    # --- upload -----------------------------------------------------------------
+
+    def upload(self, plan: Plan) -> None:
+        volume = plan.volume
+        self.emit(
+            ev.PhaseStarted,
+            phase="upload",
+            detail=f"asking Cinder to upload {volume.label} as {plan.upload.image_name!r}",
+        )
+        try:
+            accepted = self.gateway.upload_volume(volume.id, plan.upload)
+        except RequestRejected as exc:
+            if volume.status == "in-use" and plan.upload.force:
+                raise VolumeNotUploadable(
+                    f"Cinder refused to upload in-use volume {volume.label} even with --force: "
+                    f"{exc.message}",
+                    hint="the cloud has enable_force_upload = false in cinder.conf; detach the "
+                    "volume first",
+                ) from exc
+            raise
+        self.image_id = accepted.image_id
+        self.emit(ev.UploadStarted, image_id=accepted.image_id, image_name=accepted.image_name)
+
+    def wait_for_upload(self, plan: Plan) -> Image:
+        """Wait for the image to be active and the volume to leave 'uploading'.
+
+        Cinder restores the volume's status only at the very end of the upload
+        (cinder/volume/manager.py copy_volume_to_image), and deletes the image when
+        the upload fails, so both have to be watched.
+        """
+        assert self.image_id is not None
+        image_id, volume_id = self.image_id, plan.volume.id
+        self.emit(ev.PhaseStarted, phase="wait", detail=f"waiting for image {image_id}")
+
+        def fetch() -> tuple[Image | None, Volume | None]:
+            return self.gateway.get_image(image_id), self.gateway.get_volume(volume_id)
+
+        def finished(seen: tuple[Image | None, Volume | None]) -> bool:
+            image, volume = seen
+            if volume is None or volume.status == "error":
+                return True
+            if volume.status == "uploading":
+                return False
+            return image is None or image.status in IMAGE_DEAD_STATUSES or image.is_active
+
+        def report(seen: tuple[Image | None, Volume | None]) -> None:
+            image, volume = seen
+            if image is not None:
+                self.image = image
+            self.emit(
+                ev.UploadProgress,
+                image_status=image.status if image else "gone",
+                volume_status=volume.status if volume else "gone",
+            )
+
+        try:
+            image, volume = poll(
+                fetch,
+                done=finished,
+                deadline=self.deadline,
+                interval=self.settings.poll_interval,
+                on_poll=report,
+            )
+        except PollTimedOut:
+            raise WaitTimedOut(
+                f"gave up waiting for the upload after {self.settings.timeout:g} s; "
+                f"{self.where()}; Cinder may still finish it",
+                hint=f"check with 'openstack image show {image_id}'; once it is active, run: "
+                f"{self.resume()}",
+            ) from None
+        if image is not None and image.is_active and volume is not None:
+            self.image = image
+            self.emit(ev.UploadFinished, image=image)
+            return image
+        self.image = None
+        raise self._upload_failure(plan, image, volume)
+
+    def _upload_failure(
+        self, plan: Plan, image: Image | None, volume: Volume | None
+    ) -> UploadFailed:
+        """Say why Cinder gave up, in Cinder's own words (GET /v3/messages)."""
+        volume_id = plan.volume.id
+        state = f"volume is {volume.status}" if volume is not None else "the volume disappeared"
+        image_state = "deleted" if image is None else image.status
+        why = ""
+        try:
+            messages = self.gateway.volume_messages(volume_id)
+        except VolimgError:
+            messages = []
+        if messages:
+            latest = messages[0]
+            why = f"; Cinder says: {latest.user_message} ({latest.event_id})"
+        return UploadFailed(
+            f"Cinder's upload of {plan.volume.label} failed: image {self.image_id} is "
+            f"{image_state}, {state}{why}",
+            hint=f"see 'openstack volume message list' for volume {volume_id}, fix the cause, "
+            "then run volimg upload again",
+        )
+
+    # --- replicate --------------------------------------------------------------
+
+    def replicate(self, image: Image) -> None:
+        placement = self.placement
+        for store in placement.target_stores:
+            if store in image.stores:
+                self.settle(store, ALREADY_PRESENT)
+        missing = placement.missing_from(image)
+        if not missing:
+            return
+        self.emit(
+            ev.PhaseStarted,
+            phase="replicate",
+            detail=f"copying image {image.id} to {', '.join(missing)} with copy-image",
+        )
+        try:
+            request_id = self.gateway.copy_image(
+                image.id, missing, all_stores_must_succeed=placement.all_stores_must_succeed
+            )
+        except PermissionDenied as exc:
+            for store in missing:
+                self.settle(store, FAILED, "copy-image refused (403)")
+            raise PermissionDenied(
+                f"Glance refused copy-image for image {image.id}: its copy_image policy is "
+                f"admin-only by default; {self.where()}",
+                hint=f"ask an admin to finish the job: {self.resume()}",
+            ) from exc
+        except (ConflictInCloud, RequestRejected) as exc:
+            for store in missing:
+                self.settle(store, FAILED, "copy-image refused")
+            raise self._import_refused(image, exc) from exc
+        self.emit(ev.CopyRequested, stores=missing, request_id=request_id)
+        if not self.settings.wait:
+            for store in missing:
+                self.settle(store, SKIPPED, "--no-wait: copy requested, not awaited")
+            return
+        task = self._wait_for_copy(image, request_id, missing)
+        self.image = image = self._reread(image)
+        failed: list[str] = []
+        for store in missing:
+            if store in image.stores:
+                self.settle(store, COPIED)
+                continue
+            failed.append(store)
+            if placement.all_stores_must_succeed and task is not None and task.status == "failure":
+                detail = "Glance undid every copy (all_stores_must_succeed)"
+            elif store in image.failed_import:
+                detail = "Glance lists it in os_glance_failed_import"
+            else:
+                detail = "not among the image's stores after the import"
+            if task is not None and task.message:
+                detail += f"; task says: {task.message}"
+            self.settle(store, FAILED, detail)
+        if failed:
+            if placement.prune:
+                for store in placement.extra_in(image):
+                    self.settle(store, SKIPPED, "not pruned: a copy failed")
+            raise PartialReplication(
+                f"copy-image failed for {', '.join(failed)}; {self.where()}",
+                hint=f"once the cause is fixed, finish with: {self.resume()}",
+            )
+
+    def _import_refused(self, image: Image, exc: CloudError) -> VolimgError:
+        current = self._reread(image)
+        if current.import_task:
+            return ImportRejected(
+                f"Glance refused copy-image: another import (task {current.import_task}) holds "
+                f"the lock on image {image.id}; {self.where()}",
+                hint="wait for it to finish (Glance drops a stale lock after about 60 minutes), "
+                f"then run: {self.resume()}",
+            )
+        return ImportRejected(
+            f"Glance refused copy-image for image {image.id}: {exc.message}",
+            hint=f"fix the cause, then run: {self.resume()}",
+        )
+
+    def _reread(self, image: Image) -> Image:
+        current = self.gateway.get_image(image.id)
+        if current is None:
+            raise NotFoundInCloud(f"image {image.id} disappeared while volimg was working on it")
+        return current
+
+    def _wait_for_copy(
+        self, image: Image, request_id: str | None, stores: Sequence[str]
+    ) -> ImportTask | None:
+        """Wait on volimg's own import task, found by the request id of the import call.
+
+        ``os_glance_importing_to_stores`` is set by the task a moment after the 202 and
+        can still show an earlier import's value, so it says nothing about completion.
+        Without a task to follow (no request id, or Glance older than API 2.12), the end
+        of the import lock ``os_glance_import_task`` marks the end of the copy.
+        """
+        tasks_api = True
+
+        def fetch() -> tuple[ImportTask | None, Image]:
+            nonlocal tasks_api
+            task = None
+            if tasks_api and request_id:
+                try:
+                    task = next(
+                        (
+                            t
+                            for t in self.gateway.image_tasks(image.id)
+                            if t.request_id == request_id
+                        ),
+                        None,
+                    )
+                except NotFoundInCloud:
+                    tasks_api = False
+            return task, self._reread(image)
+
+        def finished(seen: tuple[ImportTask | None, Image]) -> bool:
+            task, current = seen
+            if task is not None:
+                return task.finished
+            # Glance sets the lock before its 202 and drops it when the copy ends,
+            # whether it succeeded or not (glance/api/v2/images.py import_image).
+            return current.import_task is None
+
+        def report(seen: tuple[ImportTask | None, Image]) -> None:
+            task, current = seen
+            self.image = current
+            self.emit(
+                ev.CopyProgress,
+                task_status=task.status if task else "unknown",
+                message=task.message if task else "",
+                importing=current.importing_to_stores,
+                done=tuple(s for s in stores if s in current.stores),
+                failed=tuple(s for s in stores if s in current.failed_import),
+            )
+
+        try:
+            task, _ = poll(
+                fetch,
+                done=finished,
+                deadline=self.deadline,
+                interval=self.settings.poll_interval,
+                on_poll=report,
+            )
+        except PollTimedOut:
+            raise WaitTimedOut(
+                f"gave up waiting for copy-image after {self.settings.timeout:g} s; "
+                f"{self.where()}; Glance may still finish the copy",
+                hint=f"check with 'openstack image show {image.id} -c stores'; if stores are "
+                f"still missing once the import ended, run: {self.resume()}",
+            ) from None
+        return task
+
+    def prune(self, image: Image) -> None:
+        """Remove copies outside the target set once every copy exists; never the last."""
+        extra = self.placement.extra_in(image)
+        if not self.placement.prune or not extra:
+            return
+        if not all(s in image.stores for s in self.placement.target_stores):
+            for store in extra:
+                self.settle(store, SKIPPED, "not pruned: not every planned copy exists")
+            return
+        self.emit(ev.PhaseStarted, phase="prune", detail=f"removing copies in {', '.join(extra)}")
+        for store in extra:
+            current = self._reread(image)
+            if store not in current.stores:
+                continue
+            if len(current.stores) <= 1:
+                self.settle(store, SKIPPED, "never remove the last copy")
+                continue
+            try:
+                self.gateway.delete_from_store(image.id, store)
+            except PermissionDenied as exc:
+                self.settle(store, PRUNE_FAILED, "removing a store's copy is admin-only (403)")
+                self.image = self._reread(image)
+                raise PermissionDenied(
+                    f"Glance refused to remove image {image.id} from store {store} (admin-only "
+                    f"by default); {self.where()}",
+                    hint=f"ask an admin to run: {self.resume()}",
+                ) from exc
+            self.settle(store, PRUNED)
+        self.image = self._reread(image)
+
+
+def _run_guarded(
+    run: _Run, command: str, plan: Plan | ReplicationPlan, steps: Callable[[], None]
+) -> Outcome:
+    """Run the steps; whatever stops them, return what exists and how to go on."""
+    error: VolimgError | None = None
+    try:
+        steps()
+    except VolimgError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        resume = run.resume()
+        error = Interrupted(
+            f"interrupted; {run.where()}",
+            hint=(
+                f"what was already requested goes on in the cloud; to finish, run: {resume}"
+                if resume
+                else "nothing was changed; run the command again"
+            ),
+        )
+    if error is not None:
+        resume = run.resume()
+        if resume and run.image is not None and run.image.is_active:
+            run.next_steps.append(resume)
+    return run.outcome(command, plan, error)
+
+
+def run_upload(
+    gateway: Gateway, plan: Plan, settings: RunSettings, emit: ev.EventSink = ev.ignore
+) -> Outcome:
+    """Upload the volume, wait, copy the image where the plan says, prune if asked."""
+    run = _Run(gateway, settings, emit, plan.placement)
+
+    def steps() -> None:
+        run.upload(plan)
+        if not settings.wait:
+            run.image = run.gateway.get_image(run.image_id) if run.image_id else None
+            for store in plan.replicate_to:
+                run.settle(store, SKIPPED, "--no-wait: the upload is still running")
+            resume = run.resume()
+            if resume and plan.replicate_to:
+                run.next_steps.append(f"once image {run.image_id} is active: {resume}")
+            return
+        image = run.wait_for_upload(plan)
+        if plan.upload_store and plan.upload_store not in image.stores:
+            run.emit(
+                ev.Notice,
+                message=f"the image landed in {', '.join(image.stores) or 'no store'}, "
+                f"not in {plan.upload_store} as planned; placing it by its real stores",
+            )
+        run.replicate(image)
+        run.prune(run.image or image)
+
+    return _run_guarded(run, "upload", plan, steps)
+
+
+def run_replication(
+    gateway: Gateway, plan: ReplicationPlan, settings: RunSettings, emit: ev.EventSink = ev.ignore
+) -> Outcome:
+    """Copy an existing image to the plan's stores and prune if asked."""
+    run = _Run(gateway, settings, emit, plan.placement)
+    run.image = plan.image
+
+    def steps() -> None:
+        run.replicate(plan.image)
+        if settings.wait:
+            run.prune(run.image or plan.image)
+
+    return _run_guarded(run, "replicate", plan, steps)
+
+
+def planned(command: str, plan: Plan | ReplicationPlan) -> Outcome:
+    """The outcome of a dry run: the plan, and nothing done."""
+    image = plan.image if isinstance(plan, ReplicationPlan) else None
+    return replace(Outcome(command=command, plan=plan, image=image), dry_run=True)

@@ -1,0 +1,422 @@
+"""The one module that talks to openstacksdk.
+
+It returns volimg's own frozen values (``volimg.model``) and turns every SDK and
+keystoneauth exception into a ``volimg.errors`` exception, so nothing above it knows
+openstacksdk exists. openstacksdk is imported lazily: ``volimg --help`` must not pay
+for it.
+
+Where openstacksdk's resources would hide a field volimg needs (an image's ``stores``,
+a store's ``read-only`` flag, a task's ``request_id``) or would not raise on an error
+response, the gateway sends the request itself through the SDK's proxies, which still
+carry authentication, the service catalog, microversions and transport retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from volimg.errors import (
+    AmbiguousImage,
+    AmbiguousVolume,
+    AuthenticationFailed,
+    CloudError,
+    ConfigError,
+    ConflictInCloud,
+    ImageNotFound,
+    NotFoundInCloud,
+    PermissionDenied,
+    RequestRejected,
+    VolimgError,
+    VolumeNotFound,
+)
+from volimg.model import (
+    CloudIdentity,
+    GlanceInfo,
+    Image,
+    ImportTask,
+    Store,
+    UploadAccepted,
+    UserMessage,
+    Volume,
+    VolumeTypeInfo,
+    split_stores,
+)
+
+if TYPE_CHECKING:
+    import requests
+    from openstack.connection import Connection
+
+    from volimg.planner import UploadRequest
+
+log = logging.getLogger(__name__)
+
+# keystoneauth retries a request whose TCP connection could not be made: nothing was
+# sent, so this is safe even for a POST that creates something. volimg sets no
+# status_code_retries: a retried POST after a 5xx could create a second image.
+CONNECT_RETRIES = 3
+
+# Cinder lists user messages from microversion 3.3 (cinder/api/v3/messages.py).
+MESSAGES_MICROVERSION = "3.3"
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_HTML_RESIDUE = re.compile(r"<[^>]+>")
+
+
+def _clean(detail: str | None) -> str:
+    """Glance's JSON error messages keep HTML residue such as '<br /><br />'."""
+    text = _HTML_RESIDUE.sub(" ", detail or "")
+    return " ".join(text.split())
+
+
+def _request_id(response: requests.Response) -> str | None:
+    return response.headers.get("x-openstack-request-id") or response.headers.get(
+        "x-compute-request-id"
+    )
+
+
+def translate_error(exc: BaseException, action: str) -> VolimgError:
+    """Map an SDK or keystoneauth exception to volimg's tree, with what to do next."""
+    from keystoneauth1 import exceptions as ksa
+    from openstack import exceptions as sdk
+
+    if isinstance(exc, sdk.HttpException):
+        status = exc.status_code
+        detail = _clean(exc.details) or _clean(str(exc.message))
+        message = f"{action}: {detail}" if detail else f"{action}: HTTP {status}"
+        if status == 401:
+            return AuthenticationFailed(
+                message, hint="check the credentials of this cloud in clouds.yaml (or OS_*)"
+            )
+        if status == 403:
+            return PermissionDenied(message, hint="this needs a role your user does not have")
+        if status == 404:
+            return NotFoundInCloud(message, status=status)
+        if status == 409:
+            return ConflictInCloud(message, status=status)
+        if status == 400:
+            return RequestRejected(message, status=status)
+        return CloudError(message, status=status)
+    if isinstance(exc, ksa.Unauthorized):
+        return AuthenticationFailed(
+            f"{action}: Keystone refused the credentials",
+            hint="check username, password and project of this cloud in clouds.yaml (or OS_*)",
+        )
+    if isinstance(exc, ksa.http.Forbidden):
+        return PermissionDenied(f"{action}: Keystone refused access ({_clean(str(exc))})")
+    if isinstance(exc, ksa.EndpointNotFound):
+        return ConfigError(
+            f"{action}: the service catalog has no usable endpoint ({exc})",
+            hint="check the region (--os-region-name) and interface of this cloud",
+        )
+    if isinstance(exc, (ksa.ConnectionError, ksa.DiscoveryFailure)):
+        return CloudError(
+            f"{action}: could not reach the cloud ({_clean(str(exc))})",
+            hint="check auth_url and that the endpoints are reachable from here",
+        )
+    if isinstance(exc, (ksa.MissingRequiredOptions, ksa.AuthPluginException)):
+        return ConfigError(
+            f"{action}: incomplete cloud configuration ({exc})",
+            hint="choose a cloud with --os-cloud / OS_CLOUD, or set the OS_* variables",
+        )
+    if isinstance(exc, sdk.ConfigException):
+        return ConfigError(
+            f"{action}: {exc}", hint="check clouds.yaml (OS_CLIENT_CONFIG_FILE) and --os-cloud"
+        )
+    return CloudError(f"{action}: {_clean(str(exc))}")
+
+
+@contextmanager
+def _calling(action: str) -> Iterator[None]:
+    """Turn whatever openstacksdk or keystoneauth raises during ``action`` into volimg's."""
+    from keystoneauth1.exceptions import ClientException
+    from openstack.exceptions import SDKException
+
+    try:
+        yield
+    except (SDKException, ClientException) as exc:
+        raise translate_error(exc, action) from exc
+
+
+def connect(
+    cloud: str | None, region: str | None, *, config_file: str | None = None
+) -> Gateway:
+    """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
+
+    ``config_file`` names one clouds.yaml to read instead of the usual search path
+    (``volimg demo`` uses it for the sandbox's); authentication happens on first use.
+    """
+    from keystoneauth1 import exceptions as ksa
+    from openstack import connection
+    from openstack import exceptions as sdk
+    from openstack.config import OpenStackConfig
+
+    from volimg import __version__
+
+    with _calling("reading the cloud configuration"):
+        config = OpenStackConfig(
+            config_files=[config_file] if config_file else None,
+            app_name="volimg",
+            app_version=__version__,
+        )
+        try:
+            region_config = config.get_one(
+                cloud=cloud, region_name=region, connect_retries=CONNECT_RETRIES
+            )
+        except (sdk.ConfigException, ksa.ClientException) as exc:
+            where = f"cloud {cloud!r}" if cloud else "the default cloud"
+            raise ConfigError(
+                f"cannot use {where}: {exc}",
+                hint="name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
+                "OS_* variables",
+            ) from exc
+        return Gateway(connection.Connection(config=region_config))
+
+
+class Gateway:
+    """volimg's view of one cloud: Keystone, Cinder and Glance through one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- identity ---------------------------------------------------------------
+
+    def identity(self) -> CloudIdentity:
+        with _calling("authenticating"):
+            auth: Any = self._conn.session.auth
+            access = auth.get_access(self._conn.session)
+        return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
+
+    # --- Cinder -------------------------------------------------------------------
+
+    def cinder_max_microversion(self) -> str | None:
+        with _calling("discovering Cinder's API versions"):
+            data = self._conn.block_storage.get_endpoint_data()
+        version = getattr(data, "max_microversion", None)
+        if not version:
+            return None
+        return ".".join(str(part) for part in version[:2])
+
+    def find_volume(self, ref: str) -> Volume:
+        """A volume by ID or by exact name; refuses a name several volumes share."""
+        from openstack import exceptions as sdk
+
+        with _calling(f"looking up volume {ref!r}"):
+            if _UUID.match(ref):
+                try:
+                    return _volume(self._conn.block_storage.get_volume(ref))
+                except sdk.NotFoundException:
+                    pass  # a volume may be named like a UUID; try the name
+            matches = [
+                v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
+            ]
+        if not matches:
+            raise VolumeNotFound.for_ref(ref)
+        if len(matches) > 1:
+            raise AmbiguousVolume(ref, sorted(v.id for v in matches))
+        return _volume(matches[0])
+
+    def get_volume(self, volume_id: str) -> Volume | None:
+        from openstack import exceptions as sdk
+
+        with _calling(f"reading volume {volume_id}"):
+            try:
+                return _volume(self._conn.block_storage.get_volume(volume_id))
+            except sdk.NotFoundException:
+                return None
+
+    def volume_type(self, name_or_id: str, *, specs_visible: bool) -> VolumeTypeInfo | None:
+        """The type and its ``image_service:store_id``; None if the type is not visible."""
+        with _calling(f"reading volume type {name_or_id!r}"):
+            found = self._conn.block_storage.find_type(name_or_id, ignore_missing=True)
+        if found is None:
+            return None
+        specs = found.extra_specs or {}
+        return VolumeTypeInfo(
+            name=found.name,
+            id=found.id,
+            store=specs.get("image_service:store_id") or None,
+            specs_visible=specs_visible,
+        )
+
+    def upload_volume(self, volume_id: str, request: UploadRequest) -> UploadAccepted:
+        """POST os-volume_upload_image once. Never retried: it creates an image."""
+        body: dict[str, Any] = {"image_name": request.image_name, "force": request.force}
+        for key in ("disk_format", "container_format", "visibility", "protected"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        with _calling(f"asking Cinder to upload volume {volume_id}"):
+            response = self._conn.block_storage.post(
+                f"/volumes/{volume_id}/action",
+                json={"os-volume_upload_image": body},
+                microversion=request.microversion,
+            )
+            _raise_for(response)
+        answer = response.json()["os-volume_upload_image"]
+        return UploadAccepted(
+            image_id=answer["image_id"],
+            image_name=answer.get("image_name") or request.image_name,
+            disk_format=answer.get("disk_format"),
+            container_format=answer.get("container_format"),
+            request_id=_request_id(response),
+        )
+
+    def volume_messages(self, volume_id: str) -> list[UserMessage]:
+        """Cinder's user messages about a volume, newest first (why an upload failed)."""
+        with _calling(f"reading Cinder's messages about volume {volume_id}"):
+            response = self._conn.block_storage.get(
+                "/messages",
+                params={"resource_uuid": volume_id},
+                microversion=MESSAGES_MICROVERSION,
+            )
+            _raise_for(response)
+        found = [
+            UserMessage(
+                event_id=m.get("event_id", ""),
+                user_message=m.get("user_message", ""),
+                created_at=m.get("created_at"),
+            )
+            for m in response.json().get("messages", [])
+            if m.get("resource_uuid") in (None, volume_id)
+        ]
+        return sorted(found, key=lambda m: m.created_at or "", reverse=True)
+
+    # --- Glance -------------------------------------------------------------------
+
+    def glance_info(self) -> GlanceInfo:
+        """Stores (GET /v2/info/stores) and import methods (GET /v2/info/import)."""
+        with _calling("reading Glance's stores"):
+            response = self._conn.image.get("/info/stores")
+            # Glance answers 404 when enabled_backends is not set (single store).
+            stores: list[Store] = []
+            if response.status_code != 404:
+                _raise_for(response)
+                stores = [_store(s) for s in response.json().get("stores", [])]
+        with _calling("reading Glance's import methods"):
+            response = self._conn.image.get("/info/import")
+            _raise_for(response)
+            methods = response.json().get("import-methods", {}).get("value", [])
+        return GlanceInfo(stores=tuple(stores), import_methods=tuple(methods))
+
+    def get_image(self, image_id: str) -> Image | None:
+        """An image by ID, or None when Glance says 404 (gone, or not visible to you)."""
+        with _calling(f"reading image {image_id}"):
+            response = self._conn.image.get(f"/images/{image_id}")
+            if response.status_code == 404:
+                return None
+            _raise_for(response)
+        return _image(response.json())
+
+    def find_image(self, ref: str) -> Image:
+        """An image by ID or exact name; refuses a name several images share."""
+        if _UUID.match(ref):
+            image = self.get_image(ref)
+            if image is not None:
+                return image
+        with _calling(f"looking up image {ref!r}"):
+            response = self._conn.image.get("/images", params={"name": ref})
+            _raise_for(response)
+        matches = [_image(i) for i in response.json().get("images", []) if i.get("name") == ref]
+        if not matches:
+            raise ImageNotFound.for_ref(ref)
+        if len(matches) > 1:
+            raise AmbiguousImage(ref, sorted(i.id for i in matches))
+        return matches[0]
+
+    def copy_image(
+        self, image_id: str, stores: Sequence[str], *, all_stores_must_succeed: bool
+    ) -> str | None:
+        """Start a copy-image import; returns the request id that names its task.
+
+        Sent by hand rather than with ``image.import_image``: that call does not raise on
+        an error answer, and its ``store=`` form adds an x-image-meta-store header that
+        multi-store Glance refuses beside a ``stores`` body (400). Glance's own default
+        for all_stores_must_succeed is true; volimg always says what it wants.
+        """
+        body = {
+            "method": {"name": "copy-image"},
+            "stores": list(stores),
+            "all_stores": False,
+            "all_stores_must_succeed": all_stores_must_succeed,
+        }
+        with _calling(f"asking Glance to copy image {image_id} to {', '.join(stores)}"):
+            response = self._conn.image.post(f"/images/{image_id}/import", json=body)
+            _raise_for(response)
+        return _request_id(response)
+
+    def image_tasks(self, image_id: str) -> list[ImportTask]:
+        """GET /v2/images/{id}/tasks (Glance API 2.12): the image's import tasks."""
+        with _calling(f"reading the import tasks of image {image_id}"):
+            response = self._conn.image.get(f"/images/{image_id}/tasks")
+            _raise_for(response)
+        return [
+            ImportTask(
+                id=t.get("id", ""),
+                status=t.get("status", ""),
+                message=t.get("message") or "",
+                request_id=t.get("request_id"),
+                created_at=t.get("created_at"),
+            )
+            for t in response.json().get("tasks", [])
+        ]
+
+    def delete_from_store(self, image_id: str, store: str) -> None:
+        """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
+        with _calling(f"removing image {image_id} from store {store}"):
+            response = self._conn.image.delete(f"/stores/{store}/{image_id}")
+            _raise_for(response)
+
+
+def _raise_for(response: requests.Response) -> None:
+    from openstack import exceptions as sdk
+
+    sdk.raise_from_response(response)
+
+
+def _volume(resource: Any) -> Volume:
+    metadata: Mapping[str, Any] = resource.volume_image_metadata or {}
+    return Volume(
+        id=resource.id,
+        name=resource.name or "",
+        status=resource.status,
+        size=int(resource.size or 0),
+        volume_type=resource.volume_type,
+        image_metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def _store(data: Mapping[str, Any]) -> Store:
+    # Glance renders these booleans as strings: "default": "true", "read-only": "true".
+    return Store(
+        id=data["id"],
+        description=data.get("description", ""),
+        is_default=str(data.get("default", "")).lower() == "true",
+        read_only=str(data.get("read-only", "")).lower() == "true",
+    )
+
+
+def _image(data: Mapping[str, Any]) -> Image:
+    return Image(
+        id=data["id"],
+        name=data.get("name") or "",
+        status=data.get("status", ""),
+        stores=split_stores(data.get("stores")),
+        disk_format=data.get("disk_format"),
+        container_format=data.get("container_format"),
+        visibility=data.get("visibility"),
+        owner=data.get("owner"),
+        size=data.get("size"),
+        checksum=data.get("checksum"),
+        import_task=data.get("os_glance_import_task") or None,
+        importing_to_stores=split_stores(data.get("os_glance_importing_to_stores")),
+        failed_import=split_stores(data.get("os_glance_failed_import")),
+    )

@@ -1,0 +1,171 @@
+"""Small frozen values that the gateway returns and the rest of volimg works on.
+
+They hold what volimg needs and nothing else, in volimg's own terms: an image's
+stores are a tuple, not the comma-joined string Glance puts in the ``stores`` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# Cinder statuses a volume goes back to after an upload, and the ones that end it.
+UPLOADABLE_STATUSES = ("available", "in-use")
+
+# Glance image statuses (glance/domain/__init__.py).
+IMAGE_ACTIVE = "active"
+IMAGE_DEAD_STATUSES = ("killed", "deleted", "pending_delete", "deactivated")
+
+
+def _frozen_mapping(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(data or {}))
+
+
+def split_stores(value: str | None) -> tuple[str, ...]:
+    """Glance's comma-separated store lists (``stores``, ``os_glance_*``) as a tuple."""
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Volume:
+    id: str
+    name: str
+    status: str
+    size: int
+    volume_type: str | None
+    # volume_image_metadata: what Cinder copied from the image the volume was made from.
+    image_metadata: Mapping[str, str] = field(default_factory=_frozen_mapping)
+
+    @property
+    def base_image_id(self) -> str | None:
+        """The image the volume was created from (Cinder's x-openstack-base-image-ref)."""
+        return self.image_metadata.get("image_id") or None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    status: str
+    stores: tuple[str, ...] = ()
+    disk_format: str | None = None
+    container_format: str | None = None
+    visibility: str | None = None
+    owner: str | None = None
+    size: int | None = None
+    checksum: str | None = None
+    # Import bookkeeping Glance keeps as image properties while copy-image runs.
+    import_task: str | None = None
+    importing_to_stores: tuple[str, ...] = ()
+    failed_import: tuple[str, ...] = ()
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == IMAGE_ACTIVE
+
+
+@dataclass(frozen=True)
+class Store:
+    id: str
+    description: str = ""
+    is_default: bool = False
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class GlanceInfo:
+    """What Glance says about its stores (GET /v2/info/stores) and import methods."""
+
+    stores: tuple[Store, ...]
+    import_methods: tuple[str, ...]
+
+    @property
+    def multi_store(self) -> bool:
+        return bool(self.stores)
+
+    @property
+    def default_store(self) -> str | None:
+        for store in self.stores:
+            if store.is_default:
+                return store.id
+        return None
+
+    @property
+    def copy_image_enabled(self) -> bool:
+        return "copy-image" in self.import_methods
+
+    def store(self, store_id: str) -> Store | None:
+        for store in self.stores:
+            if store.id == store_id:
+                return store
+        return None
+
+
+@dataclass(frozen=True)
+class VolumeTypeInfo:
+    """A volume type and the Glance store its extra spec ``image_service:store_id`` names.
+
+    Cinder hides extra specs from non-admins by default (policy
+    ``volume_extension:types_extra_specs:read_sensitive``), so ``specs_visible`` says
+    whether ``store`` can be trusted to mean "no store".
+    """
+
+    name: str
+    id: str | None = None
+    store: str | None = None
+    specs_visible: bool = True
+
+
+@dataclass(frozen=True)
+class UploadAccepted:
+    """Cinder's 202 answer to os-volume_upload_image."""
+
+    image_id: str
+    image_name: str
+    disk_format: str | None
+    container_format: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportTask:
+    """One Glance task from GET /v2/images/{id}/tasks."""
+
+    id: str
+    status: str  # pending | processing | success | failure
+    message: str
+    request_id: str | None
+    created_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("success", "failure")
+
+
+@dataclass(frozen=True)
+class UserMessage:
+    """A Cinder user message (GET /v3/messages), Cinder's own account of a failure."""
+
+    event_id: str
+    user_message: str
+    created_at: str | None = None
+
+
+@dataclass(frozen=True)
+class CloudIdentity:
+    """Who volimg is talking as; decides what Cinder and Glance policy will allow."""
+
+    project_id: str | None
+    roles: tuple[str, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles

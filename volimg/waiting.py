@@ -1,0 +1,129 @@
+"""Waiting for the cloud: one polling policy (tenacity), with an injectable clock.
+
+This is the only place volimg waits or retries. Transport retries (a connection that
+could not be made) belong to keystoneauth (``gateway.CONNECT_RETRIES``); here a poll
+that meets a passing fault (a 5xx or a dropped connection on a GET) simply polls again,
+a bounded number of times in a row and never past the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import tenacity
+
+from volimg.errors import CloudError, ConflictInCloud, NotFoundInCloud, RequestRejected
+
+T = TypeVar("T")
+
+# How many failed polls in a row are tolerated before the fault is reported.
+MAX_CONSECUTIVE_POLL_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time as volimg sees it; tests swap in a fake so that waiting never really sleeps."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class Deadline:
+    """A point in (monotonic) time after which volimg stops waiting."""
+
+    clock: Clock
+    seconds: float
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock.monotonic() - self.started
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.seconds - self.elapsed)
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining <= 0
+
+
+class PollTimedOut(Exception):
+    """The deadline passed before the condition held; carries the last thing seen."""
+
+    def __init__(self, last: object) -> None:
+        super().__init__("deadline passed")
+        self.last = last
+
+
+def is_passing_fault(exc: BaseException) -> bool:
+    """A read that failed in a way a later identical read may not (5xx, no connection)."""
+    if isinstance(exc, (NotFoundInCloud, ConflictInCloud, RequestRejected)):
+        return False
+    return isinstance(exc, CloudError) and (exc.status is None or exc.status >= 500)
+
+
+def poll(
+    fetch: Callable[[], T],
+    *,
+    done: Callable[[T], bool],
+    deadline: Deadline,
+    interval: float,
+    on_poll: Callable[[T], None] | None = None,
+) -> T:
+    """Call ``fetch`` every ``interval`` seconds until ``done`` holds for its result.
+
+    Raises ``PollTimedOut`` when the deadline passes first, and the fetch's own error
+    when it fails in a way that is not a passing fault, or too often in a row.
+    """
+    errors_in_a_row = 0
+
+    def observed_fetch() -> T:
+        nonlocal errors_in_a_row
+        try:
+            result = fetch()
+        except CloudError:
+            errors_in_a_row += 1
+            raise
+        errors_in_a_row = 0
+        if on_poll is not None:
+            on_poll(result)
+        return result
+
+    def should_poll_again(state: tenacity.RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None:
+            return True
+        if outcome.failed:
+            exc = outcome.exception()
+            return (
+                exc is not None
+                and is_passing_fault(exc)
+                and errors_in_a_row <= MAX_CONSECUTIVE_POLL_ERRORS
+            )
+        return not done(outcome.result())
+
+    def stop(_state: tenacity.RetryCallState) -> bool:
+        return deadline.expired
+
+    def wait(_state: tenacity.RetryCallState) -> float:
+        return min(interval, deadline.remaining)
+
+    retrying = tenacity.Retrying(
+        retry=should_poll_again,
+        stop=stop,
+        wait=wait,
+        sleep=deadline.clock.sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(observed_fetch)
+    except tenacity.RetryError as exc:
+        raise PollTimedOut(exc.last_attempt.result()) from None
