@@ -1,0 +1,719 @@
+#!/usr/bin/env python3
+"""Bring a real Keystone 30 + Glance 33 (multi-store) + Cinder 29 up on loopback.
+
+volimg's "real" test tier runs the same scenarios against these services as against
+its own emulation (volimg/sandbox). Everything lives in one state directory::
+
+    python tests/realcloud/stack.py up     --state DIR   # idempotent
+    python tests/realcloud/stack.py status --state DIR
+    python tests/realcloud/stack.py down   --state DIR
+
+``up`` installs the services from PyPI into ``DIR/venv`` (pinned by
+``constraints.txt`` next to this file), renders the configs in ``templates/`` into
+``DIR``, initialises the SQLite databases, starts Keystone and Glance under uWSGI and
+Cinder (api + scheduler + volume) as one process, seeds the cloud (``seed.py``) and
+writes ``DIR/clouds.yaml`` and ``DIR/stack.json``. When the stack is already up and
+healthy it returns at once.
+
+Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
+services run in their own venv, never in volimg's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+CONSTRAINTS = HERE / "constraints.txt"
+SEED = HERE / "seed.py"
+
+REQUIREMENTS = (
+    "keystone==30.0.0",
+    "glance==33.0.0",
+    "cinder==29.0.0",
+    "uwsgi",
+    "python-openstackclient==10.5.0",  # brings openstacksdk, used by seed.py
+)
+
+#: Fixed ports, below Linux's ephemeral range (32768-60999) so that they never clash
+#: with the sandbox, which binds port 0 and so always gets an ephemeral port.
+DEFAULT_PORT_BASE = 25000
+PORT_OFFSETS = {"keystone": 0, "glance": 292, "cinder": 776}  # 25000, 25292, 25776
+
+REGION = "RegionOne"
+ADMIN_CLOUD = "realstack"
+MEMBER_CLOUD = "realstack-member"
+ADMIN = {"username": "admin", "password": "realstack-admin", "project": "admin"}
+MEMBER = {"username": "demo", "password": "realstack-demo", "project": "demo"}
+SERVICE_PASSWORD = "realstack-service"
+DEFAULT_VOLUME_TYPE = "standard"
+
+#: Bump when the on-disk layout or the DB bootstrap changes: data is then re-created.
+LAYOUT_VERSION = 1
+SERVICES = ("keystone", "glance", "cinder")
+
+_T0 = time.monotonic()
+
+
+class StackError(Exception):
+    """A step of ``up`` failed; ``log`` names the file whose tail explains why."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(cannot read {path}: {exc})"
+    return "\n".join(text[-lines:])
+
+
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Paths, ports and commands of one stack, all derived from its state directory."""
+
+    state: Path
+    port_base: int
+    python: str
+    debug: bool = False
+
+    # -- layout ---------------------------------------------------------------
+
+    @property
+    def venv(self) -> Path:
+        return self.state / "venv"
+
+    @property
+    def vpython(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def pids_file(self) -> Path:
+        return self.run / "pids.json"
+
+    @property
+    def stack_json(self) -> Path:
+        return self.state / "stack.json"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.state / "clouds.yaml"
+
+    @property
+    def seeded_marker(self) -> Path:
+        return self.run / "seeded"
+
+    def port(self, service: str) -> int:
+        return self.port_base + PORT_OFFSETS[service]
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Catalog URLs (public interface), as the install guides register them."""
+        return {
+            "identity": f"{self.url('keystone')}/v3",
+            "image": self.url("glance"),
+            "block-storage": f"{self.url('cinder')}/v3/%(project_id)s",
+            "volumev3": f"{self.url('cinder')}/v3/%(project_id)s",
+        }
+
+    @property
+    def seed_state(self) -> str:
+        return digest(SEED.read_bytes(), str(LAYOUT_VERSION), str(self.port_base))
+
+    def tool(self, name: str, *args: str) -> list[str]:
+        # Run console scripts through the venv's python, not their shebang: a shebang
+        # holds the venv's absolute path and breaks when the state dir moves.
+        return [str(self.vpython), str(self.venv / "bin" / name), *args]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["PYTHONPATH"] = str(HERE)
+        env.pop("PYTHONHOME", None)
+        env.pop("OS_CLOUD", None)
+        env.pop("OS_CLIENT_CONFIG_FILE", None)
+        return env
+
+    def service_command(self, service: str) -> list[str]:
+        if service == "cinder":
+            conf = self.state / "cinder" / "cinder.conf"
+            return [str(self.vpython), "-m", "realstack.cinder_all", "--config-file", str(conf)]
+        return [str(self.venv / "bin" / "uwsgi"), "--ini", str(self.state / service / "uwsgi.ini")]
+
+    # -- health ---------------------------------------------------------------
+
+    def read_pids(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads(self.pids_file.read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def is_ours(self, service: str, pid: int) -> bool:
+        """Alive, and running this stack's command (guards against PID reuse)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        expected = self.service_command(service)[-1].encode()
+        return expected in cmdline
+
+    def answers(self, service: str, timeout: float = 2.0) -> bool:
+        path = {"keystone": "/v3", "glance": "/versions", "cinder": "/"}[service]
+        try:
+            with urllib.request.urlopen(self.url(service) + path, timeout=timeout) as resp:
+                return resp.status < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500  # Cinder's version document is a 300
+        except (OSError, ValueError):
+            return False
+
+    def healthy(self) -> bool:
+        pids = self.read_pids()
+        if set(pids) != set(SERVICES) or not self.stack_json.exists():
+            return False
+        if not all(self.is_ours(s, pids[s]) for s in SERVICES):
+            return False
+        if not all(self.answers(s) for s in SERVICES):
+            return False
+        try:
+            return self.seeded_marker.read_text() == self.seed_state
+        except OSError:
+            return False
+
+
+# -- steps of `up` ------------------------------------------------------------------
+
+
+def ensure_qemu_utils() -> None:
+    """Cinder converts images with qemu-img (Debian package qemu-utils)."""
+    if shutil.which("qemu-img"):
+        return
+    if os.geteuid() != 0:
+        raise StackError("qemu-img is missing: install the Debian package qemu-utils (as root)")
+    say("installing qemu-utils (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "qemu-utils"]
+    if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise StackError(f"apt-get install qemu-utils failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def ensure_venv(stack: Stack) -> None:
+    """Create DIR/venv and pip install the pinned services, unless already done."""
+    wanted = digest(CONSTRAINTS.read_bytes(), *REQUIREMENTS, stack.python)
+    marker = stack.venv / ".realstack-installed"
+    if stack.vpython.exists() and marker.exists() and marker.read_text() == wanted:
+        return
+    pip_log = stack.logs / "pip.log"
+    if not stack.vpython.exists():
+        say(f"creating venv {stack.venv} ({stack.python})")
+        proc = subprocess.run(
+            [stack.python, "-m", "venv", str(stack.venv)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise StackError(f"python -m venv failed:\n{proc.stdout}\n{proc.stderr}")
+    say("pip install " + " ".join(REQUIREMENTS) + f" -c {CONSTRAINTS.name} (log: {pip_log})")
+    started = time.monotonic()
+    cmd = [
+        str(stack.vpython),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-c",
+        str(CONSTRAINTS),
+        *REQUIREMENTS,
+    ]
+    with pip_log.open("w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=stack.env())
+    if proc.returncode != 0:
+        raise StackError("pip install failed (is PyPI reachable?)", pip_log)
+    marker.write_text(wanted)
+    say(f"installed in {time.monotonic() - started:.0f}s")
+
+
+def render(stack: Stack) -> None:
+    """Write every config from templates/ (string.Template, ${name} placeholders)."""
+    values = {
+        "state": str(stack.state),
+        "venv": str(stack.venv),
+        "logs": str(stack.logs),
+        "pkgdir": str(HERE),
+        "keystone_port": str(stack.port("keystone")),
+        "glance_port": str(stack.port("glance")),
+        "cinder_port": str(stack.port("cinder")),
+        "service_password": SERVICE_PASSWORD,
+        "default_volume_type": DEFAULT_VOLUME_TYPE,
+        "debug": "true" if stack.debug else "false",
+    }
+    targets = {
+        "keystone.conf": stack.state / "keystone" / "keystone.conf",
+        "keystone-uwsgi.ini": stack.state / "keystone" / "uwsgi.ini",
+        "glance-api.conf": stack.state / "glance" / "glance-api.conf",
+        "glance-uwsgi.ini": stack.state / "glance" / "uwsgi.ini",
+        "cinder.conf": stack.state / "cinder" / "cinder.conf",
+    }
+    for template, target in targets.items():
+        text = string.Template((TEMPLATES / template).read_text()).substitute(values)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def reset_data_if_moved(stack: Stack) -> None:
+    """Data made for another path or layout is dropped (Glance stores file:// paths)."""
+    layout_file = stack.state / "layout.json"
+    wanted = {"layout": LAYOUT_VERSION, "state": str(stack.state)}
+    try:
+        current = json.loads(layout_file.read_text())
+    except (OSError, ValueError):
+        current = None
+    if current != wanted:
+        if current is not None:
+            say(f"state layout changed ({current} -> {wanted}): re-creating service data")
+        for service in SERVICES:
+            shutil.rmtree(stack.state / service, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            stack.seeded_marker.unlink()
+        layout_file.write_text(json.dumps(wanted))
+
+
+def make_dirs(stack: Stack) -> None:
+    for sub in (
+        "logs",
+        "run",
+        "seed",
+        "keystone",
+        "glance/stores/fast",
+        "glance/stores/cheap",
+        "glance/stores/archive",
+        "glance/staging",
+        "glance/tasks",
+        "cinder/volumes",
+        "cinder/conversion",
+        "cinder/locks",
+        "cinder/coordination",
+    ):
+        (stack.state / sub).mkdir(parents=True, exist_ok=True)
+
+
+def init_commands(stack: Stack) -> dict[str, list[list[str]]]:
+    kconf = ["--config-file", str(stack.state / "keystone" / "keystone.conf")]
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    owner = ["--keystone-user", user, "--keystone-group", group]
+    return {
+        "keystone": [
+            stack.tool("keystone-manage", *kconf, "db_sync"),
+            stack.tool("keystone-manage", *kconf, "fernet_setup", *owner),
+            stack.tool("keystone-manage", *kconf, "credential_setup", *owner),
+            stack.tool(
+                "keystone-manage",
+                *kconf,
+                "bootstrap",
+                "--bootstrap-username",
+                ADMIN["username"],
+                "--bootstrap-password",
+                ADMIN["password"],
+                "--bootstrap-project-name",
+                ADMIN["project"],
+                "--bootstrap-role-name",
+                "admin",
+                "--bootstrap-service-name",
+                "keystone",
+                "--bootstrap-region-id",
+                REGION,
+                "--bootstrap-public-url",
+                stack.endpoints["identity"],
+            ),
+        ],
+        "glance": [
+            stack.tool(
+                "glance-manage",
+                "--config-file",
+                str(stack.state / "glance" / "glance-api.conf"),
+                "db_sync",
+            )
+        ],
+        "cinder": [
+            stack.tool(
+                "cinder-manage",
+                "--config-file",
+                str(stack.state / "cinder" / "cinder.conf"),
+                "db",
+                "sync",
+            )
+        ],
+    }
+
+
+def init_databases(stack: Stack) -> None:
+    """keystone-manage / glance-manage / cinder-manage, the three chains in parallel."""
+    todo = {
+        s: cmds
+        for s, cmds in init_commands(stack).items()
+        if not (stack.state / s / ".db-initialised").exists()
+    }
+    if not todo:
+        return
+    say(f"initialising databases: {', '.join(todo)}")
+    started = time.monotonic()
+    # Each service's commands run in order; the three services run in parallel
+    # (db_sync is CPU-bound alembic work: ~13 s in series).
+    failed: list[tuple[str, Path]] = []
+
+    def run_chain(service: str, cmds: list[list[str]]) -> None:
+        for leftover in (stack.state / service).glob("*.sqlite"):
+            leftover.unlink()
+        log = stack.logs / f"init-{service}.log"
+        with log.open("w") as out:
+            for cmd in cmds:
+                out.write(f"$ {' '.join(cmd)}\n")
+                out.flush()
+                proc = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=stack.env(), check=False
+                )
+                if proc.returncode != 0:
+                    failed.append((service, log))
+                    return
+        (stack.state / service / ".db-initialised").write_text("ok\n")
+
+    threads = [threading.Thread(target=run_chain, args=item) for item in todo.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        service, log = failed[0]
+        raise StackError(f"database initialisation of {service} failed", log)
+    say(f"databases ready in {time.monotonic() - started:.1f}s")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_services(stack: Stack) -> dict[str, int]:
+    busy = [s for s in SERVICES if port_in_use(stack.port(s))]
+    if busy:
+        ports = ", ".join(f"{s}={stack.port(s)}" for s in busy)
+        raise StackError(
+            f"ports already in use by something else: {ports}; stop it or pass --port-base"
+        )
+    pids = {}
+    for service in SERVICES:
+        log = stack.logs / f"{service}.log"
+        with log.open("a") as out:
+            out.write(f"\n===== realstack: starting {service} at {time.ctime()} =====\n")
+            out.flush()
+            proc = subprocess.Popen(
+                stack.service_command(service),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=stack.env(),
+                cwd=stack.state / service,
+                start_new_session=True,  # own process group: `down` stops its children too
+            )
+        pids[service] = proc.pid
+    stack.pids_file.write_text(json.dumps(pids, indent=2))
+    say("started " + ", ".join(f"{s} (pid {p}, port {stack.port(s)})" for s, p in pids.items()))
+    return pids
+
+
+def wait_answering(stack: Stack, services: tuple[str, ...], timeout: float = 90.0) -> None:
+    pids = stack.read_pids()
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    while pending:
+        for service in list(pending):
+            if not stack.is_ours(service, pids[service]):
+                raise StackError(f"{service} exited during start-up", stack.logs / f"{service}.log")
+            if stack.answers(service, timeout=1.0):
+                pending.remove(service)
+        if pending and time.monotonic() > deadline:
+            name = pending[0]
+            raise StackError(
+                f"{name} does not answer on {stack.url(name)} after {timeout:.0f}s",
+                stack.logs / f"{name}.log",
+            )
+        if pending:
+            time.sleep(0.2)
+    say(f"answering: {', '.join(services)}")
+
+
+def write_clouds_yaml(stack: Stack) -> None:
+    def cloud(name: str, user: dict[str, str]) -> str:
+        return (
+            f"  {name}:\n"
+            f"    auth:\n"
+            f"      auth_url: {stack.endpoints['identity']}\n"
+            f"      username: {user['username']}\n"
+            f"      password: {user['password']}\n"
+            f"      project_name: {user['project']}\n"
+            f"      user_domain_name: Default\n"
+            f"      project_domain_name: Default\n"
+            f"    region_name: {REGION}\n"
+            f"    interface: public\n"
+            f"    identity_api_version: 3\n"
+        )
+
+    stack.clouds_yaml.write_text(
+        "# Real Keystone/Glance/Cinder test stack (tests/realcloud/stack.py). Loopback only.\n"
+        "clouds:\n" + cloud(ADMIN_CLOUD, ADMIN) + cloud(MEMBER_CLOUD, MEMBER)
+    )
+
+
+def run_seed(stack: Stack, phase: str) -> None:
+    config = stack.state / "seed-config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "auth_url": stack.endpoints["identity"],
+                "region": REGION,
+                "admin": ADMIN,
+                "member": MEMBER,
+                "service_password": SERVICE_PASSWORD,
+                "work": str(stack.state / "seed"),
+                "catalog": [
+                    {"name": "keystone", "type": "identity", "url": stack.endpoints["identity"]},
+                    {"name": "glance", "type": "image", "url": stack.endpoints["image"]},
+                    {
+                        "name": "cinder",
+                        "type": "block-storage",
+                        "url": stack.endpoints["block-storage"],
+                    },
+                    {"name": "cinderv3", "type": "volumev3", "url": stack.endpoints["volumev3"]},
+                ],
+            },
+            indent=2,
+        )
+    )
+    log = stack.logs / f"seed-{phase}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(stack.vpython), str(SEED), phase, "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=stack.env(),
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if line.startswith("  seed"):
+                print(line, end="", flush=True)
+        proc.wait()
+    if proc.returncode != 0:
+        raise StackError(f"seed {phase} failed", log)
+
+
+def write_stack_json(stack: Stack) -> None:
+    info = {
+        "clouds_yaml": str(stack.clouds_yaml),
+        "admin_cloud": ADMIN_CLOUD,
+        "member_cloud": MEMBER_CLOUD,
+        "endpoints": {
+            "keystone": stack.url("keystone"),
+            "glance": stack.url("glance"),
+            "cinder": stack.url("cinder"),
+            "catalog": stack.endpoints,
+        },
+        "pids": stack.read_pids(),
+        "logs": str(stack.logs),
+        "venv": str(stack.venv),
+        "users": {
+            "admin": {**ADMIN, "roles": ["admin", "member"]},
+            "member": {**MEMBER, "roles": ["member"]},
+        },
+        "stores": {"default": "fast", "all": ["fast", "cheap", "archive"]},
+        "default_volume_type": DEFAULT_VOLUME_TYPE,
+    }
+    stack.stack_json.write_text(json.dumps(info, indent=2) + "\n")
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def stop(stack: Stack, timeout: float = 20.0) -> list[str]:
+    """SIGTERM each recorded process group, wait, then SIGKILL what is left."""
+    pids = stack.read_pids()
+    report = []
+    alive = {s: p for s, p in pids.items() if stack.is_ours(s, p)}
+    for pid in alive.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        alive = {s: p for s, p in alive.items() if stack.is_ours(s, p) and not _reaped(p)}
+        time.sleep(0.2)
+    for service, pid in alive.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        report.append(f"{service} (pid {pid}) killed after {timeout:.0f}s")
+    for service, pid in pids.items():
+        if service not in alive:
+            report.append(f"{service} (pid {pid}) stopped")
+    with contextlib.suppress(FileNotFoundError):
+        stack.pids_file.unlink()
+    return report
+
+
+def _reaped(pid: int) -> bool:
+    """True once a process is a zombie or gone (it is not our child, so no waitpid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def cmd_up(stack: Stack) -> int:
+    if stack.healthy():
+        say(f"already up: {stack.stack_json}")
+        return 0
+    stack.state.mkdir(parents=True, exist_ok=True)
+    if stack.read_pids():
+        for line in stop(stack):
+            say(f"stale stack: {line}")
+    (stack.state / "logs").mkdir(exist_ok=True)
+    reset_data_if_moved(stack)
+    make_dirs(stack)
+    ensure_qemu_utils()
+    ensure_venv(stack)
+    render(stack)
+    init_databases(stack)
+    write_clouds_yaml(stack)
+    start_services(stack)
+    try:
+        wait_answering(stack, ("keystone",))
+        run_seed(stack, "identity")
+        wait_answering(stack, ("glance", "cinder"))
+        run_seed(stack, "scenario")
+    except StackError:
+        for line in stop(stack):
+            say(f"stopping after failure: {line}")
+        raise
+    stack.seeded_marker.write_text(stack.seed_state)
+    write_stack_json(stack)
+    say(f"up: clouds.yaml {stack.clouds_yaml} (clouds {ADMIN_CLOUD}, {MEMBER_CLOUD})")
+    return 0
+
+
+def cmd_down(stack: Stack) -> int:
+    if not stack.read_pids():
+        say("nothing recorded as running")
+        return 0
+    for line in stop(stack):
+        say(line)
+    return 0
+
+
+def cmd_status(stack: Stack) -> int:
+    pids = stack.read_pids()
+    if not pids:
+        print(f"not running (no {stack.pids_file})")
+        return 3
+    ok = True
+    for service in SERVICES:
+        pid = pids.get(service)
+        alive = pid is not None and stack.is_ours(service, pid)
+        answering = alive and stack.answers(service)
+        ok = ok and answering
+        state = "answering" if answering else ("running, not answering" if alive else "DEAD")
+        print(f"{service:9} pid {pid}  {stack.url(service)}  {state}")
+    print(f"clouds.yaml: {stack.clouds_yaml}\nlogs: {stack.logs}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--state", required=True, type=Path, help="state directory")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=int(os.environ.get("VOLIMG_REALCLOUD_PORT_BASE", DEFAULT_PORT_BASE)),
+        help=f"Keystone's port; Glance +292, Cinder +776 (default {DEFAULT_PORT_BASE})",
+    )
+    parser.add_argument(
+        "--python",
+        default=os.environ.get("VOLIMG_REALCLOUD_PYTHON")
+        or getattr(sys, "_base_executable", None)
+        or sys.executable,
+        help="interpreter for the stack's venv (default: this Python's base interpreter)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=bool(os.environ.get("VOLIMG_REALCLOUD_DEBUG")),
+        help="debug logging in the services",
+    )
+    args = parser.parse_args(argv)
+    stack = Stack(
+        state=args.state.resolve(), port_base=args.port_base, python=args.python, debug=args.debug
+    )
+    command = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
+    try:
+        return command(stack)
+    except StackError as exc:
+        print(f"\nrealstack {args.command} FAILED: {exc}", file=sys.stderr)
+        if exc.log is not None:
+            print(f"--- last lines of {exc.log} ---\n{tail(exc.log)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
