@@ -8,8 +8,8 @@ Two clouds can stand under a test:
   ``tests/realcloud/stack.py`` (see docs/testing.md). Started once per session.
 
 A scenario written against the ``cloud`` fixture runs on both; tests that need the
-sandbox's hooks take the ``sandbox`` fixture (or ``cloud`` plus the ``sandbox_only``
-marker) and run on the sandbox alone.
+sandbox's hooks (faults, request log, timings) take ``sandbox`` or ``sandbox_cloud``
+and run on the sandbox alone.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ class CloudUnderTest:
     admin_cloud: str
     member_cloud: str
     sandbox: Sandbox | None = None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the fast tier first and the real-OpenStack tier after it, in one session."""
+    items.sort(key=lambda item: item.get_closest_marker("realcloud") is not None)
 
 
 @pytest.fixture
@@ -78,24 +83,31 @@ def realstack() -> CloudUnderTest:
     )
 
 
+def _use(under_test: CloudUnderTest, monkeypatch: pytest.MonkeyPatch) -> CloudUnderTest:
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(under_test.clouds_yaml))
+    for name in ("OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    return under_test
+
+
+@pytest.fixture
+def sandbox_cloud(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> CloudUnderTest:
+    """The sandbox as a CloudUnderTest, for tests that need its hooks or request log."""
+    return _use(
+        CloudUnderTest(
+            kind="sandbox",
+            clouds_yaml=sandbox.clouds_yaml,
+            admin_cloud=sandbox.admin_cloud,
+            member_cloud=sandbox.member_cloud,
+            sandbox=sandbox,
+        ),
+        monkeypatch,
+    )
+
+
 @pytest.fixture(params=["sandbox", pytest.param("real", marks=pytest.mark.realcloud)])
-def cloud(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> CloudUnderTest:
+def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> CloudUnderTest:
     """The cloud a scenario runs against; OS_CLIENT_CONFIG_FILE points at its clouds.yaml."""
     if request.param == "sandbox":
-        sb: Sandbox = request.getfixturevalue("sandbox")
-        under_test = CloudUnderTest(
-            kind="sandbox",
-            clouds_yaml=sb.clouds_yaml,
-            admin_cloud=sb.admin_cloud,
-            member_cloud=sb.member_cloud,
-            sandbox=sb,
-        )
-    else:
-        if request.node.get_closest_marker("sandbox_only"):
-            pytest.skip("needs the sandbox's hooks")
-        under_test = request.getfixturevalue("realstack")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(under_test.clouds_yaml))
-    monkeypatch.delenv("OS_CLOUD", raising=False)
-    return under_test
+        return request.getfixturevalue("sandbox_cloud")
+    return _use(request.getfixturevalue("realstack"), monkeypatch)

@@ -14,7 +14,7 @@ import click
 
 from volimg import __version__
 from volimg.context import AppContext
-from volimg.errors import ExitCode, Interrupted, VolimgError
+from volimg.errors import Interrupted, UsageProblem, VolimgError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +38,10 @@ def _wants_json(args: Sequence[str]) -> bool:
 class VolimgGroup(click.Group):
     """The error boundary: expected failures become one message and one exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["volimg.args"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         app = ctx.ensure_object(AppContext)
         try:
@@ -50,16 +54,15 @@ class VolimgGroup(click.Group):
         except KeyboardInterrupt:
             if app.debug:
                 raise
-            error = Interrupted("interrupted before anything was changed")
-            app.renderer().error(error, command=ctx.invoked_subcommand or "")
-            ctx.exit(int(error.exit_code))
+            interrupted = Interrupted("interrupted before anything was changed")
+            app.renderer().error(interrupted, command=ctx.invoked_subcommand or "")
+            ctx.exit(int(interrupted.exit_code))
         except click.UsageError as exc:
-            if _wants_json([*ctx.protected_args, *ctx.args]):
+            if _wants_json(ctx.meta.get("volimg.args", [])):
                 from volimg.render import dump_json, failure_doc
 
-                error = VolimgError(exc.format_message(), hint="see --help")
-                error.exit_code = ExitCode.USAGE
-                click.echo(dump_json(failure_doc(ctx.invoked_subcommand or "", error)))
+                problem = UsageProblem(exc.format_message(), hint="see --help")
+                click.echo(dump_json(failure_doc(ctx.invoked_subcommand or "", problem)))
             raise
         finally:
             app.close()
@@ -87,11 +90,11 @@ def with_app(f: F) -> F:
 
     @functools.wraps(f)
     @click.pass_obj
-    def wrapper(app: AppContext, *args: Any, output_format: str, **kwargs: Any) -> Any:
+    def wrapper(app: AppContext, /, *args: Any, output_format: str, **kwargs: Any) -> Any:
         app.output_format = output_format
         return f(app, *args, **kwargs)
 
-    return format_option(wrapper)  # type: ignore[arg-type]
+    return format_option(wrapper)  # type: ignore[return-value]
 
 
 def placement_options(f: F) -> F:
@@ -116,7 +119,9 @@ def placement_options(f: F) -> F:
             default=None,
             help="Protect the image from deletion (Cinder API 3.1).",
         ),
-        click.option("--force", is_flag=True, help="Upload an in-use volume (needs enable_force_upload)."),
+        click.option(
+            "--force", is_flag=True, help="Upload an in-use volume (needs enable_force_upload)."
+        ),
         click.option(
             "--replicate/--no-replicate",
             default=None,
@@ -186,7 +191,9 @@ def _upload_options(kwargs: dict[str, Any]) -> Any:
     metavar="NAME",
     help="Cloud from clouds.yaml (env OS_CLOUD); without it openstacksdk reads OS_* variables.",
 )
-@click.option("--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="env OS_REGION_NAME")
+@click.option(
+    "--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="env OS_REGION_NAME"
+)
 @click.option("-v", "--verbose", count=True, help="-v: volimg's steps; -vv: HTTP requests too.")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(__version__, prog_name="volimg")
@@ -219,7 +226,9 @@ def cli(
 @wait_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @with_app
-def upload(app: AppContext, volume: str, wait: bool, timeout: float, dry_run: bool, **kwargs: Any) -> None:
+def upload(
+    app: AppContext, volume: str, wait: bool, timeout: float, dry_run: bool, **kwargs: Any
+) -> None:
     """Upload VOLUME (name or ID) to a new image and place it in the planned stores."""
     from volimg import core
 
@@ -260,9 +269,17 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
 @cli.command()
 @click.argument("image")
 @click.option("--like", "like", metavar="BASE_IMAGE", help="Copy to every store this image is in.")
-@click.option("--store", "stores", multiple=True, metavar="STORE", help="Copy to this store (repeatable).")
-@click.option("--prune", is_flag=True, help="After every copy succeeded, remove copies outside the target stores.")
-@click.option("--all-stores-must-succeed", is_flag=True, help="Let Glance undo every copy if one store fails.")
+@click.option(
+    "--store", "stores", multiple=True, metavar="STORE", help="Copy to this store (repeatable)."
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="After every copy succeeded, remove copies outside the target stores.",
+)
+@click.option(
+    "--all-stores-must-succeed", is_flag=True, help="Let Glance undo every copy if one store fails."
+)
 @wait_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @with_app
@@ -319,7 +336,9 @@ def demo(app: AppContext) -> None:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Port [default: a free one].")
+@click.option(
+    "--port", default=0, type=click.IntRange(0, 65535), help="Port [default: a free one]."
+)
 @click.option("--seed", type=click.Choice(["demo", "empty"]), default="demo", show_default=True)
 @click.option(
     "--clouds-yaml",

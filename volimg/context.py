@@ -63,9 +63,7 @@ class AppContext:
 
     def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
         kwargs = {"timeout": timeout} if timeout is not None else {}
-        return RunSettings(
-            wait=wait, poll_interval=self.poll_interval, clock=self.clock, **kwargs
-        )
+        return RunSettings(wait=wait, poll_interval=self.poll_interval, clock=self.clock, **kwargs)
 
     def renderer(self) -> Renderer:
         from rich.console import Console

@@ -51,6 +51,10 @@ class InputError(VolimgError):
     exit_code = ExitCode.USAGE
 
 
+class UsageProblem(InputError):
+    """The command line itself is wrong (reported by click, rendered by volimg in JSON)."""
+
+
 class ConfigError(InputError):
     """The cloud configuration (clouds.yaml, OS_* variables) is unusable."""
 

@@ -30,7 +30,7 @@ from volimg.errors import (
 from volimg.gateway import Gateway
 from volimg.model import IMAGE_DEAD_STATUSES, Image, ImportTask, Volume
 from volimg.planner import Placement, Plan, ReplicationPlan
-from volimg.waiting import Clock, Deadline, PollTimedOut, poll
+from volimg.waiting import Clock, Deadline, PollTimedOut, is_passing_fault, poll
 
 # Per-store outcomes (docs/json.md).
 COPIED = "copied"
@@ -169,8 +169,47 @@ class _Run:
                     "volume first",
                 ) from exc
             raise
-        self.image_id = accepted.image_id
-        self.emit(ev.UploadStarted, image_id=accepted.image_id, image_name=accepted.image_name)
+        except CloudError as exc:
+            if not is_passing_fault(exc):
+                raise
+            self.image_id = self._reconcile_lost_upload(plan, exc)
+        else:
+            self.image_id = accepted.image_id
+        self.emit(ev.UploadStarted, image_id=self.image_id, image_name=plan.upload.image_name)
+
+    def _reconcile_lost_upload(self, plan: Plan, exc: CloudError) -> str:
+        """The upload request got no answer: look at what exists; never send it again.
+
+        Cinder creates the image (status queued) before it answers the request
+        (cinder/volume/api.py copy_volume_to_image), so an image with the planned,
+        timestamped name means Cinder accepted the upload.
+        """
+        name = plan.upload.image_name
+        found = [
+            image
+            for image in self.gateway.images_named(name)
+            if image.status not in IMAGE_DEAD_STATUSES
+        ]
+        volume = self.gateway.get_volume(plan.volume.id)
+        if len(found) == 1:
+            self.emit(
+                ev.Notice,
+                message=f"the answer to the upload request was lost ({exc.message}), but Cinder "
+                f"did accept it: image {found[0].id}",
+            )
+            return found[0].id
+        if not found and volume is not None and volume.status != "uploading":
+            raise UploadFailed(
+                f"the upload request got no answer ({exc.message}) and nothing came of it: no "
+                f"image is named {name!r} and volume {plan.volume.label} is {volume.status}",
+                hint="nothing was created; it is safe to run volimg upload again",
+            ) from exc
+        raise UploadFailed(
+            f"the upload request got no answer ({exc.message}) and volimg cannot tell whether "
+            f"Cinder accepted it ({len(found)} images are named {name!r})",
+            hint=f"check 'openstack image list --name {name}' and the volume's status before "
+            "running volimg upload again",
+        ) from exc
 
     def wait_for_upload(self, plan: Plan) -> Image:
         """Wait for the image to be active and the volume to leave 'uploading'.
@@ -279,6 +318,17 @@ class _Run:
             for store in missing:
                 self.settle(store, FAILED, "copy-image refused")
             raise self._import_refused(image, exc) from exc
+        except CloudError as exc:
+            if not is_passing_fault(exc):
+                raise
+            # Glance may have started the import before the answer was lost: follow
+            # its lock and judge by the image's real stores, never send it again.
+            self.emit(
+                ev.Notice,
+                message=f"the answer to the copy-image request was lost ({exc.message}); "
+                "following whatever import Glance started",
+            )
+            request_id = None
         self.emit(ev.CopyRequested, stores=missing, request_id=request_id)
         if not self.settings.wait:
             for store in missing:

@@ -54,10 +54,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# keystoneauth retries a request whose TCP connection could not be made: nothing was
-# sent, so this is safe even for a POST that creates something. volimg sets no
-# status_code_retries: a retried POST after a 5xx could create a second image.
+# keystoneauth retries reads whose connection failed. It counts a connection dropped
+# after the request was sent, and a read timeout, as connection failures too
+# (keystoneauth1/session.py _send_request), so requests that create or delete
+# something go out with NO_RETRIES: a retried upload could create a second image.
+# volimg sets no status_code_retries at all.
 CONNECT_RETRIES = 3
+NO_RETRIES = 0
 
 # Cinder lists user messages from microversion 3.3 (cinder/api/v3/messages.py).
 MESSAGES_MICROVERSION = "3.3"
@@ -143,9 +146,7 @@ def _calling(action: str) -> Iterator[None]:
         raise translate_error(exc, action) from exc
 
 
-def connect(
-    cloud: str | None, region: str | None, *, config_file: str | None = None
-) -> Gateway:
+def connect(cloud: str | None, region: str | None, *, config_file: str | None = None) -> Gateway:
     """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
 
     ``config_file`` names one clouds.yaml to read instead of the usual search path
@@ -259,6 +260,7 @@ class Gateway:
                 f"/volumes/{volume_id}/action",
                 json={"os-volume_upload_image": body},
                 microversion=request.microversion,
+                connect_retries=NO_RETRIES,
             )
             _raise_for(response)
         answer = response.json()["os-volume_upload_image"]
@@ -322,15 +324,19 @@ class Gateway:
             image = self.get_image(ref)
             if image is not None:
                 return image
-        with _calling(f"looking up image {ref!r}"):
-            response = self._conn.image.get("/images", params={"name": ref})
-            _raise_for(response)
-        matches = [_image(i) for i in response.json().get("images", []) if i.get("name") == ref]
+        matches = self.images_named(ref)
         if not matches:
             raise ImageNotFound.for_ref(ref)
         if len(matches) > 1:
             raise AmbiguousImage(ref, sorted(i.id for i in matches))
         return matches[0]
+
+    def images_named(self, name: str) -> list[Image]:
+        """Every image visible to you with exactly this name."""
+        with _calling(f"looking up images named {name!r}"):
+            response = self._conn.image.get("/images", params={"name": name})
+            _raise_for(response)
+        return [_image(i) for i in response.json().get("images", []) if i.get("name") == name]
 
     def copy_image(
         self, image_id: str, stores: Sequence[str], *, all_stores_must_succeed: bool
@@ -349,7 +355,9 @@ class Gateway:
             "all_stores_must_succeed": all_stores_must_succeed,
         }
         with _calling(f"asking Glance to copy image {image_id} to {', '.join(stores)}"):
-            response = self._conn.image.post(f"/images/{image_id}/import", json=body)
+            response = self._conn.image.post(
+                f"/images/{image_id}/import", json=body, connect_retries=NO_RETRIES
+            )
             _raise_for(response)
         return _request_id(response)
 
@@ -372,7 +380,9 @@ class Gateway:
     def delete_from_store(self, image_id: str, store: str) -> None:
         """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
         with _calling(f"removing image {image_id} from store {store}"):
-            response = self._conn.image.delete(f"/stores/{store}/{image_id}")
+            response = self._conn.image.delete(
+                f"/stores/{store}/{image_id}", connect_retries=NO_RETRIES
+            )
             _raise_for(response)
 
 

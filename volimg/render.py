@@ -188,7 +188,9 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
         )
         base = plan.base_image
         if base is not None:
-            rows.append(("base image", f"{base.name or base.id} ({base.id}), in {_list(base.stores)}"))
+            rows.append(
+                ("base image", f"{base.name or base.id} ({base.id}), in {_list(base.stores)}")
+            )
         elif v.base_image_id:
             rows.append(("base image", f"{v.base_image_id} (gone or not visible)"))
         else:
@@ -208,7 +210,9 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
         rows.append(("lands in", plan.upload_store or "Glance's only store"))
     else:
         img = plan.image
-        rows.append(("image", f"{img.name or img.id} ({img.id}): {img.status}, in {_list(img.stores)}"))
+        rows.append(
+            ("image", f"{img.name or img.id} ({img.id}): {img.status}, in {_list(img.stores)}")
+        )
         if plan.like is not None:
             rows.append(("like", f"{plan.like.name or plan.like.id}, in {_list(plan.like.stores)}"))
     rows.append(("copy to", _list(plan.replicate_to)))
@@ -316,11 +320,18 @@ class Renderer:
         if self.out.is_terminal and info.stores:
             table = Table("store", "default", "read-only", "description", box=None)
             for s in info.stores:
-                table.add_row(s.id, "yes" if s.is_default else "", "yes" if s.read_only else "", escape(s.description))
+                table.add_row(
+                    s.id,
+                    "yes" if s.is_default else "",
+                    "yes" if s.read_only else "",
+                    escape(s.description),
+                )
             self.out.print(table)
         else:
             for s in info.stores:
-                flags = ",".join(f for f, on in (("default", s.is_default), ("read-only", s.read_only)) if on)
+                flags = ",".join(
+                    f for f, on in (("default", s.is_default), ("read-only", s.read_only)) if on
+                )
                 self.out.file.write(f"{s.id}\t{flags or '-'}\t{s.description}\n")
         enabled = "enabled" if info.copy_image_enabled else "NOT enabled"
         self.err.print(
@@ -345,7 +356,9 @@ class Renderer:
         """An event sink: a live panel on a terminal, timestamped lines otherwise."""
         if self.err.is_terminal:
             view = _LiveView()
-            with Live(view.render(), console=self.err, transient=True, refresh_per_second=8) as live:
+            with Live(
+                view.render(), console=self.err, transient=True, refresh_per_second=8
+            ) as live:
 
                 def sink(event: ev.Event) -> None:
                     view.update(event)

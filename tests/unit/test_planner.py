@@ -253,7 +253,12 @@ REFUSALS = [
     Refusal("in-use without --force", VolumeNotUploadable, "--force", vol=volume("in-use")),
     Refusal("error status", VolumeNotUploadable, "'error'", vol=volume("error")),
     Refusal("already uploading", VolumeNotUploadable, "'uploading'", vol=volume("uploading")),
-    Refusal("unknown --also-store", StoreNotUsable, "no store 'nope'", options={"also_stores": ("nope",)}),
+    Refusal(
+        "unknown --also-store",
+        StoreNotUsable,
+        "no store 'nope'",
+        options={"also_stores": ("nope",)},
+    ),
     Refusal(
         "read-only --also-store",
         StoreNotUsable,
@@ -309,7 +314,9 @@ def test_default_image_name_is_volume_and_utc_time() -> None:
     assert default_image_name(volume(), AT) == "boot-vol-20261125T131502Z"
     unnamed = Volume(id="abc", name="", status="available", size=1, volume_type=None)
     assert default_image_name(unnamed, AT) == "abc-20261125T131502Z"
-    assert plan_upload(facts(Case("x")), UploadOptions(image_name="mine")).upload.image_name == "mine"
+    assert (
+        plan_upload(facts(Case("x")), UploadOptions(image_name="mine")).upload.image_name == "mine"
+    )
 
 
 def test_placement_is_judged_by_the_real_stores() -> None:

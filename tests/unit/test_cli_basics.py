@@ -1,0 +1,63 @@
+"""The command line's own behaviour: help, version, start-up cost, usage errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from volimg import __version__
+from volimg.cli import cli
+
+
+def _imported_modules(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "volimg", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+def test_help_and_version_do_not_import_openstacksdk() -> None:
+    for args in (["--help"], ["--version"], ["upload", "--help"]):
+        modules = _imported_modules(*args)
+        assert "volimg.cli" in modules
+        assert not {m for m in modules if m.split(".")[0] in ("openstack", "keystoneauth1")}, args
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_python_dash_m_works() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "volimg", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    assert "upload" in proc.stdout
+
+
+def test_a_bad_option_value_is_exit_2_with_a_one_line_reason() -> None:
+    result = CliRunner().invoke(cli, ["upload", "vol", "--timeout", "0"])
+    assert result.exit_code == 2
+    assert "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_cloud_configured_is_exit_2_with_a_hint(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    for name in ("OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["plan", "vol"])
+    assert result.exit_code == 2, result.stderr
+    assert "--os-cloud" in result.stderr
