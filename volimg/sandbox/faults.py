@@ -1,0 +1,189 @@
+"""Fault hooks: make the sandbox misbehave the ways real clouds do.
+
+HTTP-level hooks (`respond`, `drop_connection`, `delay`) act on the N-th request that
+matches a method and a path regex, before the service sees it. Two hooks act inside
+the services' asynchronous work instead: a Glance copy to a given store failing, and a
+Cinder upload failing the way Cinder's volume manager fails one.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+
+@dataclass
+class _HttpRule:
+    kind: str
+    method: str
+    pattern: re.Pattern[str]
+    nth: int
+    times: int | None
+    origin: str | None
+    status: int = 0
+    message: str | None = None
+    seconds: float = 0.0
+    seen: int = 0
+    fired: int = 0
+
+
+@dataclass(frozen=True)
+class FaultAction:
+    """What to do to one request: "respond", "drop_connection" or "delay"."""
+
+    kind: str
+    status: int = 0
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Countdown:
+    key: str | None
+    remaining: int | None
+    message: str = ""
+
+    def take(self) -> bool:
+        if self.remaining is None:
+            return True
+        if self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+
+def _check_counts(nth: int, times: int | None) -> None:
+    if nth < 1:
+        raise ValueError("nth counts from 1")
+    if times is not None and times < 1:
+        raise ValueError("times must be at least 1 (or None for always)")
+
+
+class Faults:
+    """The fault hooks of one sandbox (`Sandbox.faults`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_HttpRule] = []
+        self._store_failures: list[_Countdown] = []
+        self._upload_failures: list[_Countdown] = []
+
+    # -- HTTP-level hooks --------------------------------------------------------------
+    def respond(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        message: str | None = None,
+        origin: str | None = "client",
+    ) -> None:
+        """Answer the nth matching request (and `times` in all) with `status` and a JSON error.
+
+        The service never sees those requests. `path_regex` is searched in the full path
+        (e.g. "/image/v2/images/.*/import"); `origin=None` also matches Cinder's own calls.
+        """
+        self._add("respond", method, path_regex, nth, times, origin, status=status, message=message)
+
+    def drop_connection(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Close the socket of the nth matching request without answering."""
+        self._add("drop_connection", method, path_regex, nth, times, origin)
+
+    def delay(
+        self,
+        method: str,
+        path_regex: str,
+        seconds: float,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Hold the nth matching request for `seconds` before the service handles it."""
+        self._add("delay", method, path_regex, nth, times, origin, seconds=seconds)
+
+    def _add(
+        self,
+        kind: str,
+        method: str,
+        path_regex: str,
+        nth: int,
+        times: int | None,
+        origin: str | None,
+        **extra: object,
+    ) -> None:
+        _check_counts(nth, times)
+        rule = _HttpRule(kind, method.upper(), re.compile(path_regex), nth, times, origin)
+        for name, value in extra.items():
+            setattr(rule, name, value)
+        with self._lock:
+            self._rules.append(rule)
+
+    def match(self, method: str, path: str, origin: str) -> list[FaultAction]:
+        """Count this request against every rule; return the actions that fire for it."""
+        actions: list[FaultAction] = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.method not in ("*", method.upper()) or not rule.pattern.search(path):
+                    continue
+                if rule.origin is not None and rule.origin != origin:
+                    continue
+                rule.seen += 1
+                if rule.seen < rule.nth or (rule.times is not None and rule.fired >= rule.times):
+                    continue
+                rule.fired += 1
+                actions.append(FaultAction(rule.kind, rule.status, rule.message, rule.seconds))
+        return actions
+
+    # -- service-level hooks -------------------------------------------------------------
+    def fail_store_copy(self, store: str, *, times: int | None = None) -> None:
+        """Make Glance's copy of an image to `store` fail (`times=None`: every time)."""
+        _check_counts(1, times)
+        with self._lock:
+            self._store_failures.append(_Countdown(store, times))
+
+    def fail_cinder_upload(
+        self,
+        *,
+        volume: str | None = None,
+        message: str = "Simulated backend failure during upload",
+        times: int | None = 1,
+    ) -> None:
+        """Make Cinder's `os-volume_upload_image` fail after its 202, as the volume manager fails.
+
+        The volume goes back to its previous status, the queued image is deleted and a
+        user message is recorded. `volume` is an ID or name (None: any volume);
+        `message` is the internal error, which Cinder logs but never shows to users.
+        """
+        _check_counts(1, times)
+        with self._lock:
+            self._upload_failures.append(_Countdown(volume, times, message))
+
+    def take_store_failure(self, store: str) -> bool:
+        with self._lock:
+            return any(rule.key == store and rule.take() for rule in self._store_failures)
+
+    def take_upload_failure(self, volume_id: str, volume_name: str | None) -> str | None:
+        with self._lock:
+            for rule in self._upload_failures:
+                if rule.key in (None, volume_id, volume_name) and rule.take():
+                    return rule.message
+        return None
+
+    def clear(self) -> None:
+        """Forget every hook."""
+        with self._lock:
+            self._rules.clear()
+            self._store_failures.clear()
+            self._upload_failures.clear()

@@ -1,0 +1,172 @@
+"""Glance's `api_image_import` task for `copy-image`, store by store.
+
+Follows glance/async_/flows/api_image_import.py:
+
+* the import lock `os_glance_import_task` is taken by the API before its 202;
+* after a lag (the task executor picking the task up) the task goes `processing` and
+  `os_glance_importing_to_stores` / `os_glance_failed_import` are updated - until then
+  they still show whatever an earlier import left;
+* each `_ImportToStore` copies to one store and removes it from the importing list; a
+  failure with `all_stores_must_succeed=false` only adds the store to the failed list;
+* with `all_stores_must_succeed=true` a failure reverts every store already done
+  (their copies are deleted), marks the failed store, drops the lock and fails the task
+  ("Task failed due to Internal Error", taskflow_executor.py); stores not yet reached
+  are not reverted by taskflow and stay in `os_glance_importing_to_stores`;
+* success: task `success` with result `{"image_id": ...}`, then the lock is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from volimg.sandbox.faults import Faults
+from volimg.sandbox.http import Request
+from volimg.sandbox.jobs import Jobs
+from volimg.sandbox.state import MIB, Cloud, Image, ImportTask, now
+from volimg.sandbox.timings import Timings
+
+if TYPE_CHECKING:
+    from volimg.sandbox.glance import Glance
+
+LOCK = "os_glance_import_task"
+IMPORTING = "os_glance_importing_to_stores"
+FAILED = "os_glance_failed_import"
+INTERNAL_ERROR = "Task failed due to Internal Error"
+_TASK_TTL = timedelta(hours=48)  # [task] task_time_to_live
+_LOCK_EXPIRY = timedelta(minutes=60)
+_BUSTABLE = ("pending", "processing", "success", "failure")
+
+
+def merge_stores(image: Image, key: str, stores: list[str], *, subtract: bool = False) -> None:
+    """_ImportActions.merge_store_list: a sorted, comma-joined set of store IDs."""
+    wanted = {s for s in stores if s}
+    existing = set(image.extra.get(key, "").split(","))
+    merged = existing - wanted if subtract else existing | wanted
+    image.extra[key] = ",".join(sorted(s for s in merged if s))
+
+
+def _finish(
+    task: ImportTask,
+    status: str,
+    *,
+    message: str | None = None,
+    result: dict[str, str] | None = None,
+) -> None:
+    task.status = status
+    if message is not None:
+        task.message = message
+    task.result = result
+    task.updated_at = now().replace(microsecond=0)
+    task.expires_at = task.updated_at + _TASK_TTL
+
+
+class ImportRunner:
+    """Runs import tasks in the background, one job per task."""
+
+    def __init__(
+        self, cloud: Cloud, jobs: Jobs, faults: Faults, timings: Callable[[], Timings]
+    ) -> None:
+        self.cloud = cloud
+        self.jobs = jobs
+        self.faults = faults
+        self.timings = timings
+
+    def enforce_lock(self, req: Request, glance: Glance, image: Image) -> None:
+        """ImagesController._enforce_import_lock: 409 unless the holder is long dead."""
+        task = self.cloud.tasks.get(image.extra[LOCK])
+        if task is not None:
+            expiry = _LOCK_EXPIRY * (2 if task.status == "pending" else 1)
+            if not (task.status in _BUSTABLE and now() - task.updated_at >= expiry):
+                raise glance.fail(req, 409, "Image has active task")
+            if task.status in ("pending", "processing"):
+                _finish(task, "failure", message="Expired lock preempted")
+            # _cleanup_stale_task_progress
+            for store in task.input.get("backend", []):
+                merge_stores(image, IMPORTING, [store], subtract=True)
+                merge_stores(image, FAILED, [store], subtract=True)
+        del image.extra[LOCK]
+
+    def start(self, task_id: str, method: str, stores: list[str], must_succeed: bool) -> None:
+        self.jobs.spawn(
+            f"import-{task_id[:8]}", lambda: self._run(task_id, method, stores, must_succeed)
+        )
+
+    def _run(self, task_id: str, method: str, stores: list[str], must_succeed: bool) -> None:
+        if not self.jobs.sleep(self.timings().import_lag):
+            return
+        with self.cloud.lock:
+            task = self.cloud.tasks[task_id]
+            image = self._locked_image(task)
+            if image is None:
+                _finish(task, "failure", message=INTERNAL_ERROR)
+                return
+            task.status = "processing"
+            task.updated_at = now().replace(microsecond=0)
+            if method != "copy-image":
+                # web-download would fetch a URL here; the sandbox has no network.
+                _finish(task, "failure", message="Name or service not known")
+                image.extra.pop(LOCK, None)
+                return
+            merge_stores(image, IMPORTING, stores)
+            merge_stores(image, FAILED, stores, subtract=True)
+            image.updated_at = now()
+        done: list[str] = []
+        for store in stores:
+            if not self.jobs.sleep(self.timings().store_copy):
+                return
+            with self.cloud.lock:
+                image = self._locked_image(task)
+                if image is None:
+                    _finish(task, "failure", message=INTERNAL_ERROR)
+                    return
+                if self._copy(image, store):
+                    done.append(store)
+                    merge_stores(image, IMPORTING, [store], subtract=True)
+                    task.message = f"Copied {(image.size or 0) // MIB} MiB"
+                    task.updated_at = now().replace(microsecond=0)
+                elif must_succeed:
+                    self._revert(image, done, store)
+                    _finish(task, "failure", message=INTERNAL_ERROR)
+                    return
+                else:
+                    merge_stores(image, FAILED, [store])
+                    merge_stores(image, IMPORTING, [store], subtract=True)
+                image.updated_at = now()
+        with self.cloud.lock:
+            image = self._locked_image(task)
+            if image is None:
+                _finish(task, "failure", message=INTERNAL_ERROR)
+                return
+            _finish(task, "success", result={"image_id": image.id})
+            del image.extra[LOCK]
+
+    def _locked_image(self, task: ImportTask) -> Image | None:
+        """The image, if it still exists and this task still holds its import lock."""
+        image = self.cloud.images.get(task.image_id)
+        if image is None or image.extra.get(LOCK) != task.id:
+            return None
+        return image
+
+    def _copy(self, image: Image, store_id: str) -> bool:
+        """Copy the image data to one store; False when that store's write fails."""
+        store = self.cloud.stores[store_id]
+        if self.faults.take_store_failure(store_id) or store.read_only or not image.locations:
+            return False
+        source = self.cloud.stores[image.locations[0]].blobs[image.id]
+        store.blobs[image.id] = source
+        if store_id not in image.locations:
+            image.locations.append(store_id)
+        return True
+
+    def _revert(self, image: Image, done: list[str], failed: str) -> None:
+        """Taskflow reverts the stores already executed, then the failed one, and drops the lock."""
+        for store_id in reversed(done):
+            if store_id in image.locations and len(image.locations) > 1:
+                image.locations.remove(store_id)
+                self.cloud.stores[store_id].blobs.pop(image.id, None)
+            merge_stores(image, IMPORTING, [store_id], subtract=True)
+        merge_stores(image, IMPORTING, [failed], subtract=True)
+        merge_stores(image, FAILED, [failed])
+        image.extra.pop(LOCK, None)

@@ -1,0 +1,262 @@
+"""`Sandbox`: start, inspect and stop one sandbox cloud.
+
+Binding happens in `start()`, never at import or construction; a non-loopback host is
+refused before any socket is opened unless the caller explicitly allows it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from volimg.sandbox.cinder import Cinder
+from volimg.sandbox.cinder_manager import VolumeManager
+from volimg.sandbox.faults import Faults
+from volimg.sandbox.glance import Glance
+from volimg.sandbox.glance_client import InternalGlanceClient
+from volimg.sandbox.glance_import import ImportRunner
+from volimg.sandbox.jobs import Jobs
+from volimg.sandbox.keystone import REGION, Keystone
+from volimg.sandbox.reqlog import RequestLog
+from volimg.sandbox.seed import (
+    SEEDS,
+    Credentials,
+    Identities,
+    seed_base,
+    seed_demo,
+    seed_identities,
+)
+from volimg.sandbox.server import Dispatcher, SandboxHTTPServer
+from volimg.sandbox.state import Cloud, CloudConfig
+from volimg.sandbox.timings import Timings
+
+DEFAULT_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+class SandboxBindRefused(ValueError):
+    """The sandbox was asked to listen on a non-loopback address without `allow_remote`."""
+
+    @classmethod
+    def for_host(cls, host: str) -> SandboxBindRefused:
+        return cls(
+            f"refusing to bind the sandbox to non-loopback address {host!r}; pass allow_remote=True to expose it"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Sandbox:
+    """A Keystone + Cinder + Glance emulation on one port (devstack path layout).
+
+    Use as a context manager, or `start()`/`stop()`; `serve_forever()` blocks until
+    interrupted (the `volimg sandbox` command).
+    """
+
+    admin_cloud = "sandbox"
+    member_cloud = "sandbox-member"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: str = "demo",
+        clouds_yaml: Path | str | None = None,
+        timings: Timings | None = None,
+        allow_remote: bool = False,
+        enable_force_upload: bool = True,
+        import_methods: tuple[str, ...] = DEFAULT_IMPORT_METHODS,
+        read_only_stores: tuple[str, ...] = (),
+        token_ttl: float = 3600,
+    ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise SandboxBindRefused.for_host(host)
+        if seed not in SEEDS:
+            raise ValueError(f"unknown seed {seed!r}; choose one of {', '.join(SEEDS)}")
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.timings = timings or Timings()
+        self.faults = Faults()
+        self.requests = RequestLog()
+        self.cloud = Cloud(
+            CloudConfig(
+                import_methods=tuple(import_methods),
+                enable_force_upload=enable_force_upload,
+                token_ttl=float(token_ttl),
+            )
+        )
+        self._read_only_stores = tuple(read_only_stores)
+        self._clouds_yaml_wanted = Path(clouds_yaml) if clouds_yaml is not None else None
+        self._clouds_yaml: Path | None = None
+        self._temp_dir: Path | None = None
+        self._jobs = Jobs()
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._identities: Identities | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        """Bind, seed, write clouds.yaml and serve in a background thread."""
+        if self._server is not None:
+            return self
+        secret = secrets.token_hex(16)
+        dispatcher = Dispatcher([], self.faults, self.requests, secret)
+        self._server = SandboxHTTPServer((self.host, self.port), dispatcher)
+        self.port = int(self._server.server_address[1])
+        internal_host = "127.0.0.1" if self.host in _WILDCARDS else self.host
+        glance_client = InternalGlanceClient(internal_host, self.port, Glance.prefix, secret)
+        timings = lambda: self.timings  # noqa: E731 - the live Timings, tests may swap it
+        runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
+        manager = VolumeManager(self.cloud, self._jobs, self.faults, glance_client, timings)
+        dispatcher.services.extend(
+            [
+                Keystone(self.cloud, Cinder.prefix, Glance.prefix),
+                Cinder(self.cloud, manager, glance_client),
+                Glance(self.cloud, self._jobs, runner),
+            ]
+        )
+        with self.cloud.lock:
+            self._identities = seed_identities(self.cloud)
+            seed_base(self.cloud, self._read_only_stores)
+            if self.seed == "demo":
+                seed_demo(self.cloud)
+        self._write_clouds_yaml()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sandbox-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake background jobs, remove a temporary clouds.yaml."""
+        if self._server is None:
+            return
+        self._jobs.stop()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._server = None
+        self._thread = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def serve_forever(self) -> None:
+        """Serve until KeyboardInterrupt, then stop cleanly."""
+        self.start()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no asynchronous job (volume, upload, copy) is running."""
+        return self._jobs.wait_idle(timeout)
+
+    # -- connection settings -------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:PORT (the port is known once started)."""
+        host = "127.0.0.1" if self.host in _WILDCARDS else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        """Keystone v3, as written in clouds.yaml."""
+        return f"{self.url}{Keystone.prefix}/v3"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        if self._clouds_yaml is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._clouds_yaml
+
+    @property
+    def admin(self) -> Credentials:
+        """Credentials of the admin user (roles admin and member)."""
+        return self._require_identities().admin
+
+    @property
+    def member(self) -> Credentials:
+        """Credentials of the member-only user."""
+        return self._require_identities().member
+
+    def _require_identities(self) -> Identities:
+        if self._identities is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._identities
+
+    def _write_clouds_yaml(self) -> None:
+        if self._clouds_yaml_wanted is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="volimg-sandbox-"))
+            path = self._temp_dir / "clouds.yaml"
+        else:
+            path = self._clouds_yaml_wanted
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            render_clouds_yaml(
+                self.auth_url, {self.admin_cloud: self.admin, self.member_cloud: self.member}
+            )
+        )
+        path.chmod(0o600)
+        self._clouds_yaml = path
+
+
+def render_clouds_yaml(auth_url: str, clouds: dict[str, Credentials]) -> str:
+    """A clouds.yaml; every scalar is a JSON string, which YAML reads as-is."""
+    q = json.dumps
+    lines = [
+        "# Written by volimg's sandbox cloud. Use it with:",
+        "#   export OS_CLIENT_CONFIG_FILE=<this file>",
+        f"#   export OS_CLOUD={next(iter(clouds))}",
+        "clouds:",
+    ]
+    for name, creds in clouds.items():
+        lines += [
+            f"  {q(name)}:",
+            f"    auth_type: {q('password')}",
+            "    auth:",
+            f"      auth_url: {q(auth_url)}",
+            f"      username: {q(creds.username)}",
+            f"      password: {q(creds.password)}",
+            f"      project_name: {q(creds.project_name)}",
+            f"      user_domain_name: {q('Default')}",
+            f"      project_domain_name: {q('Default')}",
+            f"    region_name: {q(REGION)}",
+            f"    interface: {q('public')}",
+            "    identity_api_version: 3",
+        ]
+    return "\n".join(lines) + "\n"

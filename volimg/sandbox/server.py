@@ -1,0 +1,211 @@
+"""The HTTP side of the sandbox: one threading server, three services under prefixes.
+
+This module owns everything about the wire: reading bodies (Content-Length or
+chunked), keep-alive, the `x-openstack-request-id` header on every response, fault
+hooks, the request log, and the single place where an unexpected error becomes a
+JSON 500 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from volimg.sandbox.errors import keystone_error
+from volimg.sandbox.faults import Faults
+from volimg.sandbox.glance_client import ORIGIN_HEADER
+from volimg.sandbox.http import Headers, Request, Response
+from volimg.sandbox.reqlog import RequestLog, RequestRecord, redact_body, redact_headers
+from volimg.sandbox.service import Service
+
+LOG = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Turns one parsed HTTP request into a response, with faults and logging."""
+
+    def __init__(
+        self, services: list[Service], faults: Faults, log: RequestLog, secret: str
+    ) -> None:
+        self.services = services
+        self.faults = faults
+        self.log = log
+        self.secret = secret
+
+    def service_for(self, path: str) -> tuple[Service | None, str]:
+        for service in self.services:
+            if path == service.prefix or path.startswith(service.prefix + "/"):
+                return service, path[len(service.prefix) :]
+        return None, path
+
+    def build_request(
+        self, method: str, target: str, headers: Headers, body: bytes, base_url: str
+    ) -> tuple[Request, Service | None]:
+        split = urllib.parse.urlsplit(target)
+        raw_path = split.path or "/"
+        service, sub_path = self.service_for(raw_path)
+        origin = "cinder" if headers.get(ORIGIN_HEADER) == self.secret else "client"
+        clean = Headers([(k, v) for k, v in headers.items() if k.lower() != ORIGIN_HEADER.lower()])
+        req = Request(
+            method=method,
+            path=sub_path,
+            raw_path=target,
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
+            headers=clean,
+            body=body,
+            base_url=base_url,
+            service_url=base_url + (service.prefix if service else ""),
+            origin=origin,
+        )
+        req.request_id = service.request_id(req) if service else f"req-{uuid.uuid4()}"
+        return req, service
+
+    def respond(self, req: Request, service: Service | None) -> Response:
+        """The service's answer; the one boundary where an unexpected error is caught."""
+        if service is None:
+            return keystone_error(404, "The resource could not be found.")
+        try:
+            return service.handle(req)
+        except Exception:  # the HTTP boundary: log it, answer a JSON 500, never a traceback
+            LOG.exception(
+                "sandbox %s service failed on %s %s", service.name, req.method, req.raw_path
+            )
+            return service.error(req, 500)
+
+    def record(
+        self,
+        req: Request,
+        service: Service | None,
+        status: int,
+        response: Response | None,
+        fault: str | None,
+    ) -> None:
+        body: Any = None
+        if req.body and (
+            req.content_type.endswith("json") or req.content_type.endswith("json-patch")
+        ):
+            try:
+                body = redact_body(json.loads(req.body.decode("utf-8")))
+            except ValueError:
+                body = None
+        path = urllib.parse.urlsplit(req.raw_path).path
+        self.log.append(
+            RequestRecord(
+                seq=self.log.next_seq(),
+                service=service.name if service else "sandbox",
+                method=req.method,
+                path=path,
+                service_path=self.service_for(path)[1],
+                query=req.query,
+                status=status,
+                headers=redact_headers(req.headers),
+                body=body,
+                body_size=len(req.body),
+                request_id=req.request_id,
+                origin=req.origin,
+                response_headers=Headers(response.headers) if response else Headers(),
+                fault=fault,
+            )
+        )
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """A thread per connection; daemon threads so a stuck client cannot block shutdown."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        super().__init__(address, SandboxRequestHandler)
+
+
+class SandboxRequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive: every response carries Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "volimg-sandbox"
+    sys_version = ""
+    server: SandboxHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("%s - %s", self.address_string(), format % args)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
+        return f"http://{host}"
+
+    def _handle(self) -> None:
+        dispatcher = self.server.dispatcher
+        body = self._read_body()
+        headers = Headers(list(self.headers.items()))
+        req, service = dispatcher.build_request(
+            self.command, self.path, headers, body, self._base_url()
+        )
+        fault: str | None = None
+        response: Response | None = None
+        for action in dispatcher.faults.match(
+            req.method, urllib.parse.urlsplit(req.raw_path).path, req.origin
+        ):
+            if action.kind == "delay":
+                time.sleep(action.seconds)
+                fault = fault or "delay"
+            elif action.kind == "drop_connection":
+                dispatcher.record(req, service, 0, None, "drop_connection")
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            elif response is None:
+                fault = "respond"
+                response = (
+                    service.error(req, action.status, action.message)
+                    if service
+                    else keystone_error(action.status, action.message or "")
+                )
+        if response is None:
+            response = dispatcher.respond(req, service)
+        response.set_header("x-openstack-request-id", req.request_id)
+        dispatcher.record(req, service, response.status, response, fault)
+        self._write(response)
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and response.body:
+            self.wfile.write(response.body)
+
+    do_GET = _handle
+    do_HEAD = _handle
+    do_POST = _handle
+    do_PUT = _handle
+    do_PATCH = _handle
+    do_DELETE = _handle
+    do_OPTIONS = _handle
