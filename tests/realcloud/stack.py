@@ -17,12 +17,27 @@ healthy it returns at once.
 
 Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
 services run in their own venv, never in volimg's.
+
+The cloud (loopback only; fixed ports below the kernel's ephemeral range, so the
+sandbox's random ports never collide; ``--port-base`` moves all three):
+
+- Keystone http://127.0.0.1:25000/v3, Glance http://127.0.0.1:25292 (stores ``fast``
+  (default), ``cheap``, ``archive``), Cinder http://127.0.0.1:25776/v3 (max 3.71).
+- Users: ``admin``/``realstack-admin`` (roles admin+member, project ``admin``; cloud
+  ``realstack``), ``demo``/``realstack-demo`` (role member, project ``demo``; cloud
+  ``realstack-member``); service users ``glance`` and ``cinder`` in project ``service``.
+- Cinder's default volume type is ``standard`` (``__DEFAULT__`` exists too).
+
+Layout of DIR: ``venv/``, ``keystone/ glance/ cinder/`` (config, SQLite DB, data),
+``logs/`` (one log per service, plus pip, db init and seed logs), ``run/pids.json``,
+``clouds.yaml``, ``stack.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import grp
 import hashlib
 import json
@@ -38,6 +53,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,18 +228,24 @@ class Stack:
         except (OSError, ValueError):
             return False
 
-    def healthy(self) -> bool:
+    def health_problem(self) -> str | None:
+        """None when the stack is up, answering and seeded; else what is wrong."""
         pids = self.read_pids()
-        if set(pids) != set(SERVICES) or not self.stack_json.exists():
-            return False
-        if not all(self.is_ours(s, pids[s]) for s in SERVICES):
-            return False
-        if not all(self.answers(s) for s in SERVICES):
-            return False
+        if set(pids) != set(SERVICES):
+            return "not running"
+        if not self.stack_json.exists():
+            return f"{self.stack_json} missing"
+        for service in SERVICES:
+            if not self.is_ours(service, pids[service]):
+                return f"{service} (pid {pids[service]}) is gone"
+            if not self.answers(service):
+                return f"{service} does not answer on {self.url(service)}"
         try:
-            return self.seeded_marker.read_text() == self.seed_state
+            if self.seeded_marker.read_text() == self.seed_state:
+                return None
         except OSError:
-            return False
+            pass
+        return "not seeded by this seed.py/port base"
 
 
 # -- steps of `up` ------------------------------------------------------------------
@@ -249,8 +271,12 @@ def ensure_venv(stack: Stack) -> None:
     """Create DIR/venv and pip install the pinned services, unless already done."""
     wanted = digest(CONSTRAINTS.read_bytes(), *REQUIREMENTS, stack.python)
     marker = stack.venv / ".realstack-installed"
-    if stack.vpython.exists() and marker.exists() and marker.read_text() == wanted:
-        return
+    if marker.exists():
+        if stack.vpython.exists() and marker.read_text() == wanted:
+            return
+        # Other pins or another interpreter: start from an empty venv, no leftovers.
+        say("constraints, requirements or interpreter changed: re-creating the venv")
+        shutil.rmtree(stack.venv)
     pip_log = stack.logs / "pip.log"
     if not stack.vpython.exists():
         say(f"creating venv {stack.venv} ({stack.python})")
@@ -442,7 +468,43 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def stray_processes(stack: Stack) -> dict[int, str]:
+    """Processes running one of this state dir's service commands (PID -> cmdline).
+
+    They exist when the pids file was lost (e.g. the state dir was wiped while the
+    stack ran); without this their ports would stay taken.
+    """
+    markers = [stack.service_command(s)[-1].encode() for s in SERVICES]
+    strays = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(marker in argv for marker in markers):
+            strays[int(entry.name)] = b" ".join(argv).decode(errors="replace")
+    return strays
+
+
+def stop_strays(stack: Stack) -> None:
+    strays = stray_processes(stack)
+    for pid, cmdline in strays.items():
+        say(f"stopping a leftover process of this state dir: {pid} {cmdline[:100]}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while strays and time.monotonic() < deadline:
+        strays = {p: c for p, c in strays.items() if not _reaped(p)}
+        time.sleep(0.2)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def start_services(stack: Stack) -> dict[str, int]:
+    stop_strays(stack)
     busy = [s for s in SERVICES if port_in_use(stack.port(s))]
     if busy:
         ports = ", ".join(f"{s}={stack.port(s)}" for s in busy)
@@ -584,6 +646,19 @@ def write_stack_json(stack: Stack) -> None:
 # -- commands ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def exclusive(stack: Stack) -> Iterator[None]:
+    """One `up`/`down` at a time per state dir (e.g. parallel pytest sessions)."""
+    stack.state.mkdir(parents=True, exist_ok=True)
+    with (stack.state / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another stack.py holds the lock on this state dir; waiting")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def stop(stack: Stack, timeout: float = 20.0) -> list[str]:
     """SIGTERM each recorded process group, wait, then SIGKILL what is left."""
     pids = stack.read_pids()
@@ -618,13 +693,14 @@ def _reaped(pid: int) -> bool:
 
 
 def cmd_up(stack: Stack) -> int:
-    if stack.healthy():
+    problem = stack.health_problem()
+    if problem is None:
         say(f"already up: {stack.stack_json}")
         return 0
-    stack.state.mkdir(parents=True, exist_ok=True)
+    say(f"bringing the stack up in {stack.state} ({problem})")
     if stack.read_pids():
         for line in stop(stack):
-            say(f"stale stack: {line}")
+            say(f"restarting: {line}")
     (stack.state / "logs").mkdir(exist_ok=True)
     reset_data_if_moved(stack)
     make_dirs(stack)
@@ -704,7 +780,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
     try:
-        return command(stack)
+        if args.command == "status":
+            return command(stack)
+        with exclusive(stack):
+            return command(stack)
     except StackError as exc:
         print(f"\nrealstack {args.command} FAILED: {exc}", file=sys.stderr)
         if exc.log is not None:
