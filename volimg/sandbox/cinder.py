@@ -117,6 +117,7 @@ class Cinder(Service):
         add("GET", "/types", self.list_types)
         add("POST", "/types", self.create_type)
         add("GET", "/types/(?P<type_id>[^/]+)", self.show_type)
+        add("DELETE", "/types/(?P<type_id>[^/]+)", self.delete_type)
         add("GET", "/types/(?P<type_id>[^/]+)/extra_specs", self.list_extra_specs)
         add("POST", "/types/(?P<type_id>[^/]+)/extra_specs", self.create_extra_specs)
         add("GET", "/messages", self.list_messages)
@@ -669,6 +670,20 @@ class Cinder(Service):
             )
             vtype.is_public = _bool(spec.get("os-volume-type-access:is_public", True))
             return Response.json(200, {"volume_type": type_view(vtype, self._ctx(req))})
+
+    def delete_type(self, req: Request, params: dict[str, str]) -> Response:
+        """types_manage._delete: admin only; a type still used by volumes stays."""
+        assert req.token is not None
+        if not req.token.is_admin:
+            raise HttpError(cinder_fault(403, _policy("volume_extension:type_delete")))
+        with self.cloud.lock:
+            vtype = self._type(params["type_id"])
+            if vtype.id == self.cloud.default_volume_type:
+                raise HttpError(cinder_fault(400, f"The volume type {vtype.id} is a default volume type and cannot be deleted."))
+            if any(v.volume_type_id == vtype.id for v in self.cloud.volumes.values()):
+                raise HttpError(cinder_fault(400, "Target volume type is still in use."))
+            del self.cloud.volume_types[vtype.id]
+        return Response.empty(202)
 
     def list_extra_specs(self, req: Request, params: dict[str, str]) -> Response:
         ctx = self._ctx(req)

@@ -36,7 +36,7 @@ class RequestRecord:
     """HTTP status answered; 0 when a fault hook dropped the connection."""
     headers: Headers
     """Request headers; token values are replaced by "***"."""
-    body: Any
+    json: Any
     """Parsed JSON body, or None (binary bodies are only counted in `body_size`)."""
     body_size: int
     request_id: str

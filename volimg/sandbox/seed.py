@@ -65,7 +65,7 @@ def cirros_payload() -> bytes:
 
 def seed_demo(cloud: Cloud) -> None:
     """The demo world: one base image in two stores, two types and six volumes."""
-    admin = cloud.user("admin")
+    admin = cloud.find_user("admin")
     project_id = admin.default_project_id
     start = now() - timedelta(minutes=10)
     image = Image(

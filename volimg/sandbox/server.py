@@ -64,6 +64,8 @@ class Dispatcher:
             origin=origin,
         )
         req.request_id = service.request_id(req) if service else f"req-{uuid.uuid4()}"
+        # Numbered on arrival, so the log lists requests in the order they came in.
+        req.attrs["seq"] = self.log.next_seq()
         return req, service
 
     def respond(self, req: Request, service: Service | None) -> Response:
@@ -97,7 +99,7 @@ class Dispatcher:
         path = urllib.parse.urlsplit(req.raw_path).path
         self.log.append(
             RequestRecord(
-                seq=self.log.next_seq(),
+                seq=req.attrs["seq"],
                 service=service.name if service else "sandbox",
                 method=req.method,
                 path=path,
@@ -105,7 +107,7 @@ class Dispatcher:
                 query=req.query,
                 status=status,
                 headers=redact_headers(req.headers),
-                body=body,
+                json=body,
                 body_size=len(req.body),
                 request_id=req.request_id,
                 origin=req.origin,

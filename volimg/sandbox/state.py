@@ -310,11 +310,11 @@ class Cloud:
         with self.lock:
             return _find("role", name, {}, self.roles.values(), lambda r: r.name)
 
-    def project(self, ref: str) -> Project:
+    def find_project(self, ref: str) -> Project:
         with self.lock:
             return _find("project", ref, self.projects, self.projects.values(), lambda p: p.name)
 
-    def user(self, ref: str) -> User:
+    def find_user(self, ref: str) -> User:
         with self.lock:
             return _find("user", ref, self.users, self.users.values(), lambda u: u.name)
 
@@ -346,7 +346,7 @@ class Cloud:
                 self.default_store = store_id
             return store
 
-    def image(self, ref: str) -> Image:
+    def find_image(self, ref: str) -> Image:
         """An image by ID or unique name."""
         with self.lock:
             return _find("image", ref, self.images, self.images.values(), lambda i: i.name)
@@ -358,14 +358,14 @@ class Cloud:
     def remove_image(self, ref: str) -> None:
         """Delete an image and its data outright, as another user or operator would."""
         with self.lock:
-            image = self.image(ref)
+            image = self.find_image(ref)
             for store_id in image.locations:
                 self.stores[store_id].blobs.pop(image.id, None)
             del self.images[image.id]
 
     def tasks_for(self, image_ref: str) -> list[ImportTask]:
         with self.lock:
-            image_id = image_ref if image_ref in self.images else self.image(image_ref).id
+            image_id = image_ref if image_ref in self.images else self.find_image(image_ref).id
             return [task for task in self.tasks.values() if task.image_id == image_id]
 
     # -- volume --------------------------------------------------------------------
@@ -381,13 +381,13 @@ class Cloud:
             self.volume_types[vtype.id] = vtype
             return vtype
 
-    def volume_type(self, ref: str) -> VolumeType:
+    def find_volume_type(self, ref: str) -> VolumeType:
         with self.lock:
             return _find(
                 "volume type", ref, self.volume_types, self.volume_types.values(), lambda t: t.name
             )
 
-    def volume(self, ref: str) -> Volume:
+    def find_volume(self, ref: str) -> Volume:
         """A volume by ID or unique name."""
         with self.lock:
             return _find("volume", ref, self.volumes, self.volumes.values(), lambda v: v.name)
@@ -399,7 +399,7 @@ class Cloud:
     def set_volume_status(self, ref: str, status: str) -> Volume:
         """Force a volume's status, like `cinder reset-state` would."""
         with self.lock:
-            volume = self.volume(ref)
+            volume = self.find_volume(ref)
             volume.status = status
             volume.touch()
             return volume
