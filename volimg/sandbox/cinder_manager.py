@@ -56,6 +56,8 @@ _GLANCE_BASE = (
     "updated_at", "tags", "direct_url", "min_ram", "min_disk", "self", "file", "stores", "schema", "locations",
 )  # fmt: skip
 MESSAGE_TTL = timedelta(seconds=2592000)  # [DEFAULT] message_ttl
+BLANK_VOLUME = b"\0" * 65536
+"""What a new blank volume holds: stands for its zeroed GiBs."""
 
 
 def image_properties(image: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +144,7 @@ class VolumeManager:
             volume = self.cloud.volumes.get(volume_id)
             if volume is None:
                 return
+            volume.data = BLANK_VOLUME
             if image is not None and data is not None:
                 volume.data = data
                 volume.image_metadata = volume_image_metadata(image)

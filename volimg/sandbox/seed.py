@@ -6,14 +6,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from volimg.sandbox.cinder_manager import volume_image_metadata
+from volimg.sandbox.cinder_manager import BLANK_VOLUME, volume_image_metadata
 from volimg.sandbox.diskformat import qcow2_wrap, to_raw
 from volimg.sandbox.glance import store_data
 from volimg.sandbox.glance_views import image_view
 from volimg.sandbox.state import MIB, Attachment, Cloud, Image, Volume, new_id, now
 
 SEEDS = ("demo", "empty")
-BLANK_VOLUME = b"\0" * 65536
 CIRROS_VIRTUAL_SIZE = 112 * MIB
 
 
