@@ -42,16 +42,37 @@ class Api:
             if endpoint["interface"] == "public"
         }
 
-    def password_body(self, *, password: str | None = None, project: dict[str, Any] | None = None) -> dict[str, Any]:
-        user = {"name": self.auth["username"], "domain": {"name": "Default"}, "password": password or self.auth["password"]}
+    def password_body(
+        self, *, password: str | None = None, project: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        user = {
+            "name": self.auth["username"],
+            "domain": {"name": "Default"},
+            "password": password or self.auth["password"],
+        }
         scope = project or {"name": self.auth["project_name"], "domain": {"name": "Default"}}
-        return {"auth": {"identity": {"methods": ["password"], "password": {"user": user}}, "scope": {"project": scope}}}
+        return {
+            "auth": {
+                "identity": {"methods": ["password"], "password": {"user": user}},
+                "scope": {"project": scope},
+            }
+        }
 
     def issue_token(self, **kwargs: Any) -> requests.Response:
-        return self.http.post(f"{self.auth_url}/auth/tokens", json=self.password_body(**kwargs), timeout=30)
+        return self.http.post(
+            f"{self.auth_url}/auth/tokens", json=self.password_body(**kwargs), timeout=30
+        )
 
     # -- raw calls ------------------------------------------------------------------------
-    def request(self, method: str, url: str, *, token: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         all_headers = dict(JSON_ACCEPT)
         chosen = self.token if token is None else token
         if chosen:
@@ -67,7 +88,15 @@ class Api:
     def image_url(self) -> str:
         return self.endpoints["image"].rstrip("/")
 
-    def volume(self, method: str, path: str, *, microversion: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+    def volume(
+        self,
+        method: str,
+        path: str,
+        *,
+        microversion: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         """Cinder, relative to the catalog's /v3/{project_id} endpoint."""
         extra = dict(headers or {})
         if microversion is not None:
@@ -79,7 +108,9 @@ class Api:
         return self.request(method, self.image_url + path, **kwargs)
 
     # -- helpers that build test fixtures --------------------------------------------------
-    def create_image(self, name: str, data: bytes | None = None, *, store: str | None = None, **fields: Any) -> dict[str, Any]:
+    def create_image(
+        self, name: str, data: bytes | None = None, *, store: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """A raw/bare image; with `data`, uploaded (to `store`, or Glance's default)."""
         body = {"name": name, "disk_format": "raw", "container_format": "bare", **fields}
         created = self.image("POST", "/v2/images", json=body)
@@ -89,20 +120,30 @@ class Api:
             headers = {"Content-Type": "application/octet-stream"}
             if store:
                 headers["x-image-meta-store"] = store
-            uploaded = self.image("PUT", f"/v2/images/{image['id']}/file", data=data, headers=headers)
+            uploaded = self.image(
+                "PUT", f"/v2/images/{image['id']}/file", data=data, headers=headers
+            )
             assert uploaded.status_code == 204, uploaded.text
             image = self.image("GET", f"/v2/images/{image['id']}").json()
         return image
 
     def create_volume(self, name: str, **fields: Any) -> dict[str, Any]:
-        created = self.volume("POST", "/volumes", json={"volume": {"size": 1, "name": name, **fields}})
+        created = self.volume(
+            "POST", "/volumes", json={"volume": {"size": 1, "name": name, **fields}}
+        )
         assert created.status_code == 202, created.text
         return dict(created.json()["volume"])
 
-    def wait_volume(self, volume_id: str, *, until: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
-        return wait_for(lambda: self.volume("GET", f"/volumes/{volume_id}").json()["volume"], until, timeout)
+    def wait_volume(
+        self, volume_id: str, *, until: Callable[[dict[str, Any]], bool], timeout: float = 120
+    ) -> dict[str, Any]:
+        return wait_for(
+            lambda: self.volume("GET", f"/volumes/{volume_id}").json()["volume"], until, timeout
+        )
 
-    def wait_image(self, image_id: str, *, until: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+    def wait_image(
+        self, image_id: str, *, until: Callable[[dict[str, Any]], bool], timeout: float = 120
+    ) -> dict[str, Any]:
         return wait_for(lambda: self.image("GET", f"/v2/images/{image_id}").json(), until, timeout)
 
     def tasks(self, image_id: str) -> list[dict[str, Any]]:
@@ -119,7 +160,9 @@ class Api:
         return wait_for(mine, lambda t: t.get("status") in ("success", "failure"), timeout)
 
 
-def wait_for(read: Callable[[], dict[str, Any]], until: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+def wait_for(
+    read: Callable[[], dict[str, Any]], until: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         value = read()

@@ -43,12 +43,19 @@ class Cleanup:
 
     def run(self) -> None:
         for image_id in self.images:
-            self.api.image("PATCH", f"/v2/images/{image_id}", json=[{"op": "replace", "path": "/protected", "value": False}], headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+            self.api.image(
+                "PATCH",
+                f"/v2/images/{image_id}",
+                json=[{"op": "replace", "path": "/protected", "value": False}],
+                headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+            )
             self.api.image("DELETE", f"/v2/images/{image_id}")
         for volume_id in self.volumes:
             try:
                 wait_for(
-                    lambda v=volume_id: self.api.volume("GET", f"/volumes/{v}").json().get("volume", {}),
+                    lambda v=volume_id: (
+                        self.api.volume("GET", f"/volumes/{v}").json().get("volume", {})
+                    ),
                     lambda v: v.get("status") not in ("creating", "uploading", "deleting"),
                     120,
                 )

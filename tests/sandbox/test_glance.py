@@ -25,11 +25,17 @@ PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 
 
 def _default_store(api: Api) -> str:
-    return next(s["id"] for s in api.image("GET", "/v2/info/stores").json()["stores"] if s.get("default") == "true")
+    return next(
+        s["id"]
+        for s in api.image("GET", "/v2/info/stores").json()["stores"]
+        if s.get("default") == "true"
+    )
 
 
 def test_version_discovery(admin: Api) -> None:
-    response = requests.get(admin.image_url + "/", headers={"Accept": "application/json"}, timeout=10)
+    response = requests.get(
+        admin.image_url + "/", headers={"Accept": "application/json"}, timeout=10
+    )
     assert response.status_code == 300
     versions = response.json()["versions"]
     assert any(v["id"] == "v2.0" for v in versions)
@@ -41,11 +47,22 @@ def test_version_discovery(admin: Api) -> None:
 
 def test_create_upload_show(admin: Api, cleanup: Cleanup) -> None:
     name = unique("img")
-    created = admin.image("POST", "/v2/images", json={"name": name, "disk_format": "raw", "container_format": "bare", "os_distro": "cirros"})
+    created = admin.image(
+        "POST",
+        "/v2/images",
+        json={
+            "name": name,
+            "disk_format": "raw",
+            "container_format": "bare",
+            "os_distro": "cirros",
+        },
+    )
     assert created.status_code == 201
     image = cleanup.image(created.json())
     assert (image["status"], image["visibility"], image["protected"]) == ("queued", "shared", False)
-    assert image["size"] is None and image["checksum"] is None and image["os_hash_value"] is None
+    assert image["size"] is None
+    assert image["checksum"] is None
+    assert image["os_hash_value"] is None
     assert "stores" not in image
     assert image["os_distro"] == "cirros"
     assert image["owner"] == admin.project_id
@@ -55,7 +72,12 @@ def test_create_upload_show(admin: Api, cleanup: Cleanup) -> None:
     assert created.headers["OpenStack-image-store-ids"]
     assert "copy-image" in created.headers["OpenStack-image-import-methods"]
 
-    uploaded = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/octet-stream"})
+    uploaded = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert uploaded.status_code == 204
     shown = admin.image("GET", f"/v2/images/{image['id']}").json()
     assert shown["status"] == "active"
@@ -74,15 +96,29 @@ def test_create_upload_show(admin: Api, cleanup: Cleanup) -> None:
 def test_upload_to_a_chosen_store_ignoring_the_base_image_ref(admin: Api, cleanup: Cleanup) -> None:
     base = cleanup.image(admin.create_image(unique("base"), PAYLOAD, store="archive"))
     image = cleanup.image(admin.create_image(unique("img")))
-    headers = {"Content-Type": "application/octet-stream", "x-image-meta-store": "cheap", "x-openstack-base-image-ref": base["id"]}
-    assert admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers=headers).status_code == 204
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "x-image-meta-store": "cheap",
+        "x-openstack-base-image-ref": base["id"],
+    }
+    assert (
+        admin.image(
+            "PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers=headers
+        ).status_code
+        == 204
+    )
     # Glance never reads x-openstack-base-image-ref: one store, the one asked for.
     assert stores_of(admin.image("GET", f"/v2/images/{image['id']}").json()) == ["cheap"]
 
 
 def test_upload_to_an_unknown_store_is_400(admin: Api, cleanup: Cleanup) -> None:
     image = cleanup.image(admin.create_image(unique("img")))
-    response = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/octet-stream", "x-image-meta-store": "nope"})
+    response = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/octet-stream", "x-image-meta-store": "nope"},
+    )
     assert response.status_code == 400
     assert "Store for identifier nope not found" in response.json()["message"]
     assert admin.image("GET", f"/v2/images/{image['id']}").json()["status"] == "queued"
@@ -90,17 +126,37 @@ def test_upload_to_an_unknown_store_is_400(admin: Api, cleanup: Cleanup) -> None
 
 def test_upload_needs_octet_stream_and_a_queued_image(admin: Api, cleanup: Cleanup) -> None:
     image = cleanup.image(admin.create_image(unique("img")))
-    wrong = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/json"})
+    wrong = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/json"},
+    )
     assert wrong.status_code == 415
-    ok = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/octet-stream"})
+    ok = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert ok.status_code == 204
-    twice = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/octet-stream"})
+    twice = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert twice.status_code == 409
 
 
 def test_upload_must_match_the_disk_format(admin: Api, cleanup: Cleanup) -> None:
     image = cleanup.image(admin.create_image(unique("img"), disk_format="qcow2"))
-    response = admin.image("PUT", f"/v2/images/{image['id']}/file", data=PAYLOAD, headers={"Content-Type": "application/octet-stream"})
+    response = admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=PAYLOAD,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert response.status_code == 415
     assert "does not match" in response.json()["message"]
 
@@ -109,9 +165,13 @@ def test_create_rejects_read_only_and_reserved_attributes(admin: Api) -> None:
     read_only = admin.image("POST", "/v2/images", json={"name": unique(), "status": "active"})
     assert read_only.status_code == 403
     assert read_only.json()["message"].startswith("Attribute 'status' is read-only.")
-    reserved = admin.image("POST", "/v2/images", json={"name": unique(), "os_glance_importing_to_stores": "x"})
+    reserved = admin.image(
+        "POST", "/v2/images", json={"name": unique(), "os_glance_importing_to_stores": "x"}
+    )
     assert reserved.status_code == 403
-    assert reserved.json()["message"].startswith("Attribute 'os_glance_importing_to_stores' is reserved.")
+    assert reserved.json()["message"].startswith(
+        "Attribute 'os_glance_importing_to_stores' is reserved."
+    )
     bad_format = admin.image("POST", "/v2/images", json={"name": unique(), "disk_format": "floppy"})
     assert bad_format.status_code == 400
     assert bad_format.json()["message"].startswith("Provided object does not match schema 'image'")
@@ -120,7 +180,9 @@ def test_create_rejects_read_only_and_reserved_attributes(admin: Api) -> None:
 def test_only_admins_create_public_images(member: Api) -> None:
     response = member.image("POST", "/v2/images", json={"name": unique(), "visibility": "public"})
     assert response.status_code == 403
-    assert response.json()["message"].startswith("You are not authorized to complete publicize_image action.")
+    assert response.json()["message"].startswith(
+        "You are not authorized to complete publicize_image action."
+    )
 
 
 def test_json_patch_update(admin: Api, cleanup: Cleanup) -> None:
@@ -133,15 +195,36 @@ def test_json_patch_update(admin: Api, cleanup: Cleanup) -> None:
     response = admin.image("PATCH", f"/v2/images/{image['id']}", json=ops, headers=PATCH)
     assert response.status_code == 200
     updated = response.json()
-    assert (updated["name"], updated["os_distro"], sorted(updated["tags"])) == ("renamed", "cirros", ["a", "b"])
+    assert (updated["name"], updated["os_distro"], sorted(updated["tags"])) == (
+        "renamed",
+        "cirros",
+        ["a", "b"],
+    )
 
-    removed = admin.image("PATCH", f"/v2/images/{image['id']}", json=[{"op": "remove", "path": "/os_distro"}], headers=PATCH)
+    removed = admin.image(
+        "PATCH",
+        f"/v2/images/{image['id']}",
+        json=[{"op": "remove", "path": "/os_distro"}],
+        headers=PATCH,
+    )
     assert "os_distro" not in removed.json()
-    missing = admin.image("PATCH", f"/v2/images/{image['id']}", json=[{"op": "replace", "path": "/nope", "value": "x"}], headers=PATCH)
+    missing = admin.image(
+        "PATCH",
+        f"/v2/images/{image['id']}",
+        json=[{"op": "replace", "path": "/nope", "value": "x"}],
+        headers=PATCH,
+    )
     assert missing.status_code == 409
-    read_only = admin.image("PATCH", f"/v2/images/{image['id']}", json=[{"op": "replace", "path": "/checksum", "value": "x"}], headers=PATCH)
+    read_only = admin.image(
+        "PATCH",
+        f"/v2/images/{image['id']}",
+        json=[{"op": "replace", "path": "/checksum", "value": "x"}],
+        headers=PATCH,
+    )
     assert read_only.status_code == 403
-    wrong_type = admin.image("PATCH", f"/v2/images/{image['id']}", json=ops, headers={"Content-Type": "application/json"})
+    wrong_type = admin.image(
+        "PATCH", f"/v2/images/{image['id']}", json=ops, headers={"Content-Type": "application/json"}
+    )
     assert wrong_type.status_code == 415
     assert "application/openstack-images-v2.1-json-patch" in wrong_type.headers["Accept-Patch"]
 
@@ -150,8 +233,15 @@ def test_protected_images_cannot_be_deleted(admin: Api, cleanup: Cleanup) -> Non
     image = cleanup.image(admin.create_image(unique("img"), protected=True))
     refused = admin.image("DELETE", f"/v2/images/{image['id']}")
     assert refused.status_code == 403
-    assert refused.json()["message"].startswith(f"Image {image['id']} is protected and cannot be deleted.")
-    admin.image("PATCH", f"/v2/images/{image['id']}", json=[{"op": "replace", "path": "/protected", "value": False}], headers=PATCH)
+    assert refused.json()["message"].startswith(
+        f"Image {image['id']} is protected and cannot be deleted."
+    )
+    admin.image(
+        "PATCH",
+        f"/v2/images/{image['id']}",
+        json=[{"op": "replace", "path": "/protected", "value": False}],
+        headers=PATCH,
+    )
     assert admin.image("DELETE", f"/v2/images/{image['id']}").status_code == 204
     gone = admin.image("GET", f"/v2/images/{image['id']}")
     assert gone.status_code == 404
@@ -163,10 +253,18 @@ def test_visibility_rules_for_a_member(admin: Api, member: Api, cleanup: Cleanup
     public = cleanup.image(admin.create_image(unique("public"), visibility="public"))
     assert member.image("GET", f"/v2/images/{private['id']}").status_code == 404
     assert member.image("GET", f"/v2/images/{public['id']}").status_code == 200
-    listed = {i["id"] for i in member.image("GET", "/v2/images", params={"limit": 1000}).json()["images"]}
-    assert public["id"] in listed and private["id"] not in listed
+    listed = {
+        i["id"] for i in member.image("GET", "/v2/images", params={"limit": 1000}).json()["images"]
+    }
+    assert public["id"] in listed
+    assert private["id"] not in listed
     # Member sees the public image but may not change or delete it.
-    denied = member.image("PATCH", f"/v2/images/{public['id']}", json=[{"op": "replace", "path": "/name", "value": "x"}], headers=PATCH)
+    denied = member.image(
+        "PATCH",
+        f"/v2/images/{public['id']}",
+        json=[{"op": "replace", "path": "/name", "value": "x"}],
+        headers=PATCH,
+    )
     assert denied.status_code == 403
     assert member.image("DELETE", f"/v2/images/{public['id']}").status_code == 403
     assert member.image("DELETE", f"/v2/images/{private['id']}").status_code == 404
@@ -178,11 +276,19 @@ def test_list_filters(admin: Api, member: Api, cleanup: Cleanup) -> None:
     community = cleanup.image(admin.create_image(name, visibility="community"))
     by_name = admin.image("GET", "/v2/images", params={"name": name}).json()
     assert {i["id"] for i in by_name["images"]} == {active["id"], community["id"]}
-    assert by_name["first"].startswith("/v2/images?") and by_name["schema"] == "/v2/schemas/images"
-    assert [i["id"] for i in admin.image("GET", "/v2/images", params={"name": name, "status": "active"}).json()["images"]] == [active["id"]]
+    assert by_name["first"].startswith("/v2/images?")
+    assert by_name["schema"] == "/v2/schemas/images"
+    assert [
+        i["id"]
+        for i in admin.image("GET", "/v2/images", params={"name": name, "status": "active"}).json()[
+            "images"
+        ]
+    ] == [active["id"]]
     # Someone else's community images only show when asked for.
     assert member.image("GET", "/v2/images", params={"name": name}).json()["images"] == []
-    asked = member.image("GET", "/v2/images", params={"name": name, "visibility": "community"}).json()["images"]
+    asked = member.image(
+        "GET", "/v2/images", params={"name": name, "visibility": "community"}
+    ).json()["images"]
     assert [i["id"] for i in asked] == [community["id"]]
     assert admin.image("GET", "/v2/images", params={"visibility": "nope"}).status_code == 400
 
@@ -191,7 +297,8 @@ def test_pagination(admin: Api, cleanup: Cleanup) -> None:
     name = unique("page")
     ids = {cleanup.image(admin.create_image(name))["id"] for _ in range(3)}
     first = admin.image("GET", "/v2/images", params={"name": name, "limit": 2}).json()
-    assert len(first["images"]) == 2 and "next" in first
+    assert len(first["images"]) == 2
+    assert "next" in first
     second = admin.image("GET", first["next"]).json()
     assert {i["id"] for i in first["images"] + second["images"]} == ids
 
@@ -230,9 +337,15 @@ def test_image_schema(admin: Api) -> None:
 def test_import_methods_are_configurable() -> None:
     with Sandbox(seed="empty", import_methods=("glance-direct",)) as sb:
         api = Api(sb.clouds_yaml, sb.admin_cloud)
-        assert api.image("GET", "/v2/info/import").json()["import-methods"]["value"] == ["glance-direct"]
+        assert api.image("GET", "/v2/info/import").json()["import-methods"]["value"] == [
+            "glance-direct"
+        ]
         image = api.create_image("x", b"data")
-        refused = api.image("POST", f"/v2/images/{image['id']}/import", json={"method": {"name": "copy-image"}, "stores": ["cheap"]})
+        refused = api.image(
+            "POST",
+            f"/v2/images/{image['id']}/import",
+            json={"method": {"name": "copy-image"}, "stores": ["cheap"]},
+        )
         assert refused.status_code == 400
         assert refused.json()["message"].startswith("Unknown import method name 'copy-image'.")
 
@@ -240,10 +353,21 @@ def test_import_methods_are_configurable() -> None:
 def test_read_only_stores_are_reported() -> None:
     with Sandbox(seed="empty", read_only_stores=("web",)) as sb:
         api = Api(sb.clouds_yaml, sb.admin_cloud)
-        web = next(s for s in api.image("GET", "/v2/info/stores").json()["stores"] if s["id"] == "web")
+        web = next(
+            s for s in api.image("GET", "/v2/info/stores").json()["stores"] if s["id"] == "web"
+        )
         assert web["read-only"] == "true"
-        detail = next(s for s in api.image("GET", "/v2/info/stores/detail").json()["stores"] if s["id"] == "web")
+        detail = next(
+            s
+            for s in api.image("GET", "/v2/info/stores/detail").json()["stores"]
+            if s["id"] == "web"
+        )
         assert (detail["type"], detail["properties"]) == ("http", {})
         image = api.create_image("x")
-        refused = api.image("PUT", f"/v2/images/{image['id']}/file", data=b"d", headers={"Content-Type": "application/octet-stream", "x-image-meta-store": "web"})
+        refused = api.image(
+            "PUT",
+            f"/v2/images/{image['id']}/file",
+            data=b"d",
+            headers={"Content-Type": "application/octet-stream", "x-image-meta-store": "web"},
+        )
         assert refused.status_code == 410

@@ -28,7 +28,13 @@ REQUEST_ID = re.compile(r"^req-[0-9a-f-]{36}$")
 def test_cinder_without_a_valid_token_is_401(admin: Api, token: str) -> None:
     response = admin.volume("GET", "/volumes", token=token)
     assert response.status_code == 401
-    assert response.json() == {"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}
+    assert response.json() == {
+        "error": {
+            "code": 401,
+            "title": "Unauthorized",
+            "message": "The request you have made requires authentication.",
+        }
+    }
     assert response.headers["WWW-Authenticate"].startswith("Keystone uri=")
     assert REQUEST_ID.match(response.headers["x-openstack-request-id"])
 
@@ -55,12 +61,27 @@ def test_token_ttl_is_configurable() -> None:
     with Sandbox(seed="empty", token_ttl=0) as sb:
         api_token = requests.post(
             f"{sb.auth_url}/auth/tokens",
-            json={"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": sb.admin.username, "domain": {"name": "Default"}, "password": sb.admin.password}}}}},
+            json={
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": sb.admin.username,
+                                "domain": {"name": "Default"},
+                                "password": sb.admin.password,
+                            }
+                        },
+                    }
+                }
+            },
             timeout=10,
         )
         assert api_token.status_code == 201
         token = api_token.headers["X-Subject-Token"]
-        response = requests.get(f"{sb.url}/image/v2/images", headers={"X-Auth-Token": token}, timeout=10)
+        response = requests.get(
+            f"{sb.url}/image/v2/images", headers={"X-Auth-Token": token}, timeout=10
+        )
         assert response.status_code == 401
 
 
@@ -77,12 +98,20 @@ def test_every_service_answers_with_a_request_id(admin: Api) -> None:
 
 
 def test_glance_adopts_the_callers_request_id(admin: Api) -> None:
-    response = admin.image("GET", "/v2/images", headers={"X-Openstack-Request-ID": "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"})
+    response = admin.image(
+        "GET",
+        "/v2/images",
+        headers={"X-Openstack-Request-ID": "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"},
+    )
     assert response.headers["x-openstack-request-id"] == "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"
 
 
 def test_cinder_answers_with_its_own_request_id(admin: Api) -> None:
-    response = admin.volume("GET", "/volumes", headers={"X-Openstack-Request-ID": "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"})
+    response = admin.volume(
+        "GET",
+        "/volumes",
+        headers={"X-Openstack-Request-ID": "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"},
+    )
     assert response.headers["x-openstack-request-id"] != "req-3b3d0b0a-9a38-4d6f-a7c4-6a9c2b2a0d10"
     assert response.headers["x-compute-request-id"] == response.headers["x-openstack-request-id"]
 
@@ -93,7 +122,11 @@ def test_unknown_routes_are_404_json_with_accept_json(admin: Api) -> None:
     assert cinder.json()["code"] == "404 Not Found"
     glance = admin.image("GET", "/v2/no-such-thing")
     assert glance.status_code == 404
-    assert glance.json() == {"message": "The resource could not be found.<br /><br />\n\n\n", "code": "404 Not Found", "title": "Not Found"}
+    assert glance.json() == {
+        "message": "The resource could not be found.<br /><br />\n\n\n",
+        "code": "404 Not Found",
+        "title": "Not Found",
+    }
 
 
 def test_paths_outside_the_services_are_404_json(sandbox: Sandbox) -> None:
@@ -161,12 +194,21 @@ def test_chunked_request_bodies_are_read(sb_admin: Api) -> None:
         yield b"first part,"
         yield b"second part"
 
-    response = sb_admin.image("PUT", f"/v2/images/{image['id']}/file", data=chunks(), headers={"Content-Type": "application/octet-stream"})
+    response = sb_admin.image(
+        "PUT",
+        f"/v2/images/{image['id']}/file",
+        data=chunks(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert response.status_code == 204
-    assert sb_admin.image("GET", f"/v2/images/{image['id']}").json()["size"] == len(b"first part,second part")
+    assert sb_admin.image("GET", f"/v2/images/{image['id']}").json()["size"] == len(
+        b"first part,second part"
+    )
 
 
-def test_an_unexpected_error_is_a_json_500_without_traceback(sb_admin: Api, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_is_a_json_500_without_traceback(
+    sb_admin: Api, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from volimg.sandbox import glance
 
     def broken(*args: object) -> None:
@@ -175,7 +217,8 @@ def test_an_unexpected_error_is_a_json_500_without_traceback(sb_admin: Api, sand
     monkeypatch.setattr(glance, "image_view", broken)
     response = sb_admin.image("GET", f"/v2/images/{sandbox.cloud.find_image('cirros-base').id}")
     assert response.status_code == 500
-    assert "Traceback" not in response.text and "boom" not in response.text
+    assert "Traceback" not in response.text
+    assert "boom" not in response.text
     assert response.json()["code"] == "500 Internal Server Error"
 
 
@@ -185,7 +228,9 @@ def test_32_concurrent_clients(sandbox: Sandbox) -> None:
 
     def client(index: int) -> None:
         try:
-            api = Api(sandbox.clouds_yaml, sandbox.admin_cloud if index % 2 else sandbox.member_cloud)
+            api = Api(
+                sandbox.clouds_yaml, sandbox.admin_cloud if index % 2 else sandbox.member_cloud
+            )
             barrier.wait(timeout=30)
             image = api.create_image(f"concurrent-{index}", f"data {index}".encode())
             assert image["status"] == "active"
@@ -193,7 +238,12 @@ def test_32_concurrent_clients(sandbox: Sandbox) -> None:
             listed = api.volume("GET", "/volumes/detail", params={"name": f"concurrent-{index}"})
             assert [v["id"] for v in listed.json()["volumes"]] == [volume["id"]]
             assert api.image("GET", "/v2/images").status_code == 200
-        except (AssertionError, requests.RequestException, json.JSONDecodeError, threading.BrokenBarrierError) as exc:
+        except (
+            AssertionError,
+            requests.RequestException,
+            json.JSONDecodeError,
+            threading.BrokenBarrierError,
+        ) as exc:
             errors.append(f"client {index}: {exc!r}")
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]

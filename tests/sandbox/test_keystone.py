@@ -47,7 +47,8 @@ def test_password_token_by_names(admin: Api) -> None:
     assert token["project"]["domain"]["id"] == "default"
     assert {"admin", "member"} <= {role["name"] for role in token["roles"]}
     assert all(set(role) >= {"id", "name"} for role in token["roles"])
-    assert token["expires_at"].endswith("Z") and token["issued_at"].endswith("Z")
+    assert token["expires_at"].endswith("Z")
+    assert token["issued_at"].endswith("Z")
     assert token["audit_ids"]
 
 
@@ -71,7 +72,10 @@ def test_member_token_has_member_roles_only(member: Api) -> None:
 def test_password_token_by_ids(admin: Api) -> None:
     body = {
         "auth": {
-            "identity": {"methods": ["password"], "password": {"user": {"id": admin.user_id, "password": admin.auth["password"]}}},
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"id": admin.user_id, "password": admin.auth["password"]}},
+            },
             "scope": {"project": {"id": admin.project_id}},
         }
     }
@@ -99,13 +103,19 @@ def test_project_without_a_role_is_401(admin: Api, member: Api) -> None:
 
 
 def test_unknown_project_is_401(admin: Api) -> None:
-    _assert_unauthorized(admin.issue_token(project={"name": "no-such-project", "domain": {"name": "Default"}}))
+    _assert_unauthorized(
+        admin.issue_token(project={"name": "no-such-project", "domain": {"name": "Default"}})
+    )
 
 
 def test_token_validation(admin: Api, member: Api) -> None:
     ok = requests.get(
         f"{admin.auth_url}/auth/tokens",
-        headers={"X-Auth-Token": admin.token, "X-Subject-Token": member.token, "Accept": "application/json"},
+        headers={
+            "X-Auth-Token": admin.token,
+            "X-Subject-Token": member.token,
+            "Accept": "application/json",
+        },
         timeout=10,
     )
     assert ok.status_code == 200
@@ -114,18 +124,29 @@ def test_token_validation(admin: Api, member: Api) -> None:
 
     unknown = requests.get(
         f"{admin.auth_url}/auth/tokens",
-        headers={"X-Auth-Token": admin.token, "X-Subject-Token": "gAAAAAnot-a-token", "Accept": "application/json"},
+        headers={
+            "X-Auth-Token": admin.token,
+            "X-Subject-Token": "gAAAAAnot-a-token",
+            "Accept": "application/json",
+        },
         timeout=10,
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == 404
 
-    anonymous = requests.get(f"{admin.auth_url}/auth/tokens", headers={"X-Subject-Token": member.token}, timeout=10)
+    anonymous = requests.get(
+        f"{admin.auth_url}/auth/tokens", headers={"X-Subject-Token": member.token}, timeout=10
+    )
     assert anonymous.status_code == 401
 
 
 def test_malformed_json_is_400(admin: Api) -> None:
-    response = requests.post(f"{admin.auth_url}/auth/tokens", data=b"{not json", headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        f"{admin.auth_url}/auth/tokens",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 400
 

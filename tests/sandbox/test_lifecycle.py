@@ -121,12 +121,26 @@ def test_demo_seed_matches_the_documentation() -> None:
         cloud = sb.cloud
         assert cloud.default_store == "fast"
         base = cloud.find_image("cirros-base")
-        assert (base.visibility, base.disk_format, base.container_format, base.status) == ("public", "qcow2", "bare", "active")
+        assert (base.visibility, base.disk_format, base.container_format, base.status) == (
+            "public",
+            "qcow2",
+            "bare",
+            "active",
+        )
         assert base.stores == ("cheap", "archive")
         assert base.extra == {"os_distro": "cirros", "hw_disk_bus": "virtio"}
-        assert cloud.find_volume_type("pinned-archive").extra_specs == {"image_service:store_id": "archive"}
+        assert cloud.find_volume_type("pinned-archive").extra_specs == {
+            "image_service:store_id": "archive"
+        }
         assert cloud.find_volume_type("standard").extra_specs == {}
-        assert sorted(v.name or "" for v in cloud.volumes.values()) == ["boot-vol", "busy-vol", "data-vol", "pinned-vol", "twin", "twin"]
+        assert sorted(v.name or "" for v in cloud.volumes.values()) == [
+            "boot-vol",
+            "busy-vol",
+            "data-vol",
+            "pinned-vol",
+            "twin",
+            "twin",
+        ]
         assert cloud.find_volume("busy-vol").status == "in-use"
         assert cloud.find_volume("busy-vol").attachments
         assert cloud.find_volume("boot-vol").image_metadata["image_id"] == base.id
@@ -148,4 +162,5 @@ def test_read_only_stores_are_http_stores() -> None:
 def test_timings_presets() -> None:
     instant, human = Timings.instant(), Timings.human()
     assert max(vars(instant).values()) < 0.05
-    assert 1.5 <= human.upload <= 3 and 1 <= human.store_copy <= 2
+    assert 1.5 <= human.upload <= 3
+    assert 1 <= human.store_copy <= 2

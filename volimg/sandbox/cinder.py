@@ -679,7 +679,12 @@ class Cinder(Service):
         with self.cloud.lock:
             vtype = self._type(params["type_id"])
             if vtype.id == self.cloud.default_volume_type:
-                raise HttpError(cinder_fault(400, f"The volume type {vtype.id} is a default volume type and cannot be deleted."))
+                raise HttpError(
+                    cinder_fault(
+                        400,
+                        f"The volume type {vtype.id} is a default volume type and cannot be deleted.",
+                    )
+                )
             if any(v.volume_type_id == vtype.id for v in self.cloud.volumes.values()):
                 raise HttpError(cinder_fault(400, "Target volume type is still in use."))
             del self.cloud.volume_types[vtype.id]
