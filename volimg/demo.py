@@ -29,7 +29,7 @@ What to try next:
   volimg upload data-vol               # no base image: Glance's default store only
   volimg upload busy-vol               # in-use: refused (exit 2); add --force
   volimg upload twin -f json           # two volumes share the name: exit 2, JSON error
-  OS_CLOUD=sandbox-member volimg upload boot-vol   # a member: not your project's volume
+  volimg replicate cirros-base --store fast --dry-run   # plan a copy of an existing image
 On your own cloud: export OS_CLOUD=<cloud in clouds.yaml>, then volimg plan <volume>.
 """
 
@@ -56,7 +56,7 @@ def run_demo(app: AppContext) -> ExitCode:
         finally:
             demo_app.close()
     if not renderer.json:
-        renderer.err.print(NEXT_STEPS, highlight=False, markup=False)
+        renderer.err.print(NEXT_STEPS, highlight=False, markup=False, soft_wrap=True)
     return outcome.exit_code
 
 
@@ -102,6 +102,7 @@ def serve_sandbox(
         "Ctrl-C stops it.",
         highlight=False,
         markup=False,
+        soft_wrap=True,
     )
     stop = threading.Event()
     # SIGTERM (e.g. a CI job's cleanup) stops the sandbox as cleanly as Ctrl-C.

@@ -439,6 +439,9 @@ class _LiveView:
             self.pending_lines.append(f"image {event.image_id} ({escape(event.image_name)})")
         elif isinstance(event, ev.UploadProgress):
             self.status = f"image {event.image_status}, volume {event.volume_status}"
+        elif isinstance(event, ev.UploadFinished):
+            stores = _list(event.image.stores)
+            self.pending_lines.append(f"image {event.image.id} is active in {escape(stores)}")
         elif isinstance(event, ev.CopyRequested):
             for store in event.stores:
                 self.stores[store] = "copying"
