@@ -421,9 +421,22 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
     replicate_to = tuple(s for s in targets if s not in landing) if replicate else ()
     for store_id in also:
         decisions.append(
-            Decision(f"store {store_id}", "copy", f"--also-store {store_id} was asked for")
+            Decision(
+                f"store {store_id}", "keep", f"--also-store {store_id}: the upload lands there"
+            )
+            if store_id in landing
+            else Decision(f"store {store_id}", "copy", f"--also-store {store_id} was asked for")
         )
     _check_copy_image(glance, replicate_to, "pass --no-replicate to upload only")
+    if replicate_to and not facts.identity.is_admin:
+        decisions.append(
+            Decision(
+                "permission",
+                "may be refused",
+                "Glance's copy_image policy is admin-only by default and you have no admin "
+                "role: if Glance refuses (403), volimg says which command an admin runs",
+            )
+        )
 
     prune_from: tuple[str, ...] = ()
     if options.prune:

@@ -113,8 +113,12 @@ def poll(
     def stop(_state: tenacity.RetryCallState) -> bool:
         return deadline.expired
 
-    def wait(_state: tenacity.RetryCallState) -> float:
-        return min(interval, deadline.remaining)
+    # Start quickly and back off to the interval: short steps finish without a
+    # needless wait, long ones are not polled more than once per interval.
+    backoff = tenacity.wait_exponential(multiplier=interval / 8, max=interval)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return min(backoff(state), deadline.remaining)
 
     retrying = tenacity.Retrying(
         retry=should_poll_again,

@@ -28,7 +28,7 @@ class FakeClock:
 
 def test_polls_until_done_and_reports_every_result() -> None:
     fake = FakeClock()
-    results = iter(["queued", "saving", "active"])
+    results = iter(["queued", "saving", "saving", "saving", "saving", "active"])
     seen: list[str] = []
 
     status = poll(
@@ -40,8 +40,8 @@ def test_polls_until_done_and_reports_every_result() -> None:
     )
 
     assert status == "active"
-    assert seen == ["queued", "saving", "active"]
-    assert fake.slept == [2, 2]
+    assert seen == ["queued", "saving", "saving", "saving", "saving", "active"]
+    assert fake.slept == [0.25, 0.5, 1, 2, 2]  # quick at first, then every interval
 
 
 def test_gives_up_at_the_deadline_with_the_last_thing_seen() -> None:
@@ -52,7 +52,7 @@ def test_gives_up_at_the_deadline_with_the_last_thing_seen() -> None:
 
     assert info.value.last == "saving"
     assert sum(fake.slept) == pytest.approx(5)
-    assert fake.slept[-1] == pytest.approx(1)  # never sleeps past the deadline
+    assert fake.slept == [0.25, 0.5, 1, 2, 1.25]  # the last sleep ends at the deadline
 
 
 def test_a_passing_fault_is_polled_through() -> None:

@@ -1,0 +1,152 @@
+"""The demo and sandbox commands, interrupts, and volimg used as a library."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import CloudUnderTest
+from volimg import core, events
+from volimg.cli import cli
+from volimg.context import AppContext
+from volimg.errors import ExitCode
+from volimg.executor import RunSettings
+from volimg.gateway import connect
+from volimg.planner import UploadOptions
+
+
+def test_demo_uploads_boot_vol_and_says_what_to_try_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    from volimg.sandbox import Timings
+
+    monkeypatch.setattr(Timings, "human", Timings.instant)  # same path, test speed
+    result = CliRunner().invoke(cli, ["demo"], obj=AppContext(poll_interval=0.02))
+
+    assert result.exit_code == 0, result.stderr
+    assert "plan (nothing changed)" in result.stdout
+    assert "store cheap    copied" in result.stdout
+    assert "store archive  copied" in result.stdout
+    assert "What to try next" in result.stderr
+
+
+def test_demo_in_json_prints_exactly_one_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from volimg.sandbox import Timings
+
+    monkeypatch.setattr(Timings, "human", Timings.instant)
+    result = CliRunner().invoke(cli, ["demo", "-f", "json"], obj=AppContext(poll_interval=0.02))
+
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["result"] == "ok"
+    assert set(doc["image"]["stores"]) == {"fast", "cheap", "archive"}
+
+
+def test_sandbox_command_serves_until_terminated(tmp_path: Path) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": "sandbox"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "volimg",
+            "sandbox",
+            "--clouds-yaml",
+            str(clouds),
+            "--speed",
+            "instant",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not clouds.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert clouds.exists(), "the sandbox never wrote its clouds.yaml"
+        stores = subprocess.run(
+            [sys.executable, "-m", "volimg", "stores", "-f", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert stores.returncode == 0, stores.stderr
+        assert '"default_store": "fast"' in stores.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr
+    assert "OS_CLIENT_CONFIG_FILE" in stderr
+
+
+def test_sandbox_command_refuses_a_non_loopback_address() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "--host", "0.0.0.0"])
+
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.stderr
+
+
+def test_interrupt_before_anything_changed_is_exit_130() -> None:
+    def interrupted(*_args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(cli, ["plan", "boot-vol"], obj=AppContext(connect=interrupted))
+
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert "before anything was changed" in result.stderr
+
+
+def test_interrupt_after_the_upload_says_what_exists_and_how_to_finish(
+    sandbox_cloud: CloudUnderTest,
+) -> None:
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+
+    def stop_after_upload(event: events.Event) -> None:
+        if isinstance(event, events.UploadFinished):
+            raise KeyboardInterrupt
+
+    outcome = core.upload(
+        gateway,
+        "boot-vol",
+        UploadOptions(),
+        RunSettings(poll_interval=0.02),
+        emit=stop_after_upload,
+    )
+
+    assert outcome.exit_code == ExitCode.INTERRUPTED
+    assert outcome.image is not None
+    assert outcome.image.stores == ("fast",)
+    error = outcome.error
+    assert error is not None
+    assert outcome.image.id in error.message
+    assert "fast" in error.message
+    assert f"volimg replicate {outcome.image.id} --store cheap --store archive" in (
+        error.hint or ""
+    )
+    gateway.close()
+
+
+def test_library_use_without_click(sandbox_cloud: CloudUnderTest) -> None:
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+    seen: list[events.Event] = []
+
+    outcome = core.upload(
+        gateway, "pinned-vol", UploadOptions(), RunSettings(poll_interval=0.02), emit=seen.append
+    )
+
+    assert outcome.result == "ok"
+    assert outcome.image is not None
+    assert outcome.image.stores == ("archive",)
+    assert any(isinstance(e, events.UploadFinished) for e in seen)
+    gateway.close()
