@@ -639,6 +639,9 @@ class Glance(Service):
                 user_id=token.user_id,
                 request_id=req.request_id,
                 input={"image_id": image.id, "import_req": body, "backend": stores},
+                # MySQL keeps whole seconds (the api-ref sample shows ".000000").
+                created_at=now().replace(microsecond=0),
+                updated_at=now().replace(microsecond=0),
             )
             self.cloud.tasks[task.id] = task
             # The lock is taken before the 202 (set_property_atomic).

@@ -126,7 +126,13 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, SandboxRequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished mid-request is not the sandbox's error: log, don't print."""
+        LOG.debug("connection from %s ended abnormally", client_address, exc_info=True)
 
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):
