@@ -228,24 +228,24 @@ class Stack:
         except (OSError, ValueError):
             return False
 
-    def health_problem(self) -> str | None:
-        """None when the stack is up, answering and seeded; else what is wrong."""
+    def services_problem(self) -> str | None:
+        """None when all three services run and answer; else what is wrong."""
         pids = self.read_pids()
         if set(pids) != set(SERVICES):
             return "not running"
-        if not self.stack_json.exists():
-            return f"{self.stack_json} missing"
         for service in SERVICES:
             if not self.is_ours(service, pids[service]):
                 return f"{service} (pid {pids[service]}) is gone"
             if not self.answers(service):
                 return f"{service} does not answer on {self.url(service)}"
+        return None
+
+    def is_seeded(self) -> bool:
+        """The running services were seeded by this seed.py for these ports."""
         try:
-            if self.seeded_marker.read_text() == self.seed_state:
-                return None
+            return self.stack_json.exists() and self.seeded_marker.read_text() == self.seed_state
         except OSError:
-            pass
-        return "not seeded by this seed.py/port base"
+            return False
 
 
 # -- steps of `up` ------------------------------------------------------------------
@@ -708,9 +708,13 @@ def _reaped(pid: int) -> bool:
 
 
 def cmd_up(stack: Stack) -> int:
-    problem = stack.health_problem()
+    problem = stack.services_problem()
     if problem is None:
-        say(f"already up: {stack.stack_json}")
+        if stack.is_seeded():
+            say(f"already up: {stack.stack_json}")
+            return 0
+        say("services up but not seeded by this seed.py: seeding")
+        seed_and_finish(stack)
         return 0
     say(f"bringing the stack up in {stack.state} ({problem})")
     if stack.read_pids():
@@ -728,15 +732,25 @@ def cmd_up(stack: Stack) -> int:
         wait_answering(stack, ("keystone",))
         run_seed(stack, "identity")
         wait_answering(stack, ("glance", "cinder"))
-        run_seed(stack, "scenario")
+        seed_and_finish(stack, identity=False)
     except StackError:
         for line in stop(stack):
             say(f"stopping after failure: {line}")
         raise
+    return 0
+
+
+def seed_and_finish(stack: Stack, identity: bool = True) -> None:
+    """Seed (both steps are idempotent), then publish clouds.yaml and stack.json."""
+    with contextlib.suppress(FileNotFoundError):
+        stack.seeded_marker.unlink()
+    write_clouds_yaml(stack)
+    if identity:
+        run_seed(stack, "identity")
+    run_seed(stack, "scenario")
     stack.seeded_marker.write_text(stack.seed_state)
     write_stack_json(stack)
     say(f"up: clouds.yaml {stack.clouds_yaml} (clouds {ADMIN_CLOUD}, {MEMBER_CLOUD})")
-    return 0
 
 
 def cmd_down(stack: Stack) -> int:
