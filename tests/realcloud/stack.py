@@ -210,13 +210,23 @@ class Stack:
             return {}
 
     def is_ours(self, service: str, pid: int) -> bool:
-        """Alive, and running this stack's command (guards against PID reuse)."""
+        """Alive and running this stack's service (guards against PID reuse).
+
+        Normally the command line names the service's config file. uWSGI blanks its
+        own command line while it starts (it moves argv to make room for process
+        names), so an empty one counts when the working directory is the service's
+        folder, where ``start_service`` starts it.
+        """
+        proc = Path(f"/proc/{pid}")
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if self.service_command(service)[-1].encode() in argv:
+                return True
+            return argv == [b""] and os.readlink(proc / "cwd") == str(self.state / service)
+        except (OSError, IndexError):
             return False
-        expected = self.service_command(service)[-1].encode()
-        return expected in cmdline
 
     def answers(self, service: str, timeout: float = 2.0) -> bool:
         path = {"keystone": "/v3", "glance": "/versions", "cinder": "/"}[service]
@@ -284,7 +294,10 @@ def ensure_venv(stack: Stack) -> None:
             [stack.python, "-m", "venv", str(stack.venv)], capture_output=True, text=True
         )
         if proc.returncode != 0:
-            raise StackError(f"python -m venv failed:\n{proc.stdout}\n{proc.stderr}")
+            raise StackError(
+                f"{stack.python} -m venv failed (Debian's python needs python3-venv; or pass"
+                f" --python):\n{proc.stdout}\n{proc.stderr}"
+            )
     say("pip install " + " ".join(REQUIREMENTS) + f" -c {CONSTRAINTS.name} (log: {pip_log})")
     started = time.monotonic()
     cmd = [
@@ -304,7 +317,11 @@ def ensure_venv(stack: Stack) -> None:
     with pip_log.open("w") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=stack.env())
     if proc.returncode != 0:
-        raise StackError("pip install failed (is PyPI reachable?)", pip_log)
+        raise StackError(
+            "pip install failed (is PyPI reachable? uWSGI builds from source: it needs gcc"
+            f" and the Python headers of {stack.python})",
+            pip_log,
+        )
     # Compile what the services run, not the packages' own test suites, on all cores:
     # ~19 s instead of pip's ~80 s; without it each first import compiles on the fly,
     # several times over when the db-init commands run in parallel.
@@ -451,22 +468,26 @@ def port_in_use(port: int) -> bool:
 
 
 def stray_processes(stack: Stack) -> dict[int, str]:
-    """Processes running one of this state dir's service commands (PID -> cmdline).
+    """Processes running one of this state dir's services (PID -> command line).
 
     They exist when the pids file was lost (e.g. the state dir was wiped while the
-    stack ran); without this their ports would stay taken.
+    stack ran); without this their ports would stay taken. Matched by command line,
+    or, for uWSGI processes that blanked theirs, by binary and working directory.
     """
-    markers = [stack.service_command(s)[-1].encode() for s in SERVICES]
+    uwsgi = str(stack.venv / "bin" / "uwsgi")
     strays = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            exe = os.readlink(entry / "exe")
         except OSError:
             continue
-        if any(marker in argv for marker in markers):
-            strays[int(entry.name)] = b" ".join(argv).decode(errors="replace")
+        for service in SERVICES:
+            if stack.is_ours(service, pid) and (argv != [b""] or exe == uwsgi):
+                strays[pid] = b" ".join(argv).decode(errors="replace") or exe
     return strays
 
 
@@ -804,7 +825,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stack = Stack(
-        state=args.state.resolve(), port_base=args.port_base, python=args.python, debug=args.debug
+        state=args.state.resolve(),
+        port_base=args.port_base,
+        # Resolved, so that python3 / python3.11 / a venv's base name the same
+        # interpreter (the venv marker hashes this path).
+        python=os.path.realpath(args.python),
+        debug=args.debug,
     )
     command = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
     try:
