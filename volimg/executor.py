@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from volimg import events as ev
 from volimg.errors import (
@@ -39,6 +40,8 @@ FAILED = "failed"
 PRUNED = "pruned"
 SKIPPED = "skipped"
 PRUNE_FAILED = "prune-failed"
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_POLL_INTERVAL = 2.0
@@ -149,6 +152,32 @@ class _Run:
             next_steps=tuple(self.next_steps),
         )
 
+    def wait(
+        self,
+        fetch: Callable[[], T],
+        *,
+        done: Callable[[T], bool],
+        report: Callable[[T], None],
+        what: str,
+        who: str,
+        check: str,
+    ) -> T:
+        """Poll until done; past the deadline, say what exists and how to go on."""
+        try:
+            return poll(
+                fetch,
+                done=done,
+                deadline=self.deadline,
+                interval=self.settings.poll_interval,
+                on_poll=report,
+            )
+        except PollTimedOut:
+            raise WaitTimedOut(
+                f"gave up waiting for {what} after {self.settings.timeout:g} s; "
+                f"{self.where()}; {who} may still finish it",
+                hint=f"{check}: {self.resume()}",
+            ) from None
+
     # --- upload -----------------------------------------------------------------
 
     def upload(self, plan: Plan) -> None:
@@ -243,21 +272,14 @@ class _Run:
                 volume_status=volume.status if volume else "gone",
             )
 
-        try:
-            image, volume = poll(
-                fetch,
-                done=finished,
-                deadline=self.deadline,
-                interval=self.settings.poll_interval,
-                on_poll=report,
-            )
-        except PollTimedOut:
-            raise WaitTimedOut(
-                f"gave up waiting for the upload after {self.settings.timeout:g} s; "
-                f"{self.where()}; Cinder may still finish it",
-                hint=f"check with 'openstack image show {image_id}'; once it is active, run: "
-                f"{self.resume()}",
-            ) from None
+        image, volume = self.wait(
+            fetch,
+            done=finished,
+            report=report,
+            what="the upload",
+            who="Cinder",
+            check=f"check with 'openstack image show {image_id}'; once it is active, run",
+        )
         if image is not None and image.is_active and volume is not None:
             self.image = image
             self.emit(ev.UploadFinished, image=image)
@@ -429,21 +451,15 @@ class _Run:
                 failed=tuple(s for s in stores if s in current.failed_import),
             )
 
-        try:
-            task, _ = poll(
-                fetch,
-                done=finished,
-                deadline=self.deadline,
-                interval=self.settings.poll_interval,
-                on_poll=report,
-            )
-        except PollTimedOut:
-            raise WaitTimedOut(
-                f"gave up waiting for copy-image after {self.settings.timeout:g} s; "
-                f"{self.where()}; Glance may still finish the copy",
-                hint=f"check with 'openstack image show {image.id} -c stores'; if stores are "
-                f"still missing once the import ended, run: {self.resume()}",
-            ) from None
+        task, _ = self.wait(
+            fetch,
+            done=finished,
+            report=report,
+            what="copy-image",
+            who="Glance",
+            check=f"check with 'openstack image show {image.id} -c stores'; if stores are "
+            "still missing once the import ended, run",
+        )
         return task
 
     def prune(self, image: Image) -> None:
