@@ -354,24 +354,8 @@ def demo(app: AppContext) -> None:
 )
 @click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address.")
 @click.pass_obj
-def sandbox(
-    app: AppContext,
-    host: str,
-    port: int,
-    seed: str,
-    clouds_yaml: str | None,
-    speed: str,
-    allow_remote: bool,
-) -> None:
+def sandbox(app: AppContext, /, **options: Any) -> None:
     """Serve the sandbox cloud (Keystone, Cinder, Glance) until interrupted."""
     from volimg.demo import serve_sandbox
 
-    serve_sandbox(
-        app,
-        host=host,
-        port=port,
-        seed=seed,
-        clouds_yaml=clouds_yaml,
-        speed=speed,
-        allow_remote=allow_remote,
-    )
+    serve_sandbox(app, **options)
