@@ -83,6 +83,22 @@ def wait_for(what: str, probe: Any, timeout: float = TIMEOUT, interval: float = 
 # -- identity -----------------------------------------------------------------
 
 
+def password_works(conn: Any, username: str, password: str) -> bool:
+    """Ask Keystone for an unscoped token with this password (201 or 401)."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": username, "domain": {"id": "default"}, "password": password}
+                },
+            }
+        }
+    }
+    resp = conn.identity.post("/auth/tokens", json=body, raise_exc=False)
+    return resp.status_code == 201
+
+
 def ensure_identity(conn: Any, cfg: dict[str, Any]) -> None:
     ident = conn.identity
     domain = ident.find_domain("default", ignore_missing=False)
@@ -115,10 +131,13 @@ def ensure_identity(conn: Any, cfg: dict[str, Any]) -> None:
                 name=name, password=password, domain_id=domain.id, default_project_id=project.id
             )
             log(f"created user {name}")
-        elif name != "admin":
-            # keystone-manage bootstrap owns the admin password; reset the others so a
-            # changed stack.py constant takes effect on an existing state dir.
+        elif name != "admin" and not password_works(conn, name, password):
+            # keystone-manage bootstrap owns the admin password. Only reset a password
+            # that does not work: Keystone revokes a user's tokens when its password
+            # changes, which would pull the rug from clients (and from the services'
+            # keystonemiddleware) on every re-seed.
             ident.update_user(user, password=password)
+            log(f"reset the password of {name}")
         for role_name in role_names:
             ident.assign_project_role_to_user(project, user, roles[role_name])
 
