@@ -152,12 +152,20 @@ class Api:
         return list(response.json()["tasks"])
 
     def wait_task(self, image_id: str, request_id: str, *, timeout: float = 120) -> dict[str, Any]:
-        """The import task started by the call that answered `request_id`, once finished."""
+        """The import task started by the call that answered `request_id`, once finished.
+
+        Glance saves a task's success before it drops the image's import lock, so this
+        also waits for the lock to go: only then may the next import start.
+        """
 
         def mine() -> dict[str, Any]:
             return next((t for t in self.tasks(image_id) if t["request_id"] == request_id), {})
 
-        return wait_for(mine, lambda t: t.get("status") in ("success", "failure"), timeout)
+        task = wait_for(mine, lambda t: t.get("status") in ("success", "failure"), timeout)
+        self.wait_image(
+            image_id, until=lambda i: i.get("os_glance_import_task") != task["id"], timeout=timeout
+        )
+        return task
 
 
 def wait_for(

@@ -114,6 +114,11 @@ def test_image_name_is_required(admin: Api, cleanup: Cleanup) -> None:
     assert "'image_name' is a required property" in response.json()["badRequest"]["message"]
     bad_format = _upload(admin, volume["id"], image_name=unique(), disk_format="floppy")
     assert bad_format.status_code == 400
+    # jsonschema checks properties before `required`: the bad `force` is reported first.
+    bad_force = _upload(admin, volume["id"], force="maybe")
+    assert bad_force.json()["badRequest"]["message"].startswith(
+        "Invalid input for field/attribute force. Value: maybe. 'maybe' is not one of [True, 'True',"
+    )
 
 
 def test_only_admins_may_upload_public(member: Api, admin: Api) -> None:

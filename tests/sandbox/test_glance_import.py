@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.client import Api, stores_of
+from tests.sandbox.client import Api, stores_of, wait_for
 from tests.sandbox.conftest import PAYLOAD, Cleanup, unique
 from volimg.sandbox import Sandbox, Timings
 
@@ -232,7 +232,8 @@ def test_openstacksdk_copy_with_stores(admin: Api, fast_image: dict[str, Any], c
         # answers 400, and openstacksdk does not even raise for it.
         refused = conn.image.import_image(image, method="copy-image", store="archive")
         assert refused.status_code == 400
-        assert "can't be both specified" in refused.text
+        assert "be both specified" in refused.text  # webob's HTML page (Accept: */*)
+        assert refused.headers["Content-Type"].startswith("text/html")
     finally:
         conn.close()
 
@@ -395,3 +396,17 @@ def test_a_stale_lock_blocks_until_it_expires(sb_admin: Api, sandbox: Sandbox) -
     assert stolen.status_code == 202
     assert task.status == "failure"
     assert task.message == "Expired lock preempted"
+
+
+def test_a_task_reads_success_before_the_lock_is_released(sb_admin: Api, sandbox: Sandbox) -> None:
+    """_CompleteTask saves `success`, then drops the lock: a client must wait for both."""
+    image = sb_admin.create_image("window", PAYLOAD)
+    sandbox.timings.import_lag = 0.4
+    response = _copy(sb_admin, image["id"], ["cheap"])
+    request_id = response.headers["x-openstack-request-id"]
+    wait_for(lambda: sb_admin.tasks(image["id"])[0], lambda t: t["status"] == "success", 5)
+    locked = sb_admin.image("GET", f"/v2/images/{image['id']}").json()
+    assert "os_glance_import_task" in locked
+    assert _copy(sb_admin, image["id"], ["archive"]).status_code == 409
+    assert sb_admin.wait_task(image["id"], request_id)["status"] == "success"
+    assert _copy(sb_admin, image["id"], ["archive"]).status_code == 202

@@ -50,7 +50,9 @@ def test_volume_lifecycle_and_upload(conn: Any) -> None:
         try:
             assert image.checksum
             assert image.properties["stores"]
-            conn.block_storage.wait_for_status(volume, status="available", wait=120, interval=0.05)
+            # A fresh resource: wait_for_status returns at once if the one it gets matches.
+            fresh = conn.block_storage.get_volume(volume.id)
+            conn.block_storage.wait_for_status(fresh, status="available", wait=120, interval=0.05)
         finally:
             conn.image.delete_image(image)
     finally:

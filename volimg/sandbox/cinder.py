@@ -184,8 +184,8 @@ class Cinder(Service):
         if version is not None:
             response.set_header("OpenStack-API-Version", f"volume {version}")
             response.set_header("Vary", "OpenStack-API-Version")
-        if req.token is not None:
-            response.set_header("x-compute-request-id", req.request_id)
+        # The request_id middleware's placeholder context exists even before auth.
+        response.set_header("x-compute-request-id", req.request_id)
         return response
 
     def _ctx(self, req: Request) -> ViewContext:
@@ -355,19 +355,7 @@ class Cinder(Service):
         spec = body.get("volume") if isinstance(body, dict) else None
         if not isinstance(spec, dict):
             raise self._invalid("volume", body, "'volume' is a required property")
-        size = spec.get("size")
-        if (
-            isinstance(size, bool)
-            or not (isinstance(size, int) or (isinstance(size, str) and size.isdigit()))
-            or int(size) <= 0
-        ):
-            raise HttpError(
-                cinder_fault(
-                    400,
-                    f"Invalid input received: Volume size '{size}' must be an integer and greater than 0",
-                )
-            )
-        size = int(size)
+        size = self._size(spec.get("size"))
         name = spec.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > 255):
             raise self._invalid("name", name, "is not a valid name")
@@ -395,6 +383,21 @@ class Cinder(Service):
             view = volume_view(self.cloud, volume, self._ctx(req))
         self.manager.create(volume.id, caller, image)
         return Response.json(202, {"volume": view})
+
+    def _size(self, size: Any) -> int:
+        """parameter_types.volume_size_allows_null, then the create flow's own check."""
+        if size is None:
+            # No size and no source: a TypeError deep in the flow, a bare 400.
+            raise HttpError(cinder_fault(400))
+        if isinstance(size, bool) or not isinstance(size, (int, str)):
+            raise self._invalid(
+                "size", size, f"{size!r} is not of type 'integer', 'string', 'null'"
+            )
+        if isinstance(size, str) and not re.match(r"^[0-9]+$", size):
+            raise self._invalid("size", size, f"{size!r} does not match '^[0-9]+$'")
+        if int(size) < 1:
+            raise self._invalid("size", size, f"{size} is less than the minimum of 1")
+        return int(size)
 
     def _type_for_create(self, ref: Any) -> VolumeType:
         """objects.VolumeType.get_by_name_or_id; the default type when none is given."""
@@ -501,55 +504,45 @@ class Cinder(Service):
         return actions[action](req, params["volume_id"], body[action])
 
     def _validate_upload(self, params: Any, version: Microversion) -> None:
-        """schema.volume_upload_image (and _v31 from microversion 3.1)."""
-        allowed = {"image_name", "force", "disk_format", "container_format"}
-        if version.at_least("3.1"):
-            allowed |= {"visibility", "protected"}
+        """schema.volume_upload_image (`_v31` from 3.1), in jsonschema's keyword order.
+
+        `type`, then each property in schema order, then `required`, then
+        `additionalProperties` - the first failure is the one Cinder reports.
+        """
+        where = "os-volume_upload_image"
         if not isinstance(params, dict):
-            raise self._invalid(
-                "os-volume_upload_image", params, f"{params!r} is not of type 'object'"
-            )
-        extra = sorted(set(params) - allowed)
+            raise self._invalid(where, params, f"{params!r} is not of type 'object'")
+        name = params.get("image_name")
+        if "image_name" in params:
+            if not isinstance(name, str):
+                raise self._invalid("image_name", name, f"{name!r} is not of type 'string'")
+            if not 1 <= len(name) <= 255:
+                size = "short" if not name else "long"
+                raise self._invalid("image_name", name, f"{name!r} is too {size}")
+        self._check_enum(params, "force", _BOOL_VALUES)
+        self._check_enum(params, "disk_format", _DISK_FORMATS)
+        container = params.get("container_format")
+        if container is not None and (not isinstance(container, str) or len(container) > 255):
+            reason = f"{container!r} is not of type 'string', 'null'"
+            raise self._invalid("container_format", container, reason)
+        allowed = ["image_name", "force", "disk_format", "container_format"]
+        if version.at_least("3.1"):
+            allowed += ["visibility", "protected"]
+            self._check_enum(params, "visibility", ("community", "public", "private", "shared"))
+            self._check_enum(params, "protected", _BOOL_VALUES)
+        if "image_name" not in params:
+            raise self._invalid(where, params, "'image_name' is a required property")
+        extra = sorted(set(params) - set(allowed))
         if extra:
             listed = ", ".join(repr(k) for k in extra)
             verb = "were" if len(extra) > 1 else "was"
-            raise self._invalid(
-                "os-volume_upload_image",
-                params,
-                f"Additional properties are not allowed ({listed} {verb} unexpected)",
-            )
-        if "image_name" not in params:
-            raise self._invalid(
-                "os-volume_upload_image", params, "'image_name' is a required property"
-            )
-        name = params["image_name"]
-        if not isinstance(name, str) or not 1 <= len(name) <= 255:
-            raise self._invalid("image_name", name, "is not a valid image name")
-        for key in ("force", "protected"):
-            if key in params and params[key] not in _BOOL_VALUES:
-                raise self._invalid(
-                    key, params[key], f"{params[key]!r} is not one of {list(_BOOL_VALUES)!r}"
-                )
-        if "disk_format" in params and params["disk_format"] not in _DISK_FORMATS:
-            raise self._invalid(
-                "disk_format",
-                params["disk_format"],
-                f"{params['disk_format']!r} is not one of {list(_DISK_FORMATS)!r}",
-            )
-        if "visibility" in params and params["visibility"] not in (
-            "community",
-            "public",
-            "private",
-            "shared",
-        ):
-            raise self._invalid(
-                "visibility",
-                params["visibility"],
-                f"{params['visibility']!r} is not one of ['community', 'public', 'private', 'shared']",
-            )
-        container = params.get("container_format", "bare")
-        if not isinstance(container, str) or len(container) > 255:
-            raise self._invalid("container_format", container, "is not a valid container format")
+            reason = f"Additional properties are not allowed ({listed} {verb} unexpected)"
+            raise self._invalid(where, params, reason)
+
+    def _check_enum(self, params: dict[str, Any], key: str, values: tuple[Any, ...]) -> None:
+        if key in params and params[key] not in values:
+            value = params[key]
+            raise self._invalid(key, value, f"{value!r} is not one of {list(values)!r}")
 
     def _upload_image(self, req: Request, volume_id: str, params: Any) -> Response:
         """volume_actions._volume_upload_image + volume.api.API.copy_volume_to_image."""
@@ -641,11 +634,12 @@ class Cinder(Service):
         """By ID only ("default" names the default type), as volume_types.get_volume_type."""
         type_id = params["type_id"]
         with self.cloud.lock:
-            if type_id == "default":
-                type_id = self.cloud.default_volume_type or ""
-            return Response.json(
-                200, {"volume_type": type_view(self._type(type_id), self._ctx(req))}
-            )
+            wanted = self.cloud.default_volume_type or "" if type_id == "default" else type_id
+            view = type_view(self._type(wanted), self._ctx(req))
+        if type_id == "default":
+            # volume_type_access.show finds no cached type under the name "default".
+            view.pop("os-volume-type-access:is_public")
+        return Response.json(200, {"volume_type": view})
 
     def create_type(self, req: Request, _: dict[str, str]) -> Response:
         token = req.token

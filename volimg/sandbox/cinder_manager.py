@@ -67,7 +67,9 @@ def image_properties(image: dict[str, Any]) -> dict[str, Any]:
 
 def volume_image_metadata(image: dict[str, Any]) -> dict[str, str]:
     """volume_utils.get_volume_image_metadata, stored as strings like Cinder's DB does."""
-    metadata: dict[str, Any] = {k: v for k, v in image_properties(image).items() if v is not None}
+    # verify_glance_signatures defaults to enabled: unsigned images are recorded as such.
+    metadata: dict[str, Any] = {"signature_verified": False}
+    metadata.update({k: v for k, v in image_properties(image).items() if v is not None})
     metadata["image_id"] = image["id"]
     if image.get("name"):
         metadata["image_name"] = image["name"]

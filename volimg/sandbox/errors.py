@@ -126,7 +126,7 @@ def webob_error(
         body = json.dumps({"message": raw_body, "code": status_line, "title": title})
         content_type = JSON
     elif match == "text/html":
-        escaped = f"{html.escape(head, quote=False)}<br /><br />\n{html.escape(detail or '', quote=False)}{tail}"
+        escaped = f"{html.escape(head)}<br /><br />\n{html.escape(detail or '')}{tail}"
         body = (
             f"<html>\n <head>\n  <title>{status_line}</title>\n </head>\n <body>\n"
             f"  <h1>{status_line}</h1>\n  {escaped}\n </body>\n</html>"

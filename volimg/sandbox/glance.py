@@ -347,7 +347,8 @@ class Glance(Service):
                         req, 400, "Custom property should not be greater than 255 characters."
                     )
                 if key in RESERVED or key.startswith(RESERVED_NAMESPACE):
-                    raise self.fail(req, 403, f"Attribute '{key}' is reserved.")
+                    # Glance passes this one as webob's `detail` (positional argument).
+                    raise self.fail(req, 403, detail=f"Attribute '{key}' is reserved.")
         owner = body.get("owner", token.project_id)
         if owner != token.project_id and not token.is_admin:
             raise self.fail(req, 403, f"You are not permitted to create images owned by '{owner}'.")
@@ -562,18 +563,19 @@ class Glance(Service):
         self._enforce(req, image, "modify_image", self.owns(token, image))
         base = root in BASE_ATTRIBUTES or root == "tags"
         if op == "remove":
+            # These messages are webob `detail`s upstream (positional arguments).
             if base:
-                raise self.fail(req, 403, f"Property {root} may not be removed.")
+                raise self.fail(req, 403, detail=f"Property {root} may not be removed.")
             if root not in image.extra:
-                raise self.fail(req, 409, f"Property {root} does not exist.")
+                raise self.fail(req, 409, detail=f"Property {root} does not exist.")
             del image.extra[root]
             return
         if root == "owner" and not token.is_admin:
-            raise self.fail(req, 403, "Owner can't be updated by non admin.")
+            raise self.fail(req, 403, detail="Owner can't be updated by non admin.")
         if op == "replace" and not base and root not in image.extra:
-            raise self.fail(req, 409, f"Property {root} does not exist.")
+            raise self.fail(req, 409, detail=f"Property {root} does not exist.")
         if op == "add" and draft == 4 and (base or root in image.extra):
-            raise self.fail(req, 409, f"Property {root} already present.")
+            raise self.fail(req, 409, detail=f"Property {root} already present.")
         if root in ("container_format", "disk_format") and image.status not in (
             "queued",
             "importing",

@@ -12,7 +12,10 @@ Follows glance/async_/flows/api_image_import.py:
   (their copies are deleted), marks the failed store, drops the lock and fails the task
   ("Task failed due to Internal Error", taskflow_executor.py); stores not yet reached
   are not reverted by taskflow and stay in `os_glance_importing_to_stores`;
-* success: task `success` with result `{"image_id": ...}`, then the lock is dropped.
+* success: task `success` with result `{"image_id": ...}`, then the lock is dropped;
+  after a failure the lock goes first and the task fails after. Both gaps last
+  `timings.import_lag` (the executor's own latency), so a task can already read
+  `success` while the image is still locked, as on a real cloud.
 """
 
 from __future__ import annotations
@@ -127,20 +130,30 @@ class ImportRunner:
                     task.message = f"Copied {(image.size or 0) // MIB} MiB"
                     task.updated_at = now().replace(microsecond=0)
                 elif must_succeed:
+                    # _ImageLock.revert drops the lock; the executor fails the task after.
                     self._revert(image, done, store)
-                    _finish(task, "failure", message=INTERNAL_ERROR)
-                    return
+                    break
                 else:
                     merge_stores(image, FAILED, [store])
                     merge_stores(image, IMPORTING, [store], subtract=True)
                 image.updated_at = now()
+        else:
+            # _CompleteTask saves the task as succeeded, then drops the lock.
+            with self.cloud.lock:
+                image = self._locked_image(task)
+                if image is None:
+                    _finish(task, "failure", message=INTERNAL_ERROR)
+                    return
+                _finish(task, "success", result={"image_id": image.id})
+            self.jobs.sleep(self.timings().import_lag)
+            with self.cloud.lock:
+                image = self.cloud.images.get(task.image_id)
+                if image is not None and image.extra.get(LOCK) == task.id:
+                    del image.extra[LOCK]
+            return
+        self.jobs.sleep(self.timings().import_lag)
         with self.cloud.lock:
-            image = self._locked_image(task)
-            if image is None:
-                _finish(task, "failure", message=INTERNAL_ERROR)
-                return
-            _finish(task, "success", result={"image_id": image.id})
-            del image.extra[LOCK]
+            _finish(task, "failure", message=INTERNAL_ERROR)
 
     def _locked_image(self, task: ImportTask) -> Image | None:
         """The image, if it still exists and this task still holds its import lock."""

@@ -21,9 +21,18 @@ from volimg.sandbox.state import Cloud, Token, keystone_time, now
 _V3 = {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z"}
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 # `keystone-manage bootstrap` makes admin imply member and member imply reader.
-IMPLIED_ROLES = {"admin": ("member",), "member": ("reader",)}
+# (Keystone 2024.1 added `manager` between admin and member.)
+IMPLIED_ROLES = {"admin": ("manager",), "manager": ("member",), "member": ("reader",)}
 REGION = "RegionOne"
-_BAD_JSON = "Expecting to find valid JSON object in request body. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."
+_CLIENT_ERROR = "The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."
+# werkzeug's own pages: Keystone (flask) answers unknown routes and methods in HTML.
+_FLASK_PAGES = {
+    404: (
+        "Not Found",
+        "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.",
+    ),
+    405: ("Method Not Allowed", "The method is not allowed for the requested URL."),
+}
 
 
 def expand_roles(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -72,6 +81,32 @@ class Keystone(Service):
             ),
         )
 
+    def not_found(self, req: Request) -> Response:
+        return self._flask_page(404)
+
+    def method_not_allowed(self, req: Request, allowed: tuple[str, ...]) -> Response:
+        response = self._flask_page(405)
+        response.headers.append(("Allow", ", ".join(sorted({*allowed, "OPTIONS"}))))
+        return response
+
+    @staticmethod
+    def _flask_page(status: int) -> Response:
+        title, text = _FLASK_PAGES[status]
+        page = f"<!doctype html>\n<html lang=en>\n<title>{status} {title}</title>\n<h1>{title}</h1>\n<p>{text}</p>\n"
+        return Response(status, page.encode(), [("Content-Type", "text/html; charset=utf-8")])
+
+    @staticmethod
+    def _expecting(attribute: str, target: str) -> HttpError:
+        """keystone.exception.ValidationError's wording."""
+        return HttpError(
+            keystone_error(400, f"Expecting to find {attribute} in {target}. {_CLIENT_ERROR}")
+        )
+
+    def handle(self, req: Request) -> Response:
+        response = super().handle(req)
+        response.set_header("Vary", "X-Auth-Token")
+        return response
+
     def unauthorized(self, req: Request) -> HttpError:
         return HttpError(
             keystone_error(
@@ -98,14 +133,12 @@ class Keystone(Service):
         try:
             body = req.parse_json()
         except ValueError:
-            raise HttpError(keystone_error(400, _BAD_JSON)) from None
-        identity = body.get("auth", {}).get("identity") if isinstance(body, dict) else None
+            raise self._expecting("valid JSON", "request body") from None
+        if not isinstance(body, dict) or not isinstance(body.get("auth"), dict):
+            raise self._expecting("auth", "request body")
+        identity = body["auth"].get("identity")
         if not isinstance(identity, dict):
-            raise HttpError(
-                keystone_error(
-                    400, "Invalid input for field 'identity': 'identity' is a required property"
-                )
-            )
+            raise self._expecting("identity", "auth")
         methods = identity.get("methods") or []
         if "password" in methods:
             user_id = self._password_user(req, identity.get("password", {}))
@@ -195,7 +228,7 @@ class Keystone(Service):
         subject = self.cloud.valid_token(subject_id)
         if subject is None:
             raise HttpError(keystone_error(404, f"Could not find token: {subject_id}."))
-        headers = [("X-Subject-Token", subject.id), ("Vary", "X-Auth-Token")]
+        headers = [("X-Subject-Token", subject.id)]
         response = Response.json(
             200, self.token_body(req, subject, catalog=req.param("nocatalog") is None), headers
         )

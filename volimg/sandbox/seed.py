@@ -33,7 +33,7 @@ class Identities:
 
 def seed_identities(cloud: Cloud) -> Identities:
     """Roles as `keystone-manage bootstrap` makes them, an admin and a member user."""
-    for role in ("admin", "member", "reader"):
+    for role in ("admin", "manager", "member", "reader"):
         cloud.add_role(role)
     admin_project = cloud.add_project("admin")
     member_project = cloud.add_project("demo")
@@ -74,7 +74,14 @@ def seed_demo(cloud: Cloud) -> None:
         visibility="public",
         disk_format="qcow2",
         container_format="bare",
-        extra={"os_distro": "cirros", "hw_disk_bus": "virtio"},
+        # Uploaded to `cheap`, then copied to `archive` with copy-image, which leaves
+        # these two (empty) properties behind, as on a real cloud.
+        extra={
+            "os_distro": "cirros",
+            "hw_disk_bus": "virtio",
+            "os_glance_importing_to_stores": "",
+            "os_glance_failed_import": "",
+        },
         created_at=start,
     )
     cloud.images[image.id] = image

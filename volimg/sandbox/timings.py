@@ -23,7 +23,8 @@ class Timings:
     store_copy: float = 0.5
     """One store of a Glance `copy-image` import."""
     import_lag: float = 0.05
-    """Window after the import 202 in which `os_glance_importing_to_stores` is not yet set."""
+    """Glance's task executor latency: after the import 202 (`os_glance_importing_to_stores`
+    not yet set) and between a task's end and the release of the import lock."""
 
     @classmethod
     def instant(cls) -> Timings:
