@@ -50,33 +50,10 @@ _NON_ADMIN_FILTERS = {
 }
 _DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 _TRUE = ("true", "1", "t", "y", "yes", "on")
+# cinder/api/validation/parameter_types.py `boolean` enum, in its order.
 _BOOL_VALUES = (
-    True,
-    False,
-    "True",
-    "TRUE",
-    "true",
-    "1",
-    "ON",
-    "On",
-    "on",
-    "YES",
-    "Yes",
-    "yes",
-    "y",
-    "t",
-    "False",
-    "FALSE",
-    "false",
-    "0",
-    "OFF",
-    "Off",
-    "off",
-    "NO",
-    "No",
-    "no",
-    "n",
-    "f",
+    *(True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"),
+    *(False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"),
 )
 _DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
 
