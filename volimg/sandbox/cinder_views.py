@@ -159,16 +159,16 @@ def type_view(vtype: VolumeType, ctx: ViewContext) -> dict[str, Any]:
 def type_primitive(vtype: VolumeType) -> dict[str, Any]:
     """A VolumeType object through `jsonutils.to_primitive`, as the upload 202 embeds it."""
     return {
-        "created_at": db_time(vtype.created_at),
-        "updated_at": db_time(vtype.updated_at),
-        "deleted_at": None,
-        "deleted": False,
         "id": vtype.id,
         "name": vtype.name,
         "description": vtype.description,
         "is_public": vtype.is_public,
         "extra_specs": dict(vtype.extra_specs),
         "qos_specs_id": vtype.qos_specs_id,
+        "created_at": db_time(vtype.created_at),
+        "updated_at": db_time(vtype.updated_at),
+        "deleted_at": None,
+        "deleted": False,
     }
 
 

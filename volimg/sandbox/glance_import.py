@@ -61,7 +61,7 @@ def _finish(
     if message is not None:
         task.message = message
     task.result = result
-    task.updated_at = now().replace(microsecond=0)
+    task.updated_at = now()
     task.expires_at = task.updated_at + _TASK_TTL
 
 
@@ -106,7 +106,7 @@ class ImportRunner:
                 _finish(task, "failure", message=INTERNAL_ERROR)
                 return
             task.status = "processing"
-            task.updated_at = now().replace(microsecond=0)
+            task.updated_at = now()
             if method != "copy-image":
                 # web-download would fetch a URL here; the sandbox has no network.
                 _finish(task, "failure", message="Name or service not known")
@@ -128,7 +128,7 @@ class ImportRunner:
                     done.append(store)
                     merge_stores(image, IMPORTING, [store], subtract=True)
                     task.message = f"Copied {(image.size or 0) // MIB} MiB"
-                    task.updated_at = now().replace(microsecond=0)
+                    task.updated_at = now()
                 elif must_succeed:
                     # _ImageLock.revert drops the lock; the executor fails the task after.
                     self._revert(image, done, store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pprint
 import re
 from typing import Any
 
@@ -245,27 +246,67 @@ def image_schema() -> dict[str, Any]:
 
 
 def schema_error(image_fragment: dict[str, Any]) -> str | None:
-    """Validate properties against the image schema; the jsonschema reason on failure."""
+    """Validate properties against the image schema; jsonschema's error text on failure.
+
+    Glance puts `str(jsonschema.ValidationError)` in its message, so the text carries
+    the failing keyword, the schema fragment and the offending value.
+    """
     properties = _base_properties()
     for key, value in image_fragment.items():
         spec = properties.get(key) or _SCHEMA_IMAGE_JSON.get(key)
         if spec is None:
             if not isinstance(value, str):
-                return f"{value!r} is not of type 'string'"
+                message = f"{value!r} is not of type 'string'"
+                return _jsonschema_text(
+                    message, "type", ["additionalProperties"], {"type": "string"}, key, value
+                )
             continue
+        where = ["properties", key]
         kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
         if not any(_is_type(value, kind) for kind in kinds):
-            return f"{value!r} is not of type {' or '.join(repr(k) for k in kinds)}"
+            message = f"{value!r} is not of type {', '.join(repr(k) for k in kinds)}"
+            return _jsonschema_text(message, "type", where, spec, key, value)
         if "enum" in spec and value not in spec["enum"]:
-            return f"{value!r} is not one of {spec['enum']!r}"
+            message = f"{value!r} is not one of {spec['enum']!r}"
+            return _jsonschema_text(message, "enum", where, spec, key, value)
         if isinstance(value, str):
             if len(value) > spec.get("maxLength", len(value)):
-                return f"{value!r} is too long"
+                return _jsonschema_text(
+                    f"{value!r} is too long", "maxLength", where, spec, key, value
+                )
             if "pattern" in spec and not re.match(spec["pattern"], value):
-                return f"{value!r} does not match {spec['pattern']!r}"
-        if key == "tags" and any(not isinstance(tag, str) or len(tag) > 255 for tag in value):
-            return "tags must be strings of at most 255 characters"
+                message = f"{value!r} does not match {spec['pattern']!r}"
+                return _jsonschema_text(message, "pattern", where, spec, key, value)
+        if key == "tags":
+            for index, tag in enumerate(value):
+                if not isinstance(tag, str):
+                    message = f"{tag!r} is not of type 'string'"
+                    return _jsonschema_text(
+                        message, "type", [*where, "items"], spec["items"], key, tag, index
+                    )
     return None
+
+
+def _jsonschema_text(
+    message: str,
+    validator: str,
+    schema_path: list[str],
+    schema: Any,
+    key: str,
+    instance: Any,
+    index: int | None = None,
+) -> str:
+    """`str(jsonschema.ValidationError)` (jsonschema 4)."""
+
+    def pretty(thing: Any) -> str:
+        return "\n    ".join(pprint.pformat(thing, width=72, sort_dicts=False).splitlines())
+
+    schema_at = "schema" + "".join(f"[{part!r}]" for part in schema_path)
+    instance_at = f"instance[{key!r}]" + (f"[{index}]" if index is not None else "")
+    return (
+        f"{message}\n\nFailed validating {validator!r} in {schema_at}:\n    {pretty(schema)}"
+        f"\n\nOn {instance_at}:\n    {pretty(instance)}"
+    )
 
 
 def _is_type(value: Any, kind: str) -> bool:
