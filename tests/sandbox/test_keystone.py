@@ -161,3 +161,21 @@ def test_openstacksdk_authenticates(cloud: CloudUnderTest) -> None:
         assert conn.session.get_endpoint(service_type="image", interface="public")
     finally:
         conn.close()
+
+
+def test_unknown_routes_are_flasks_html_404(admin: Api) -> None:
+    response = requests.get(
+        f"{admin.auth_url}/no-such-thing",
+        headers={"Accept": "application/json", "X-Auth-Token": admin.token},
+        timeout=10,
+    )
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "<h1>Not Found</h1>" in response.text
+
+
+def test_validation_errors_name_the_missing_part(admin: Api) -> None:
+    empty = requests.post(f"{admin.auth_url}/auth/tokens", json={}, timeout=10)
+    assert empty.status_code == 400
+    assert empty.json()["error"]["message"].startswith("Expecting to find auth in request body.")
+    assert empty.headers["Vary"] == "X-Auth-Token"

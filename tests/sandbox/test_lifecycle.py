@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -166,3 +167,22 @@ def test_timings_presets() -> None:
     assert max(vars(instant).values()) < 0.05
     assert 1.5 <= human.upload <= 3
     assert 1 <= human.store_copy <= 2
+
+
+def test_serve_forever_stops_cleanly_on_ctrl_c() -> None:
+    script = (
+        "from volimg.sandbox import Sandbox\n"
+        "sb = Sandbox(seed='empty')\n"
+        "sb.start()\n"
+        "print(sb.url, flush=True)\n"
+        "sb.serve_forever()\n"
+        "print('stopped', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert requests.get(f"{url}/identity", timeout=5).status_code == 300
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out.strip() == "stopped"
