@@ -361,3 +361,46 @@ def test_force_is_ignored_when_the_operator_disabled_it() -> None:
             response.json()["badRequest"]["message"]
             == f"Invalid volume: Volume {busy.id} status must be available"
         )
+
+
+def test_a_failed_upload_on_any_cloud(admin: Api, cleanup: Cleanup) -> None:
+    """A type may name a store Glance lacks (only extra-spec updates are checked): the
+    upload then fails inside Cinder, which answers as it does for any backend failure."""
+    body = {
+        "volume_type": {
+            "name": unique("badstore"),
+            "extra_specs": {"image_service:store_id": "nope"},
+        }
+    }
+    vtype = admin.volume("POST", "/types", json=body).json()["volume_type"]
+    volume = _available_volume(admin, cleanup, volume_type=vtype["id"])
+    try:
+        response = _upload(admin, volume["id"], image_name=unique("doomed"))
+        assert response.status_code == 202
+        image_id = response.json()["os-volume_upload_image"]["image_id"]
+        after = admin.wait_volume(volume["id"], until=lambda v: v["status"] != "uploading")
+        assert after["status"] == "available"
+        wait_for(
+            lambda: {"s": admin.image("GET", f"/v2/images/{image_id}").status_code},
+            lambda r: r["s"] == 404,
+            30,
+        )
+        messages = admin.volume(
+            "GET", "/messages", params={"resource_uuid": volume["id"]}, microversion="3.5"
+        ).json()["messages"]
+        assert [m["event_id"] for m in messages] == ["VOLUME_VOLUME_003_004"]
+        assert messages[0]["request_id"] == response.headers["x-openstack-request-id"]
+        assert (
+            messages[0]["user_message"]
+            == "copy volume to image:Failed to upload volume to image at backend."
+        )
+    finally:
+        admin.volume("DELETE", f"/volumes/{volume['id']}")
+        cleanup.volumes.remove(volume["id"])
+        wait_for(
+            lambda: {
+                "ok": admin.volume("DELETE", f"/types/{vtype['id']}").status_code in (202, 404)
+            },
+            lambda r: r["ok"],
+            120,
+        )

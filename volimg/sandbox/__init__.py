@@ -8,12 +8,18 @@ openstacksdk. See docs/sandbox.md.
 Importing this package starts nothing and imports no openstacksdk.
 """
 
+import logging
+
 from volimg.sandbox.faults import Faults
 from volimg.sandbox.reqlog import RequestLog, RequestRecord
 from volimg.sandbox.sandbox import Sandbox, SandboxBindRefused
 from volimg.sandbox.seed import Credentials
 from volimg.sandbox.state import Cloud
 from volimg.sandbox.timings import Timings
+
+# A library logs, the application decides where to (logging HOWTO, "Configuring
+# Logging for a Library").
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Cloud",
