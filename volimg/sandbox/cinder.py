@@ -10,6 +10,7 @@ Asynchronous work lives in `cinder_manager.py`.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -320,7 +321,7 @@ class Cinder(Service):
         page = items[offset : offset + limit]
         links: list[dict[str, str]] = []
         if page and len(page) == limit and req.param("limit") is not None:
-            query = "&".join(f"{k}={v}" for k, v in {**req.params(), "marker": page[-1].id}.items())
+            query = urllib.parse.urlencode({**req.params(), "marker": page[-1].id})
             base = ctx.links(collection, "")[0]["href"].rstrip("/")
             links.append({"rel": "next", "href": f"{base}?{query}"})
         return page, links
@@ -755,16 +756,16 @@ class Cinder(Service):
         return Response.empty(204)
 
 
-def _attribute(name: str) -> Callable[[Volume], str]:
-    """Sort key on one volume attribute (None sorts first)."""
+def _attribute(name: str) -> Callable[[Volume], tuple[int, Any]]:
+    """Sort key on one volume attribute: None first, numbers as numbers."""
 
-    def value_of(volume: Volume) -> str:
+    def value_of(volume: Volume) -> tuple[int, Any]:
         value = getattr(volume, name, None)
-        return (
-            ""
-            if value is None
-            else (value.isoformat() if hasattr(value, "isoformat") else str(value))
-        )
+        if value is None:
+            return (0, "")
+        if isinstance(value, (int, float)):
+            return (1, value)
+        return (2, value.isoformat() if hasattr(value, "isoformat") else str(value))
 
     return value_of
 
