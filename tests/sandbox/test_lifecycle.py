@@ -186,3 +186,24 @@ def test_serve_forever_stops_cleanly_on_ctrl_c() -> None:
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert out.strip() == "stopped"
+
+
+def test_a_failed_start_releases_the_port(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sb = Sandbox(seed="empty", port=port, clouds_yaml=blocker / "clouds.yaml")
+    with pytest.raises(NotADirectoryError):
+        sb.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # released
+    sb.stop()  # nothing to stop: harmless
+
+
+def test_a_stopped_sandbox_does_not_restart() -> None:
+    sb = Sandbox(seed="empty").start()
+    sb.stop()
+    with pytest.raises(RuntimeError, match="new one"):
+        sb.start()

@@ -33,6 +33,7 @@ from volimg.sandbox.seed import (
     seed_identities,
 )
 from volimg.sandbox.server import Dispatcher, SandboxHTTPServer
+from volimg.sandbox.service import Service
 from volimg.sandbox.state import Cloud, CloudConfig
 from volimg.sandbox.timings import Timings
 
@@ -107,36 +108,35 @@ class Sandbox:
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._identities: Identities | None = None
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Sandbox:
         """Bind, seed, write clouds.yaml and serve in a background thread."""
         if self._server is not None:
             return self
+        if self._stopped:
+            raise RuntimeError("a stopped sandbox cannot start again; make a new one")
         secret = secrets.token_hex(16)
         dispatcher = Dispatcher([], self.faults, self.requests, secret)
-        self._server = SandboxHTTPServer((self.host, self.port), dispatcher)
-        self.port = int(self._server.server_address[1])
-        internal_host = "127.0.0.1" if self.host in _WILDCARDS else self.host
-        glance_client = InternalGlanceClient(internal_host, self.port, Glance.prefix, secret)
-        timings = lambda: self.timings  # noqa: E731 - the live Timings, tests may swap it
-        runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
-        manager = VolumeManager(self.cloud, self._jobs, self.faults, glance_client, timings)
-        dispatcher.services.extend(
-            [
-                Keystone(self.cloud, Cinder.prefix, Glance.prefix),
-                Cinder(self.cloud, manager, glance_client),
-                Glance(self.cloud, self._jobs, runner),
-            ]
-        )
-        with self.cloud.lock:
-            self._identities = seed_identities(self.cloud)
-            seed_base(self.cloud, self._read_only_stores)
-            if self.seed == "demo":
-                seed_demo(self.cloud)
-        self._write_clouds_yaml()
+        server = SandboxHTTPServer((self.host, self.port), dispatcher)
+        ready = False
+        try:
+            self.port = int(server.server_address[1])
+            dispatcher.services.extend(self._services(secret))
+            with self.cloud.lock:
+                self._identities = seed_identities(self.cloud)
+                seed_base(self.cloud, self._read_only_stores)
+                if self.seed == "demo":
+                    seed_demo(self.cloud)
+            self._write_clouds_yaml()
+            ready = True
+        finally:
+            if not ready:  # e.g. clouds.yaml not writable: release the port
+                server.server_close()
+        self._server = server
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
+            target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
             name="sandbox-http",
             daemon=True,
@@ -144,10 +144,23 @@ class Sandbox:
         self._thread.start()
         return self
 
+    def _services(self, secret: str) -> list[Service]:
+        internal_host = "127.0.0.1" if self.host in _WILDCARDS else self.host
+        glance_client = InternalGlanceClient(internal_host, self.port, Glance.prefix, secret)
+        timings = lambda: self.timings  # noqa: E731 - the live Timings, tests may swap it
+        runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
+        manager = VolumeManager(self.cloud, self._jobs, self.faults, glance_client, timings)
+        return [
+            Keystone(self.cloud, Cinder.prefix, Glance.prefix),
+            Cinder(self.cloud, manager, glance_client),
+            Glance(self.cloud, self._jobs, runner),
+        ]
+
     def stop(self) -> None:
         """Stop serving, wake background jobs, remove a temporary clouds.yaml."""
         if self._server is None:
             return
+        self._stopped = True
         self._jobs.stop()
         self._server.shutdown()
         self._server.server_close()
