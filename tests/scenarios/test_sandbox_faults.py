@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from tests.scenarios.conftest import VolimgRunner
 from volimg.sandbox import Sandbox
 
@@ -251,3 +253,25 @@ def test_usage_errors_in_json_mode_still_print_one_document(volimg_sandbox: Voli
     assert run.exit_code == 2, run
     assert run.doc["result"] == "failed"
     assert "floppy" in run.doc["error"]["message"]
+
+
+def test_force_on_a_cloud_without_enable_force_upload_is_exit_2_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import CloudUnderTest
+    from tests.scenarios.conftest import make_runner
+    from volimg.sandbox import Timings
+
+    with Sandbox(seed="demo", timings=Timings.instant(), enable_force_upload=False) as strict:
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(strict.clouds_yaml))
+        cloud = CloudUnderTest(
+            "sandbox", strict.clouds_yaml, strict.admin_cloud, strict.member_cloud
+        )
+
+        run = make_runner(cloud)("upload", "busy-vol", "--force", "-f", "json")
+
+        assert run.exit_code == 2, run
+        assert run.doc["error"]["type"] == "VolumeNotUploadable"
+        assert "enable_force_upload" in run.doc["error"]["hint"]
+        assert strict.cloud.find_volume("busy-vol").status == "in-use"
+        assert not [i for i in strict.cloud.images.values() if i.name.startswith("busy-vol")]
