@@ -49,6 +49,7 @@ class AppContext:
     debug: bool = False
     output_format: str = "table"
     _gateway: Gateway | None = field(default=None, init=False, repr=False)
+    _log_handler: logging.Handler | None = field(default=None, init=False, repr=False)
 
     def gateway(self) -> Gateway:
         """One connection per command, opened on first use."""
@@ -60,6 +61,10 @@ class AppContext:
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
+        if self._log_handler is not None:
+            for name in ("volimg", "openstack", "keystoneauth"):
+                logging.getLogger(name).removeHandler(self._log_handler)
+            self._log_handler = None
 
     def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
         kwargs = {"timeout": timeout} if timeout is not None else {}
@@ -95,10 +100,11 @@ class AppContext:
             return
         handler = logging.StreamHandler(self.stderr or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        root.setLevel(logging.WARNING)
-        logging.getLogger("volimg").setLevel(logging.DEBUG if self.verbose > 1 else logging.INFO)
+        self._log_handler = handler
+        levels = {"volimg": logging.DEBUG if self.verbose > 1 else logging.INFO}
         if self.verbose > 1:
-            for name in ("openstack", "keystoneauth"):
-                logging.getLogger(name).setLevel(logging.DEBUG)
+            levels.update(openstack=logging.DEBUG, keystoneauth=logging.DEBUG)
+        for name, level in levels.items():
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.setLevel(level)

@@ -275,3 +275,21 @@ def test_force_on_a_cloud_without_enable_force_upload_is_exit_2_and_says_why(
         assert "enable_force_upload" in run.doc["error"]["hint"]
         assert strict.cloud.find_volume("busy-vol").status == "in-use"
         assert not [i for i in strict.cloud.images.values() if i.name.startswith("busy-vol")]
+
+
+def test_verbose_http_logs_never_show_the_password_or_a_token(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    import yaml
+
+    run = volimg_sandbox("-vv", "plan", "boot-vol")
+
+    assert run.exit_code == 0, run
+    assert "REQ: curl" in run.stderr  # keystoneauth's request log is on
+    config = yaml.safe_load(sandbox.clouds_yaml.read_text())
+    password = config["clouds"][sandbox.admin_cloud]["auth"]["password"]
+    shown = run.stdout + run.stderr
+    assert password not in shown
+    assert sandbox.cloud.tokens
+    for token in sandbox.cloud.tokens:
+        assert token not in shown
