@@ -433,10 +433,12 @@ class _Run:
 
         def finished(seen: tuple[ImportTask | None, Image]) -> bool:
             task, current = seen
-            if task is not None:
-                return task.finished
-            # Glance sets the lock before its 202 and drops it when the copy ends,
-            # whether it succeeded or not (glance/api/v2/images.py import_image).
+            # Glance sets the lock (os_glance_import_task) before its 202 and drops it
+            # when the copy ends, whether it succeeded or not, a moment AFTER the task
+            # is marked finished; an import or store deletion sent in that moment gets
+            # 409. So the copy is over when the task says so and the lock is gone.
+            if task is not None and not task.finished:
+                return False
             return current.import_task is None
 
         def report(seen: tuple[ImportTask | None, Image]) -> None:

@@ -44,6 +44,7 @@ from volimg.model import (
     Volume,
     VolumeTypeInfo,
     split_stores,
+    version_tuple,
 )
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ log = logging.getLogger(__name__)
 CONNECT_RETRIES = 3
 NO_RETRIES = 0
 
-# Cinder lists user messages from microversion 3.3 (cinder/api/v3/messages.py).
+# Cinder lists user messages from microversion 3.3 and filters them (resource_uuid)
+# only from 3.5 (cinder/api/microversions.py MESSAGES, RESOURCE_FILTER).
 MESSAGES_MICROVERSION = "3.3"
+MESSAGES_FILTER_MICROVERSION = "3.5"
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -274,11 +277,13 @@ class Gateway:
 
     def volume_messages(self, volume_id: str) -> list[UserMessage]:
         """Cinder's user messages about a volume, newest first (why an upload failed)."""
+        max_version = self.cinder_max_microversion() or MESSAGES_MICROVERSION
+        filtered = version_tuple(max_version) >= version_tuple(MESSAGES_FILTER_MICROVERSION)
         with _calling(f"reading Cinder's messages about volume {volume_id}"):
             response = self._conn.block_storage.get(
                 "/messages",
                 params={"resource_uuid": volume_id},
-                microversion=MESSAGES_MICROVERSION,
+                microversion=MESSAGES_FILTER_MICROVERSION if filtered else MESSAGES_MICROVERSION,
             )
             _raise_for(response)
         found = [
@@ -288,7 +293,7 @@ class Gateway:
                 created_at=m.get("created_at"),
             )
             for m in response.json().get("messages", [])
-            if m.get("resource_uuid") in (None, volume_id)
+            if m.get("resource_uuid") == volume_id
         ]
         return sorted(found, key=lambda m: m.created_at or "", reverse=True)
 

@@ -23,6 +23,12 @@ def _frozen_mapping(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
 
 
+def version_tuple(version: str) -> tuple[int, int]:
+    """An API microversion such as "3.71" as a comparable (3, 71)."""
+    major, _, minor = version.partition(".")
+    return int(major), int(minor or 0)
+
+
 def split_stores(value: str | None) -> tuple[str, ...]:
     """Glance's comma-separated store lists (``stores``, ``os_glance_*``) as a tuple."""
     if not value:

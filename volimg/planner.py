@@ -25,7 +25,14 @@ from volimg.errors import (
     UnsupportedMicroversion,
     VolumeNotUploadable,
 )
-from volimg.model import CloudIdentity, GlanceInfo, Image, Volume, VolumeTypeInfo
+from volimg.model import (
+    CloudIdentity,
+    GlanceInfo,
+    Image,
+    Volume,
+    VolumeTypeInfo,
+    version_tuple,
+)
 
 # Cinder's os-volume_upload_image takes visibility and protected only from 3.1
 # (cinder/api/contrib/volume_actions.py, mv.UPLOAD_IMAGE_PARAMS).
@@ -162,11 +169,6 @@ def default_image_name(volume: Volume, at: datetime) -> str:
     return f"{volume.label}-{stamp}"
 
 
-def _version_tuple(version: str) -> tuple[int, int]:
-    major, _, minor = version.partition(".")
-    return int(major), int(minor or 0)
-
-
 def _check_uploadable(volume: Volume, force: bool) -> Decision:
     # Cinder accepts 'available', and 'in-use' only with force (and only if the
     # operator set enable_force_upload; cinder/volume/api.py copy_volume_to_image).
@@ -296,7 +298,7 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
         protected=options.protected,
     )
     max_mv = facts.cinder_max_microversion
-    if max_mv and _version_tuple(request.microversion) > _version_tuple(max_mv):
+    if max_mv and version_tuple(request.microversion) > version_tuple(max_mv):
         raise UnsupportedMicroversion(
             f"--visibility/--protected need Cinder API {request.microversion}, "
             f"this cloud's Cinder offers up to {max_mv}",
