@@ -239,10 +239,13 @@ class Gateway:
 
     def volume_type(self, name_or_id: str, *, specs_visible: bool) -> VolumeTypeInfo | None:
         """The type and its ``image_service:store_id``; None if the type is not visible."""
+        from openstack import exceptions as sdk
+
         with _calling(f"reading volume type {name_or_id!r}"):
-            found = self._conn.block_storage.find_type(name_or_id, ignore_missing=True)
-        if found is None:
-            return None
+            try:
+                found = self._conn.block_storage.find_type(name_or_id, ignore_missing=False)
+            except sdk.NotFoundException:
+                return None
         specs = found.extra_specs or {}
         return VolumeTypeInfo(
             name=found.name,

@@ -20,7 +20,7 @@ from volimg.context import AppContext
 from volimg.errors import ExitCode
 from volimg.executor import RunSettings
 from volimg.gateway import connect
-from volimg.planner import UploadOptions
+from volimg.planner import ReplicationOptions, UploadOptions
 
 
 def test_demo_uploads_boot_vol_and_says_what_to_try_next(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,3 +150,34 @@ def test_library_use_without_click(sandbox_cloud: CloudUnderTest) -> None:
     assert outcome.image.stores == ("archive",)
     assert any(isinstance(e, events.UploadFinished) for e in seen)
     gateway.close()
+
+
+def test_volimg_calls_no_deprecated_openstacksdk_api(sandbox_cloud: CloudUnderTest) -> None:
+    """openstacksdk warns about its own internals; any other deprecation is volimg's."""
+    import warnings
+
+    from openstack.warnings import OpenStackDeprecationWarning, RemovedInSDK50Warning
+
+    sdk_internal = (
+        "influxdb",  # openstack/config/cloud_region.py, on every connection
+        "'service_type' parameter is unnecesary",  # openstack/proxy.py, its own calls
+        "_compute_attributes method is deprecated",  # openstack/resource.py internals
+    )
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+    settings = RunSettings(poll_interval=0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = core.upload(gateway, "pinned-vol", UploadOptions(prune=True), settings)
+        core.replicate(gateway, "cirros-base", None, ReplicationOptions(stores=("fast",)), settings)
+    gateway.close()
+
+    assert outcome.result == "ok"
+    deprecations = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, (OpenStackDeprecationWarning, RemovedInSDK50Warning))
+        or "openstack" in str(w.filename)
+    ]
+    assert deprecations, "expected openstacksdk's own internal warnings to be seen"
+    ours = [m for m in deprecations if not any(known in m for known in sdk_internal)]
+    assert ours == []
