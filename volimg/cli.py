@@ -7,16 +7,20 @@ turns a ``VolimgError`` into a message (or a JSON document) and its exit code.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from volimg import __version__
 from volimg.context import AppContext
 from volimg.errors import Interrupted, UsageProblem, VolimgError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("volimg")
 
 # Cinder's os-volume_upload_image schema (cinder/api/schemas/volume_actions.py) and
 # Glance's container formats (glance/common/config.py container_formats).
@@ -54,7 +58,9 @@ class VolimgGroup(click.Group):
         except KeyboardInterrupt:
             if app.debug:
                 raise
-            interrupted = Interrupted("interrupted before anything was changed")
+            # The executor reports interrupts itself; one that reaches here came while
+            # volimg was still reading the cloud, before any request that changes it.
+            interrupted = Interrupted("interrupted while reading the cloud; nothing was changed")
             app.renderer().error(interrupted, command=ctx.invoked_subcommand or "")
             ctx.exit(int(interrupted.exit_code))
         except click.UsageError as exc:
@@ -218,6 +224,12 @@ def cli(
         app.region = os_region_name
     app.verbose, app.debug = verbose, debug
     app.configure_logging()
+    source = ctx.get_parameter_source("os_cloud")
+    log.info(
+        "cloud %s, from %s",
+        app.cloud or "(none: openstacksdk reads the OS_* variables)",
+        "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",
+    )
 
 
 @cli.command()
@@ -241,7 +253,6 @@ def upload(
             app.run_settings(wait=wait, timeout=timeout),
             dry_run=dry_run,
             emit=sink,
-            now=app.wall_clock(),
         )
     renderer.outcome(outcome)
     _exit_with(int(outcome.exit_code))
@@ -261,7 +272,6 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
         _upload_options(kwargs),
         app.run_settings(),
         dry_run=True,
-        now=app.wall_clock(),
     )
     app.renderer().outcome(outcome)
 

@@ -11,7 +11,6 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
 from volimg.executor import DEFAULT_POLL_INTERVAL, RunSettings
@@ -28,15 +27,10 @@ def _connect(cloud: str | None, region: str | None, config_file: str | None) -> 
     return connect(cloud, region, config_file=config_file)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass
 class AppContext:
     connect: Callable[[str | None, str | None, str | None], Gateway] = _connect
     clock: Clock = field(default_factory=Clock)
-    wall_clock: Callable[[], datetime] = _utcnow
     poll_interval: float = DEFAULT_POLL_INTERVAL
     stdout: TextIO | None = None  # None: the process's streams at the time of use
     stderr: TextIO | None = None
@@ -50,6 +44,7 @@ class AppContext:
     output_format: str = "table"
     _gateway: Gateway | None = field(default=None, init=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, init=False, repr=False)
+    _saved_levels: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def gateway(self) -> Gateway:
         """One connection per command, opened on first use."""
@@ -62,9 +57,12 @@ class AppContext:
             self._gateway.close()
             self._gateway = None
         if self._log_handler is not None:
-            for name in ("volimg", "openstack", "keystoneauth"):
-                logging.getLogger(name).removeHandler(self._log_handler)
+            for name, level in self._saved_levels.items():
+                logger = logging.getLogger(name)
+                logger.removeHandler(self._log_handler)
+                logger.setLevel(level)
             self._log_handler = None
+            self._saved_levels.clear()
 
     def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
         kwargs = {"timeout": timeout} if timeout is not None else {}
@@ -87,7 +85,7 @@ class AppContext:
             stdout=console(self.stdout or sys.stdout),
             stderr=console(self.stderr or sys.stderr),
             fmt=self.output_format,
-            wall_clock=self.wall_clock,
+            wall_clock=self.clock.wall,
         )
 
     def configure_logging(self) -> None:
@@ -106,5 +104,6 @@ class AppContext:
             levels.update(openstack=logging.DEBUG, keystoneauth=logging.DEBUG)
         for name, level in levels.items():
             logger = logging.getLogger(name)
+            self._saved_levels[name] = logger.level
             logger.addHandler(handler)
             logger.setLevel(level)

@@ -10,7 +10,9 @@ returned ``Outcome``, including the error that stopped it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from volimg import events as ev
 from volimg.executor import Outcome, RunSettings, planned, run_replication, run_upload
@@ -27,13 +29,21 @@ from volimg.planner import (
     plan_upload,
 )
 
+log = logging.getLogger(__name__)
 
-def gather_upload_facts(
-    gateway: Gateway, volume_ref: str, *, now: datetime | None = None
-) -> UploadFacts:
+
+def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> UploadFacts:
     """Read everything the plan depends on; change nothing."""
     identity = gateway.identity()
     volume = gateway.find_volume(volume_ref)
+    log.info(
+        "volume %s (%s): %s, type %s, made from image %s",
+        volume.label,
+        volume.id,
+        volume.status,
+        volume.volume_type or "-",
+        volume.base_image_id or "-",
+    )
     volume_type = None
     if volume.volume_type:
         # Cinder shows image_service:store_id only to roles its policy allows
@@ -41,21 +51,29 @@ def gather_upload_facts(
         volume_type = gateway.volume_type(
             volume.volume_type, specs_visible=identity.is_admin
         ) or VolumeTypeInfo(name=volume.volume_type, specs_visible=False)
+        log.info("volume type %s: image_service:store_id %s", volume_type.name, volume_type.store)
     base_image = gateway.get_image(volume.base_image_id) if volume.base_image_id else None
+    if base_image is not None:
+        log.info("base image %s: stores %s", base_image.id, ",".join(base_image.stores) or "-")
+    glance = gateway.glance_info()
+    log.info(
+        "Glance stores %s (default %s), import methods %s",
+        ",".join(s.id for s in glance.stores) or "-",
+        glance.default_store,
+        ",".join(glance.import_methods),
+    )
     return UploadFacts(
         volume=volume,
         volume_type=volume_type,
         base_image=base_image,
-        glance=gateway.glance_info(),
+        glance=glance,
         identity=identity,
         cinder_max_microversion=gateway.cinder_max_microversion(),
-        requested_at=now or datetime.now(timezone.utc),
+        requested_at=now,
     )
 
 
-def plan(
-    gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime | None = None
-) -> Plan:
+def plan(gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime) -> Plan:
     """The plan ``volimg upload`` would carry out, with a reason for each decision."""
     return plan_upload(gather_upload_facts(gateway, volume_ref, now=now), options)
 
@@ -68,12 +86,17 @@ def upload(
     *,
     dry_run: bool = False,
     emit: ev.EventSink = ev.ignore,
-    now: datetime | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> Outcome:
-    """Upload a volume to an image and place the image where the plan says."""
-    the_plan = plan(gateway, volume_ref, options, now=now)
+    """Upload a volume to an image and place the image where the plan says.
+
+    ``on_plan`` sees the plan before anything changes (``volimg demo`` prints it).
+    """
+    the_plan = plan(gateway, volume_ref, options, now=settings.clock.wall())
     if dry_run:
         return planned("upload", the_plan)
+    if on_plan is not None:
+        on_plan(the_plan)
     return run_upload(gateway, the_plan, settings, emit)
 
 

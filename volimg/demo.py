@@ -14,7 +14,6 @@ from pathlib import Path
 from volimg import core
 from volimg.context import AppContext
 from volimg.errors import ExitCode, InputError
-from volimg.executor import planned, run_upload
 from volimg.planner import UploadOptions
 
 DEMO_VOLUME = "boot-vol"
@@ -46,12 +45,15 @@ def run_demo(app: AppContext) -> ExitCode:
         )
         demo_app = replace(app, cloud=sandbox.admin_cloud, config_file=str(sandbox.clouds_yaml))
         try:
-            gateway = demo_app.gateway()
-            plan = core.plan(gateway, DEMO_VOLUME, UploadOptions(), now=app.wall_clock())
-            if not renderer.json:
-                renderer.outcome(planned("upload", plan))
             with renderer.progress() as sink:
-                outcome = run_upload(gateway, plan, demo_app.run_settings(), sink)
+                outcome = core.upload(
+                    demo_app.gateway(),
+                    DEMO_VOLUME,
+                    UploadOptions(),
+                    demo_app.run_settings(),
+                    emit=sink,
+                    on_plan=None if renderer.json else renderer.show_plan,
+                )
             renderer.outcome(outcome)
         finally:
             demo_app.close()

@@ -59,40 +59,49 @@ class ConfigError(InputError):
     """The cloud configuration (clouds.yaml, OS_* variables) is unusable."""
 
 
-class VolumeNotFound(InputError):
-    @classmethod
-    def for_ref(cls, ref: str) -> VolumeNotFound:
-        return cls(
-            f"no volume named or with ID {ref!r} is visible in this project",
-            hint="check the name with 'openstack volume list', or the cloud with --os-cloud",
+class NotFoundByRef(InputError):
+    """No resource of this kind has that name or ID (for the caller's project)."""
+
+    noun = "resource"
+    where = "visible to you"
+    check = "openstack {noun} list"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"no {self.noun} named or with ID {ref!r} is {self.where}",
+            hint=f"check the name with '{self.check.format(noun=self.noun)}', "
+            "or the cloud with --os-cloud",
         )
 
 
-class AmbiguousVolume(InputError):
+class AmbiguousRef(InputError):
+    """Several resources share the name the caller gave; the IDs tell them apart."""
+
+    noun = "resource"
+
     def __init__(self, ref: str, ids: Sequence[str]) -> None:
         super().__init__(
-            f"{len(ids)} volumes are named {ref!r}: {', '.join(ids)}",
+            f"{len(ids)} {self.noun}s are named {ref!r}: {', '.join(ids)}",
             hint="pass the ID of the one you mean instead of the name",
         )
         self.ids = tuple(ids)
 
 
-class ImageNotFound(InputError):
-    @classmethod
-    def for_ref(cls, ref: str) -> ImageNotFound:
-        return cls(
-            f"no image named or with ID {ref!r} is visible to you",
-            hint="check it with 'openstack image show', or pass the image ID",
-        )
+class VolumeNotFound(NotFoundByRef):
+    noun = "volume"
+    where = "visible in this project"
 
 
-class AmbiguousImage(InputError):
-    def __init__(self, ref: str, ids: Sequence[str]) -> None:
-        super().__init__(
-            f"{len(ids)} images are named {ref!r}: {', '.join(ids)}",
-            hint="pass the ID of the one you mean instead of the name",
-        )
-        self.ids = tuple(ids)
+class AmbiguousVolume(AmbiguousRef):
+    noun = "volume"
+
+
+class ImageNotFound(NotFoundByRef):
+    noun = "image"
+
+
+class AmbiguousImage(AmbiguousRef):
+    noun = "image"
 
 
 class VolumeNotUploadable(InputError):
@@ -157,15 +166,17 @@ class UploadFailed(OperationFailed):
     """Cinder gave up on the upload; the message quotes Cinder's user message."""
 
 
-class ImportRejected(OperationFailed):
-    """Glance refused to start a copy-image import."""
-
-
 # --- exit 3 / 4 / 130 -----------------------------------------------------------
 
 
 class PartialReplication(VolimgError):
+    """The image exists but at least one planned store copy failed."""
+
     exit_code = ExitCode.PARTIAL
+
+
+class ImportRejected(PartialReplication):
+    """Glance refused a copy-image import: the image exists, its copies do not."""
 
 
 class WaitTimedOut(VolimgError):

@@ -50,14 +50,13 @@ class CopyRequested(Event):
 class CopyProgress(Event):
     task_status: str
     message: str
-    importing: tuple[str, ...]
     done: tuple[str, ...]
     failed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class StoreSettled(Event):
-    """A store reached its final state in this run (see ``StoreOutcome``)."""
+    """A store reached its state for this run (outcomes: volimg.executor, docs/json.md)."""
 
     store: str
     outcome: str

@@ -8,8 +8,9 @@ now (image id, which stores) and which command finishes the job.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from volimg import events as ev
@@ -28,20 +29,21 @@ from volimg.errors import (
     VolumeNotUploadable,
     WaitTimedOut,
 )
-from volimg.gateway import Gateway
+from volimg.gateway import Gateway, new_request_id
 from volimg.model import IMAGE_DEAD_STATUSES, Image, ImportTask, Volume
-from volimg.planner import Placement, Plan, ReplicationPlan
+from volimg.planner import Placement, Plan, ReplicationPlan, replan_after_landing
 from volimg.waiting import Clock, Deadline, PollTimedOut, is_passing_fault, poll
+
+T = TypeVar("T")
 
 # Per-store outcomes (docs/json.md).
 COPIED = "copied"
 ALREADY_PRESENT = "already-present"
 FAILED = "failed"
+PENDING = "pending"
 PRUNED = "pruned"
 SKIPPED = "skipped"
 PRUNE_FAILED = "prune-failed"
-
-T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_POLL_INTERVAL = 2.0
@@ -108,17 +110,29 @@ class _Run:
     """The mutable bookkeeping of one run; frozen into an ``Outcome`` at the end."""
 
     def __init__(
-        self, gateway: Gateway, settings: RunSettings, emit: ev.EventSink, placement: Placement
+        self,
+        command: str,
+        plan: Plan | ReplicationPlan,
+        gateway: Gateway,
+        settings: RunSettings,
+        emit: ev.EventSink,
     ) -> None:
+        self.command = command
+        self.plan = plan
         self.gateway = gateway
         self.settings = settings
         self.emit_to = emit
-        self.placement = placement
         self.deadline = Deadline(settings.clock, settings.timeout)
         self.image: Image | None = None
         self.image_id: str | None = None
+        self.upload_requested_at: datetime | None = None  # set just before the POST
+        self.upload_request_id: str | None = None  # Cinder's request id for that POST
+        self.copying: tuple[str, ...] = ()  # stores of the copy-image in flight
         self.reports: dict[str, StoreReport] = {}
-        self.next_steps: list[str] = []
+
+    @property
+    def placement(self) -> Placement:
+        return self.plan.placement
 
     def emit(self, event_type: type[ev.Event], **fields: object) -> None:
         self.emit_to(event_type(elapsed=self.deadline.elapsed, **fields))
@@ -133,23 +147,38 @@ class _Run:
             stores = ", ".join(self.image.stores) or "no store yet"
             return f"image {self.image.id} ({self.image.status}) is in: {stores}"
         if self.image_id is not None:
-            return f"image {self.image_id} was created by Cinder's upload"
+            return f"Cinder is uploading to image {self.image_id}"
+        if self.upload_requested_at is not None and isinstance(self.plan, Plan):
+            return (
+                f"the upload was requested and Cinder may have created image "
+                f"{self.plan.upload.image_name!r}"
+            )
         return "nothing was created"
 
     def resume(self) -> str | None:
         image_id = self.image.id if self.image else self.image_id
         return resume_command(image_id, self.placement) if image_id else None
 
-    def outcome(
-        self, command: str, plan: Plan | ReplicationPlan, error: VolimgError | None
-    ) -> Outcome:
+    def next_steps(self) -> tuple[str, ...]:
+        """What finishes the job, if the placement is not complete."""
+        resume = self.resume()
+        if resume is None:
+            return ()
+        if self.image is not None and self.image.is_active:
+            done = not self.placement.missing_from(self.image.stores) and not (
+                self.placement.prune and self.placement.extra_in(self.image.stores)
+            )
+            return () if done else (resume,)
+        return (f"once image {self.image_id} is active: {resume}",)
+
+    def outcome(self, error: VolimgError | None) -> Outcome:
         return Outcome(
-            command=command,
-            plan=plan,
+            command=self.command,
+            plan=self.plan,
             image=self.image,
             stores=tuple(self.reports.values()),
             error=error,
-            next_steps=tuple(self.next_steps),
+            next_steps=self.next_steps(),
         )
 
     def wait(
@@ -187,10 +216,13 @@ class _Run:
             phase="upload",
             detail=f"asking Cinder to upload {volume.label} as {plan.upload.image_name!r}",
         )
+        self.upload_requested_at = self.settings.clock.wall()
         try:
             accepted = self.gateway.upload_volume(volume.id, plan.upload)
         except RequestRejected as exc:
-            if volume.status == "in-use" and plan.upload.force:
+            # With enable_force_upload off, Cinder drops force and checks the status
+            # (cinder/volume/api.py copy_volume_to_image): "status must be available".
+            if plan.upload.force and "must be available" in exc.message:
                 raise VolumeNotUploadable(
                     f"Cinder refused to upload in-use volume {volume.label} even with --force: "
                     f"{exc.message}",
@@ -204,20 +236,23 @@ class _Run:
             self.image_id = self._reconcile_lost_upload(plan, exc)
         else:
             self.image_id = accepted.image_id
+            self.upload_request_id = accepted.request_id
         self.emit(ev.UploadStarted, image_id=self.image_id, image_name=plan.upload.image_name)
 
     def _reconcile_lost_upload(self, plan: Plan, exc: CloudError) -> str:
         """The upload request got no answer: look at what exists; never send it again.
 
         Cinder creates the image (status queued) before it answers the request
-        (cinder/volume/api.py copy_volume_to_image), so an image with the planned,
-        timestamped name means Cinder accepted the upload.
+        (cinder/volume/api.py copy_volume_to_image), so one image of ours with the
+        planned, timestamped name, created since the request, means Cinder accepted it.
         """
         name = plan.upload.image_name
+        requested = self.upload_requested_at
         found = [
             image
-            for image in self.gateway.images_named(name)
+            for image in self.gateway.images_named(name, owner=plan.facts.identity.project_id)
             if image.status not in IMAGE_DEAD_STATUSES
+            and (requested is None or _not_before(image.created_at, requested))
         ]
         volume = self.gateway.get_volume(plan.volume.id)
         if len(found) == 1:
@@ -228,6 +263,7 @@ class _Run:
             )
             return found[0].id
         if not found and volume is not None and volume.status != "uploading":
+            self.upload_requested_at = None  # nothing came of it
             raise UploadFailed(
                 f"the upload request got no answer ({exc.message}) and nothing came of it: no "
                 f"image is named {name!r} and volume {plan.volume.label} is {volume.status}",
@@ -235,7 +271,7 @@ class _Run:
             ) from exc
         raise UploadFailed(
             f"the upload request got no answer ({exc.message}) and volimg cannot tell whether "
-            f"Cinder accepted it ({len(found)} images are named {name!r})",
+            f"Cinder accepted it ({len(found)} new images are named {name!r})",
             hint=f"check 'openstack image list --name {name}' and the volume's status before "
             "running volimg upload again",
         ) from exc
@@ -264,8 +300,7 @@ class _Run:
 
         def report(seen: tuple[Image | None, Volume | None]) -> None:
             image, volume = seen
-            if image is not None:
-                self.image = image
+            self.image = image
             self.emit(
                 ev.UploadProgress,
                 image_status=image.status if image else "gone",
@@ -281,33 +316,56 @@ class _Run:
             check=f"check with 'openstack image show {image_id}'; once it is active, run",
         )
         if image is not None and image.is_active and volume is not None:
-            self.image = image
             self.emit(ev.UploadFinished, image=image)
             return image
-        self.image = None
         raise self._upload_failure(plan, image, volume)
 
     def _upload_failure(
         self, plan: Plan, image: Image | None, volume: Volume | None
     ) -> UploadFailed:
         """Say why Cinder gave up, in Cinder's own words (GET /v3/messages)."""
-        volume_id = plan.volume.id
         state = f"volume is {volume.status}" if volume is not None else "the volume disappeared"
-        image_state = "deleted" if image is None else image.status
-        why = ""
+        image_state = "deleted by Cinder" if image is None else image.status
         try:
-            messages = self.gateway.volume_messages(volume_id)
+            messages = self.gateway.volume_messages(plan.volume.id)
         except VolimgError:
             messages = []
-        if messages:
-            latest = messages[0]
-            why = f"; Cinder says: {latest.user_message} ({latest.event_id})"
+        # Cinder records the message with the request id of the upload call.
+        ours = [m for m in messages if m.request_id and m.request_id == self.upload_request_id]
+        why = (
+            f"; Cinder says: {ours[0].user_message} ({ours[0].event_id})"
+            if ours
+            else "; Cinder left no user message about this upload"
+        )
+        cleanup = (
+            f"; delete the leftover image with 'openstack image delete {image.id}'"
+            if image is not None
+            else ""
+        )
         return UploadFailed(
             f"Cinder's upload of {plan.volume.label} failed: image {self.image_id} is "
             f"{image_state}, {state}{why}",
-            hint=f"see 'openstack volume message list' for volume {volume_id}, fix the cause, "
-            "then run volimg upload again",
+            hint=f"see 'openstack volume message list' for volume {plan.volume.id}, fix the "
+            f"cause, then run volimg upload again{cleanup}",
         )
+
+    def adopt_landing(self, plan: Plan, image: Image) -> None:
+        """If the upload landed where only a hidden type store puts it, plan again."""
+        replanned = replan_after_landing(plan, image.stores)
+        if replanned is not None:
+            self.plan = replanned
+            self.emit(
+                ev.Notice,
+                message=f"the image landed in {', '.join(image.stores)}, not in "
+                f"{plan.upload_store}: that is the volume type's store (hidden from you), so "
+                f"it wins; planned stores now: {', '.join(replanned.placement.target_stores)}",
+            )
+        elif plan.upload_store and plan.upload_store not in image.stores:
+            self.emit(
+                ev.Notice,
+                message=f"the image landed in {', '.join(image.stores) or 'no store'}, "
+                f"not in {plan.upload_store} as planned; placing it by its real stores",
+            )
 
     # --- replicate --------------------------------------------------------------
 
@@ -316,7 +374,7 @@ class _Run:
         for store in placement.target_stores:
             if store in image.stores:
                 self.settle(store, ALREADY_PRESENT)
-        missing = placement.missing_from(image)
+        missing = placement.missing_from(image.stores)
         if not missing:
             return
         self.emit(
@@ -324,9 +382,13 @@ class _Run:
             phase="replicate",
             detail=f"copying image {image.id} to {', '.join(missing)} with copy-image",
         )
+        request_id = new_request_id()
         try:
-            request_id = self.gateway.copy_image(
-                image.id, missing, all_stores_must_succeed=placement.all_stores_must_succeed
+            self.gateway.copy_image(
+                image.id,
+                missing,
+                all_stores_must_succeed=placement.all_stores_must_succeed,
+                request_id=request_id,
             )
         except PermissionDenied as exc:
             for store in missing:
@@ -344,20 +406,22 @@ class _Run:
             if not is_passing_fault(exc):
                 raise
             # Glance may have started the import before the answer was lost: follow
-            # its lock and judge by the image's real stores, never send it again.
+            # the task named by our request id, never send the request again.
             self.emit(
                 ev.Notice,
                 message=f"the answer to the copy-image request was lost ({exc.message}); "
                 "following whatever import Glance started",
             )
-            request_id = None
+        self.copying = missing
         self.emit(ev.CopyRequested, stores=missing, request_id=request_id)
         if not self.settings.wait:
             for store in missing:
-                self.settle(store, SKIPPED, "--no-wait: copy requested, not awaited")
+                self.settle(store, PENDING, "--no-wait: copy-image requested, not awaited")
+            self.copying = ()
             return
         task = self._wait_for_copy(image, request_id, missing)
         self.image = image = self._reread(image)
+        self.copying = ()
         failed: list[str] = []
         for store in missing:
             if store in image.stores:
@@ -375,7 +439,7 @@ class _Run:
             self.settle(store, FAILED, detail)
         if failed:
             if placement.prune:
-                for store in placement.extra_in(image):
+                for store in placement.extra_in(image.stores):
                     self.settle(store, SKIPPED, "not pruned: a copy failed")
             raise PartialReplication(
                 f"copy-image failed for {', '.join(failed)}; {self.where()}",
@@ -383,7 +447,7 @@ class _Run:
             )
 
     def _import_refused(self, image: Image, exc: CloudError) -> VolimgError:
-        current = self._reread(image)
+        self.image = current = self._reread(image)
         if current.import_task:
             return ImportRejected(
                 f"Glance refused copy-image: another import (task {current.import_task}) holds "
@@ -403,40 +467,35 @@ class _Run:
         return current
 
     def _wait_for_copy(
-        self, image: Image, request_id: str | None, stores: Sequence[str]
+        self, image: Image, request_id: str, stores: tuple[str, ...]
     ) -> ImportTask | None:
-        """Wait on volimg's own import task, found by the request id of the import call.
+        """Wait on volimg's own import task, found by the request id it sent.
 
         ``os_glance_importing_to_stores`` is set by the task a moment after the 202 and
         can still show an earlier import's value, so it says nothing about completion.
-        Without a task to follow (no request id, or Glance older than API 2.12), the end
-        of the import lock ``os_glance_import_task`` marks the end of the copy.
+        Without a task to follow (Glance older than API 2.12), the end of the import
+        lock ``os_glance_import_task`` marks the end of the copy.
         """
         tasks_api = True
 
         def fetch() -> tuple[ImportTask | None, Image]:
             nonlocal tasks_api
             task = None
-            if tasks_api and request_id:
+            if tasks_api:
                 try:
-                    task = next(
-                        (
-                            t
-                            for t in self.gateway.image_tasks(image.id)
-                            if t.request_id == request_id
-                        ),
-                        None,
-                    )
+                    tasks = self.gateway.image_tasks(image.id)
                 except NotFoundInCloud:
                     tasks_api = False
+                else:
+                    task = next((t for t in tasks if t.request_id == request_id), None)
             return task, self._reread(image)
 
         def finished(seen: tuple[ImportTask | None, Image]) -> bool:
             task, current = seen
-            # Glance sets the lock (os_glance_import_task) before its 202 and drops it
-            # when the copy ends, whether it succeeded or not, a moment AFTER the task
-            # is marked finished; an import or store deletion sent in that moment gets
-            # 409. So the copy is over when the task says so and the lock is gone.
+            # Glance sets the lock before its 202 and drops it when the copy ends,
+            # whether it succeeded or not, a moment AFTER the task is marked finished;
+            # an import or store deletion sent in that moment gets 409. So the copy is
+            # over when the task says so and the lock is gone.
             if task is not None and not task.finished:
                 return False
             return current.import_task is None
@@ -448,7 +507,6 @@ class _Run:
                 ev.CopyProgress,
                 task_status=task.status if task else "unknown",
                 message=task.message if task else "",
-                importing=current.importing_to_stores,
                 done=tuple(s for s in stores if s in current.stores),
                 failed=tuple(s for s in stores if s in current.failed_import),
             )
@@ -466,12 +524,13 @@ class _Run:
 
     def prune(self, image: Image) -> None:
         """Remove copies outside the target set once every copy exists; never the last."""
-        extra = self.placement.extra_in(image)
+        extra = self.placement.extra_in(image.stores)
         if not self.placement.prune or not extra:
             return
-        if not all(s in image.stores for s in self.placement.target_stores):
+        if not self.settings.wait or self.placement.missing_from(image.stores):
+            reason = "--no-wait" if not self.settings.wait else "not every planned copy exists"
             for store in extra:
-                self.settle(store, SKIPPED, "not pruned: not every planned copy exists")
+                self.settle(store, SKIPPED, f"not pruned: {reason}")
             return
         self.emit(ev.PhaseStarted, phase="prune", detail=f"removing copies in {', '.join(extra)}")
         for store in extra:
@@ -494,38 +553,50 @@ class _Run:
             self.settle(store, PRUNED)
         self.image = self._reread(image)
 
+    # --- ending -----------------------------------------------------------------
 
-def _run_guarded(
-    run: _Run, command: str, plan: Plan | ReplicationPlan, steps: Callable[[], None]
-) -> Outcome:
-    """Run the steps; whatever stops them, return what exists and how to go on."""
-    error: VolimgError | None = None
-    try:
-        steps()
-    except VolimgError as exc:
-        error = exc
-    except KeyboardInterrupt:
-        resume = run.resume()
-        error = Interrupted(
-            f"interrupted; {run.where()}",
-            hint=(
-                f"what was already requested goes on in the cloud; to finish, run: {resume}"
-                if resume
-                else "nothing was changed; run the command again"
-            ),
-        )
-    if error is not None:
-        resume = run.resume()
-        if resume and run.image is not None and run.image.is_active:
-            run.next_steps.append(resume)
-    return run.outcome(command, plan, error)
+    def finish(self, steps: Callable[[], None]) -> Outcome:
+        """Run the steps; whatever stops them, return what exists and how to go on."""
+        error: VolimgError | None = None
+        try:
+            steps()
+        except VolimgError as exc:
+            error = exc
+        except KeyboardInterrupt:
+            error = self._interrupted()
+        for store in self.copying:
+            if store not in self.reports:
+                self.settle(store, PENDING, "copy-image was requested; Glance may still finish")
+        return self.outcome(error)
+
+    def _interrupted(self) -> Interrupted:
+        resume = self.resume()
+        if resume:
+            hint = f"what was already requested goes on in the cloud; to finish, run: {resume}"
+        elif self.upload_requested_at is not None and isinstance(self.plan, Plan):
+            name = self.plan.upload.image_name
+            hint = (
+                f"check 'openstack image list --name {name}' before running volimg again: "
+                "if the image exists, finish with volimg replicate"
+            )
+        else:
+            hint = "nothing was changed; run the command again"
+        return Interrupted(f"interrupted; {self.where()}", hint=hint)
+
+
+def _not_before(created_at: str | None, moment: datetime) -> bool:
+    """Glance's created_at (ISO 8601, UTC, whole seconds) is not before ``moment``."""
+    if not created_at:
+        return True
+    created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    return created >= moment.replace(microsecond=0)
 
 
 def run_upload(
     gateway: Gateway, plan: Plan, settings: RunSettings, emit: ev.EventSink = ev.ignore
 ) -> Outcome:
     """Upload the volume, wait, copy the image where the plan says, prune if asked."""
-    run = _Run(gateway, settings, emit, plan.placement)
+    run = _Run("upload", plan, gateway, settings, emit)
 
     def steps() -> None:
         run.upload(plan)
@@ -533,39 +604,32 @@ def run_upload(
             run.image = run.gateway.get_image(run.image_id) if run.image_id else None
             for store in plan.replicate_to:
                 run.settle(store, SKIPPED, "--no-wait: the upload is still running")
-            resume = run.resume()
-            if resume and plan.replicate_to:
-                run.next_steps.append(f"once image {run.image_id} is active: {resume}")
+            for store in plan.prune_from:
+                run.settle(store, SKIPPED, "not pruned: --no-wait")
             return
         image = run.wait_for_upload(plan)
-        if plan.upload_store and plan.upload_store not in image.stores:
-            run.emit(
-                ev.Notice,
-                message=f"the image landed in {', '.join(image.stores) or 'no store'}, "
-                f"not in {plan.upload_store} as planned; placing it by its real stores",
-            )
+        run.adopt_landing(plan, image)
         run.replicate(image)
         run.prune(run.image or image)
 
-    return _run_guarded(run, "upload", plan, steps)
+    return run.finish(steps)
 
 
 def run_replication(
     gateway: Gateway, plan: ReplicationPlan, settings: RunSettings, emit: ev.EventSink = ev.ignore
 ) -> Outcome:
     """Copy an existing image to the plan's stores and prune if asked."""
-    run = _Run(gateway, settings, emit, plan.placement)
+    run = _Run("replicate", plan, gateway, settings, emit)
     run.image = plan.image
 
     def steps() -> None:
         run.replicate(plan.image)
-        if settings.wait:
-            run.prune(run.image or plan.image)
+        run.prune(run.image or plan.image)
 
-    return _run_guarded(run, "replicate", plan, steps)
+    return run.finish(steps)
 
 
 def planned(command: str, plan: Plan | ReplicationPlan) -> Outcome:
     """The outcome of a dry run: the plan, and nothing done."""
     image = plan.image if isinstance(plan, ReplicationPlan) else None
-    return replace(Outcome(command=command, plan=plan, image=image), dry_run=True)
+    return Outcome(command=command, plan=plan, image=image, dry_run=True)

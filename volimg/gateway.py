@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -55,18 +56,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# keystoneauth retries reads whose connection failed. It counts a connection dropped
-# after the request was sent, and a read timeout, as connection failures too
-# (keystoneauth1/session.py _send_request), so requests that create or delete
-# something go out with NO_RETRIES: a retried upload could create a second image.
-# volimg sets no status_code_retries at all.
+# keystoneauth owns transport retries, and only reads may use them. It counts a
+# connection dropped after the request was sent, and a read timeout, as connection
+# failures (keystoneauth1/session.py _send_request), and openstacksdk has it retry
+# Glance's 503s for every method (image_status_code_retries = 5). So requests that
+# create or delete something go out with NO_RETRY: a resent upload could create a
+# second image; a resent copy-image would meet its own import lock.
 CONNECT_RETRIES = 3
-NO_RETRIES = 0
+NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
 
 # Cinder lists user messages from microversion 3.3 and filters them (resource_uuid)
 # only from 3.5 (cinder/api/microversions.py MESSAGES, RESOURCE_FILTER).
 MESSAGES_MICROVERSION = "3.3"
 MESSAGES_FILTER_MICROVERSION = "3.5"
+
+# Glance pages image lists (api_limit_max is 1000 by default).
+IMAGE_PAGE = 200
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -147,6 +152,10 @@ def _calling(action: str) -> Iterator[None]:
         yield
     except (SDKException, ClientException) as exc:
         raise translate_error(exc, action) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        # A 2xx whose body is not what the API reference promises (ValueError covers
+        # JSON that does not parse).
+        raise CloudError(f"{action}: unexpected answer from the cloud ({exc!r})") from exc
 
 
 def connect(cloud: str | None, region: str | None, *, config_file: str | None = None) -> Gateway:
@@ -223,7 +232,7 @@ class Gateway:
                 v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
             ]
         if not matches:
-            raise VolumeNotFound.for_ref(ref)
+            raise VolumeNotFound(ref)
         if len(matches) > 1:
             raise AmbiguousVolume(ref, sorted(v.id for v in matches))
         return _volume(matches[0])
@@ -249,7 +258,6 @@ class Gateway:
         specs = found.extra_specs or {}
         return VolumeTypeInfo(
             name=found.name,
-            id=found.id,
             store=specs.get("image_service:store_id") or None,
             specs_visible=specs_visible,
         )
@@ -266,17 +274,12 @@ class Gateway:
                 f"/volumes/{volume_id}/action",
                 json={"os-volume_upload_image": body},
                 microversion=request.microversion,
-                connect_retries=NO_RETRIES,
+                **NO_RETRY,
             )
             _raise_for(response)
-        answer = response.json()["os-volume_upload_image"]
-        return UploadAccepted(
-            image_id=answer["image_id"],
-            image_name=answer.get("image_name") or request.image_name,
-            disk_format=answer.get("disk_format"),
-            container_format=answer.get("container_format"),
-            request_id=_request_id(response),
-        )
+            image_id = response.json()["os-volume_upload_image"]["image_id"]
+        log.info("Cinder accepted the upload of volume %s: image %s", volume_id, image_id)
+        return UploadAccepted(image_id=image_id, request_id=_request_id(response))
 
     def volume_messages(self, volume_id: str) -> list[UserMessage]:
         """Cinder's user messages about a volume, newest first (why an upload failed)."""
@@ -289,15 +292,16 @@ class Gateway:
                 microversion=MESSAGES_FILTER_MICROVERSION if filtered else MESSAGES_MICROVERSION,
             )
             _raise_for(response)
-        found = [
-            UserMessage(
-                event_id=m.get("event_id", ""),
-                user_message=m.get("user_message", ""),
-                created_at=m.get("created_at"),
-            )
-            for m in response.json().get("messages", [])
-            if m.get("resource_uuid") == volume_id
-        ]
+            found = [
+                UserMessage(
+                    event_id=m.get("event_id", ""),
+                    user_message=m.get("user_message", ""),
+                    request_id=m.get("request_id"),
+                    created_at=m.get("created_at"),
+                )
+                for m in response.json().get("messages", [])
+                if m.get("resource_uuid") == volume_id
+            ]
         return sorted(found, key=lambda m: m.created_at or "", reverse=True)
 
     # --- Glance -------------------------------------------------------------------
@@ -324,7 +328,7 @@ class Gateway:
             if response.status_code == 404:
                 return None
             _raise_for(response)
-        return _image(response.json())
+            return _image(response.json())
 
     def find_image(self, ref: str) -> Image:
         """An image by ID or exact name; refuses a name several images share."""
@@ -334,22 +338,40 @@ class Gateway:
                 return image
         matches = self.images_named(ref)
         if not matches:
-            raise ImageNotFound.for_ref(ref)
+            raise ImageNotFound(ref)
         if len(matches) > 1:
             raise AmbiguousImage(ref, sorted(i.id for i in matches))
         return matches[0]
 
-    def images_named(self, name: str) -> list[Image]:
-        """Every image visible to you with exactly this name."""
+    def images_named(self, name: str, *, owner: str | None = None) -> list[Image]:
+        """Every image visible to you with exactly this name (and owner), all pages."""
+        params: dict[str, Any] = {"name": name, "limit": IMAGE_PAGE}
+        if owner:
+            params["owner"] = owner
+        found: list[Image] = []
         with _calling(f"looking up images named {name!r}"):
-            response = self._conn.image.get("/images", params={"name": name})
-            _raise_for(response)
-        return [_image(i) for i in response.json().get("images", []) if i.get("name") == name]
+            while True:
+                response = self._conn.image.get("/images", params=params)
+                _raise_for(response)
+                page = response.json()["images"]
+                found += [_image(i) for i in page if i.get("name") == name]
+                if len(page) < IMAGE_PAGE:
+                    return found
+                params["marker"] = page[-1]["id"]
 
     def copy_image(
-        self, image_id: str, stores: Sequence[str], *, all_stores_must_succeed: bool
-    ) -> str | None:
-        """Start a copy-image import; returns the request id that names its task.
+        self,
+        image_id: str,
+        stores: Sequence[str],
+        *,
+        all_stores_must_succeed: bool,
+        request_id: str,
+    ) -> None:
+        """Start a copy-image import whose task will carry ``request_id``.
+
+        Glance takes the caller's X-OpenStack-Request-ID as its own request id
+        (glance/api/middleware/context.py) and records it on the import task, so volimg
+        can find its task even when the answer to this request is lost.
 
         Sent by hand rather than with ``image.import_image``: that call does not raise on
         an error answer, and its ``store=`` form adds an x-image-meta-store header that
@@ -364,34 +386,41 @@ class Gateway:
         }
         with _calling(f"asking Glance to copy image {image_id} to {', '.join(stores)}"):
             response = self._conn.image.post(
-                f"/images/{image_id}/import", json=body, connect_retries=NO_RETRIES
+                f"/images/{image_id}/import",
+                json=body,
+                global_request_id=request_id,
+                **NO_RETRY,
             )
             _raise_for(response)
-        return _request_id(response)
+        log.info("Glance accepted copy-image of %s (request %s)", image_id, request_id)
 
     def image_tasks(self, image_id: str) -> list[ImportTask]:
         """GET /v2/images/{id}/tasks (Glance API 2.12): the image's import tasks."""
         with _calling(f"reading the import tasks of image {image_id}"):
             response = self._conn.image.get(f"/images/{image_id}/tasks")
             _raise_for(response)
-        return [
-            ImportTask(
-                id=t.get("id", ""),
-                status=t.get("status", ""),
-                message=t.get("message") or "",
-                request_id=t.get("request_id"),
-                created_at=t.get("created_at"),
-            )
-            for t in response.json().get("tasks", [])
-        ]
+            return [
+                ImportTask(
+                    id=t["id"],
+                    status=t["status"],
+                    message=t.get("message") or "",
+                    request_id=t.get("request_id"),
+                    created_at=t.get("created_at"),
+                )
+                for t in response.json()["tasks"]
+            ]
 
     def delete_from_store(self, image_id: str, store: str) -> None:
         """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
         with _calling(f"removing image {image_id} from store {store}"):
-            response = self._conn.image.delete(
-                f"/stores/{store}/{image_id}", connect_retries=NO_RETRIES
-            )
+            response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
+        log.info("removed image %s from store %s", image_id, store)
+
+
+def new_request_id() -> str:
+    """A request id in the form OpenStack services accept from callers."""
+    return f"req-{uuid.uuid4()}"
 
 
 def _raise_for(response: requests.Response) -> None:
@@ -432,6 +461,7 @@ def _image(data: Mapping[str, Any]) -> Image:
         container_format=data.get("container_format"),
         visibility=data.get("visibility"),
         owner=data.get("owner"),
+        created_at=data.get("created_at"),
         size=data.get("size"),
         checksum=data.get("checksum"),
         import_task=data.get("os_glance_import_task") or None,

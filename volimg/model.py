@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-# Cinder statuses a volume goes back to after an upload, and the ones that end it.
-UPLOADABLE_STATUSES = ("available", "in-use")
-
-# Glance image statuses (glance/domain/__init__.py).
+# Glance image statuses (glance/domain/__init__.py): an upload ends in one of these.
 IMAGE_ACTIVE = "active"
-IMAGE_DEAD_STATUSES = ("killed", "deleted", "pending_delete", "deactivated")
+IMAGE_DEAD_STATUSES = ("killed", "deleted", "pending_delete")
 
 
 def _frozen_mapping(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -66,6 +63,7 @@ class Image:
     container_format: str | None = None
     visibility: str | None = None
     owner: str | None = None
+    created_at: str | None = None
     size: int | None = None
     checksum: str | None = None
     # Import bookkeeping Glance keeps as image properties while copy-image runs.
@@ -125,9 +123,10 @@ class VolumeTypeInfo:
     """
 
     name: str
-    id: str | None = None
     store: str | None = None
     specs_visible: bool = True
+    # True when the store was inferred from where Glance put an upload (non-admins).
+    store_learned: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,10 +134,7 @@ class UploadAccepted:
     """Cinder's 202 answer to os-volume_upload_image."""
 
     image_id: str
-    image_name: str
-    disk_format: str | None
-    container_format: str | None
-    request_id: str | None = None
+    request_id: str | None = None  # names Cinder's user messages about this upload
 
 
 @dataclass(frozen=True)
@@ -162,6 +158,7 @@ class UserMessage:
 
     event_id: str
     user_message: str
+    request_id: str | None = None
     created_at: str | None = None
 
 

@@ -14,7 +14,7 @@ The rules are the ones Cinder and Glance were designed to follow (the Glance spe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 
@@ -40,6 +40,10 @@ UPLOAD_PARAMS_MICROVERSION = "3.1"
 BASE_MICROVERSION = "3.0"
 
 
+def _unique(stores: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(stores))
+
+
 @dataclass(frozen=True)
 class Decision:
     """One choice the plan makes, and the one-line reason an operator reads."""
@@ -51,22 +55,31 @@ class Decision:
 
 @dataclass(frozen=True, kw_only=True)
 class Placement:
-    """Where the image must end up, and how to get it there with copy-image."""
+    """Where the image must be, and how to get it there with copy-image.
+
+    Everything is judged against the image's real stores at the time, so a placement
+    stays right if Glance ever honours x-openstack-base-image-ref.
+    """
 
     target_stores: tuple[str, ...]
     replicate: bool = True
     prune: bool = False
     all_stores_must_succeed: bool = False
 
-    def missing_from(self, image: Image) -> tuple[str, ...]:
-        """Stores still to copy to, judged by the image's real stores."""
+    def missing_from(self, stores: Sequence[str]) -> tuple[str, ...]:
+        """Stores still to copy to."""
         if not self.replicate:
             return ()
-        return tuple(s for s in self.target_stores if s not in image.stores)
+        return tuple(s for s in self.target_stores if s not in stores)
 
-    def extra_in(self, image: Image) -> tuple[str, ...]:
+    def extra_in(self, stores: Sequence[str]) -> tuple[str, ...]:
         """Copies outside the target set: what --prune removes."""
-        return tuple(s for s in image.stores if s not in self.target_stores)
+        return tuple(s for s in stores if s not in self.target_stores)
+
+    def expected_after(self, stores: Sequence[str]) -> tuple[str, ...]:
+        """Where the image ends up when every step succeeds."""
+        kept = stores if not self.prune else [s for s in stores if s in self.target_stores]
+        return _unique([*kept, *self.missing_from(stores)])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,8 +125,8 @@ class UploadFacts:
     base_image: Image | None
     glance: GlanceInfo
     identity: CloudIdentity
+    requested_at: datetime
     cinder_max_microversion: str | None = None
-    requested_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def base_image_missing(self) -> bool:
@@ -124,16 +137,39 @@ class UploadFacts:
 class Plan:
     """What ``volimg upload`` will do, printed in full by ``plan`` and ``--dry-run``."""
 
-    volume: Volume
-    base_image: Image | None
-    volume_type_store: str | None
+    facts: UploadFacts
+    options: UploadOptions
     upload: UploadRequest
+    volume_type_store: str | None
     upload_store: str | None  # where Glance will put the upload (None: single store)
     placement: Placement
-    replicate_to: tuple[str, ...]  # expected copies; rechecked against the real image
-    prune_from: tuple[str, ...]  # expected removals, likewise rechecked
     cinder_headers: Mapping[str, str]
     decisions: tuple[Decision, ...]
+
+    @property
+    def volume(self) -> Volume:
+        return self.facts.volume
+
+    @property
+    def base_image(self) -> Image | None:
+        return self.facts.base_image
+
+    @property
+    def landing(self) -> tuple[str, ...]:
+        return (self.upload_store,) if self.upload_store else ()
+
+    @property
+    def replicate_to(self) -> tuple[str, ...]:
+        """Expected copies; rechecked against the image's real stores after the upload."""
+        return self.placement.missing_from(self.landing)
+
+    @property
+    def prune_from(self) -> tuple[str, ...]:
+        return self.placement.extra_in(self.landing) if self.placement.prune else ()
+
+    @property
+    def expected_stores(self) -> tuple[str, ...]:
+        return self.placement.expected_after(self.landing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,15 +194,28 @@ class ReplicationPlan:
     image: Image
     like: Image | None
     placement: Placement
-    replicate_to: tuple[str, ...]
-    prune_from: tuple[str, ...]
     decisions: tuple[Decision, ...]
+
+    @property
+    def replicate_to(self) -> tuple[str, ...]:
+        return self.placement.missing_from(self.image.stores)
+
+    @property
+    def prune_from(self) -> tuple[str, ...]:
+        return self.placement.extra_in(self.image.stores) if self.placement.prune else ()
+
+    @property
+    def expected_stores(self) -> tuple[str, ...]:
+        return self.placement.expected_after(self.image.stores)
 
 
 def default_image_name(volume: Volume, at: datetime) -> str:
     """``<volume name or id>-<UTC timestamp>``: unique per second and sortable."""
     stamp = at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{volume.label}-{stamp}"
+
+
+# --- checks and single decisions ------------------------------------------------------
 
 
 def _check_uploadable(volume: Volume, force: bool) -> Decision:
@@ -195,6 +244,25 @@ def _check_uploadable(volume: Volume, force: bool) -> Decision:
     )
 
 
+def _upload_request(facts: UploadFacts, options: UploadOptions) -> UploadRequest:
+    request = UploadRequest(
+        image_name=options.image_name or default_image_name(facts.volume, facts.requested_at),
+        force=options.force,
+        disk_format=options.disk_format,
+        container_format=options.container_format,
+        visibility=options.visibility,
+        protected=options.protected,
+    )
+    max_mv = facts.cinder_max_microversion
+    if max_mv and version_tuple(request.microversion) > version_tuple(max_mv):
+        raise UnsupportedMicroversion(
+            f"--visibility/--protected need Cinder API {request.microversion}, "
+            f"this cloud's Cinder offers up to {max_mv}",
+            hint="leave them out and set them on the image afterwards",
+        )
+    return request
+
+
 def _usable_stores(
     candidates: Sequence[str], glance: GlanceInfo, why: str
 ) -> tuple[tuple[str, ...], list[Decision]]:
@@ -219,16 +287,16 @@ def _usable_stores(
                     f"store {store_id!r} is read-only in Glance: never a copy target",
                 )
             )
-        elif store_id not in usable:
+        else:
             usable.append(store_id)
-    return tuple(usable), decisions
+    return _unique(usable), decisions
 
 
 def _explicit_stores(stores: Sequence[str], glance: GlanceInfo, option: str) -> tuple[str, ...]:
     """Stores the operator named: unknown or read-only ones are refused outright."""
+    known = ", ".join(s.id for s in glance.stores) or "none"
     for store_id in stores:
         store = glance.store(store_id)
-        known = ", ".join(s.id for s in glance.stores) or "none"
         if store is None:
             raise StoreNotUsable(
                 f"{option} {store_id}: Glance has no store {store_id!r} (stores: {known})",
@@ -239,7 +307,7 @@ def _explicit_stores(stores: Sequence[str], glance: GlanceInfo, option: str) -> 
                 f"{option} {store_id}: store {store_id!r} is read-only and cannot receive a copy",
                 hint="choose a writable store ('volimg stores')",
             )
-    return tuple(dict.fromkeys(stores))
+    return _unique(stores)
 
 
 def _check_copy_image(glance: GlanceInfo, replicate_to: Sequence[str], flag: str) -> None:
@@ -252,13 +320,22 @@ def _check_copy_image(glance: GlanceInfo, replicate_to: Sequence[str], flag: str
         )
 
 
-def _type_store_decision(
-    volume_type: VolumeTypeInfo | None, identity: CloudIdentity, glance: GlanceInfo
-) -> tuple[str | None, Decision]:
+def _type_store(facts: UploadFacts) -> tuple[str | None, Decision]:
+    """The volume type's image_service:store_id, as far as volimg can know it."""
+    volume_type, glance = facts.volume_type, facts.glance
     if volume_type is None:
         return None, Decision("volume type store", "none", "the volume has no volume type")
     if volume_type.store is not None:
-        if glance.store(volume_type.store) is None:
+        if volume_type.store_learned:
+            return volume_type.store, Decision(
+                "volume type store",
+                volume_type.store,
+                f"learned after the upload: Glance put the image in {volume_type.store}, "
+                "not in its default store, and only the volume type's image_service:store_id "
+                f"(hidden from you) does that for type {volume_type.name!r}",
+            )
+        # Single-store Glance ignores x-image-meta-store, so only multi-store checks it.
+        if glance.multi_store and glance.store(volume_type.store) is None:
             raise InputError(
                 f"volume type {volume_type.name!r} sets image_service:store_id="
                 f"{volume_type.store}, but Glance has no such store: Cinder's upload would fail",
@@ -274,8 +351,8 @@ def _type_store_decision(
             "volume type store",
             "unknown",
             f"volume type {volume_type.name!r}: Cinder hides extra specs from non-admins "
-            f"(roles: {', '.join(identity.roles) or 'none'}); assuming no image_service:store_id "
-            "and checking where the image really lands after the upload",
+            f"(roles: {', '.join(facts.identity.roles) or 'none'}); assuming no "
+            "image_service:store_id, and re-planning if the image lands elsewhere",
         )
     return None, Decision(
         "volume type store",
@@ -284,143 +361,121 @@ def _type_store_decision(
     )
 
 
-def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
-    """Decide where the new image goes and how it gets there. Raises ``InputError``."""
-    volume, glance = facts.volume, facts.glance
-    decisions = [_check_uploadable(volume, options.force)]
-
-    request = UploadRequest(
-        image_name=options.image_name or default_image_name(volume, facts.requested_at),
-        force=options.force,
-        disk_format=options.disk_format,
-        container_format=options.container_format,
-        visibility=options.visibility,
-        protected=options.protected,
-    )
-    max_mv = facts.cinder_max_microversion
-    if max_mv and version_tuple(request.microversion) > version_tuple(max_mv):
-        raise UnsupportedMicroversion(
-            f"--visibility/--protected need Cinder API {request.microversion}, "
-            f"this cloud's Cinder offers up to {max_mv}",
-            hint="leave them out and set them on the image afterwards",
-        )
-    if options.replicate is False and options.also_stores:
-        raise InputError(
-            "--also-store asks for copies and --no-replicate forbids them",
-            hint="drop one of the two options",
-        )
-
-    type_store, type_decision = _type_store_decision(facts.volume_type, facts.identity, glance)
-    decisions.append(type_decision)
-
-    headers: dict[str, str] = {}
-    if type_store:
-        headers["x-image-meta-store"] = type_store
-    base = facts.base_image
-    if volume.base_image_id:
-        headers["x-openstack-base-image-ref"] = volume.base_image_id
-
-    default_store = glance.default_store
+def _upload_store(glance: GlanceInfo, type_store: str | None) -> tuple[str | None, Decision]:
     if not glance.multi_store:
-        upload_store = None
-        decisions.append(
-            Decision(
-                "upload store",
-                "the only store",
-                "Glance has no multiple stores (GET /v2/info/stores is not offered): "
-                "there is nothing to place or copy",
-            )
+        return None, Decision(
+            "upload store",
+            "the only store",
+            "Glance has no multiple stores (GET /v2/info/stores is not offered): there is "
+            "nothing to place or copy",
         )
-    elif type_store:
-        upload_store = type_store
-        decisions.append(
-            Decision(
-                "upload store",
-                type_store,
-                f"the volume type's store wins: Cinder sends x-image-meta-store: {type_store} "
-                "and Glance writes the image there",
-            )
+    if type_store:
+        return type_store, Decision(
+            "upload store",
+            type_store,
+            f"the volume type's store wins: Cinder sends x-image-meta-store: {type_store} and "
+            "Glance writes the image there",
         )
-    else:
-        upload_store = default_store
-        decisions.append(
-            Decision(
-                "upload store",
-                default_store or "default",
-                "no volume type store: Cinder sends no x-image-meta-store, so Glance writes "
-                f"to its default store{f' ({default_store})' if default_store else ''}",
-            )
-        )
+    default = glance.default_store
+    return default, Decision(
+        "upload store",
+        default or "default",
+        "no volume type store: Cinder sends no x-image-meta-store, so Glance writes to its "
+        f"default store{f' ({default})' if default else ''}",
+    )
 
+
+def _base_image_stores(facts: UploadFacts) -> tuple[tuple[str, ...], list[Decision]]:
+    """The base image's stores that can receive a copy, and what volimg saw."""
+    volume, base = facts.volume, facts.base_image
     if facts.base_image_missing:
-        decisions.append(
+        return (), [
             Decision(
                 "base image",
                 "gone",
                 f"the volume was made from image {volume.base_image_id}, which no longer exists "
                 "or is not visible to you: there are no base image stores to follow",
             )
+        ]
+    if base is None:
+        return (), [Decision("base image", "none", "the volume was not created from an image")]
+    seen = Decision(
+        "base image",
+        base.id,
+        f"the volume was made from {base.name or base.id}, which is in "
+        f"{', '.join(base.stores) or 'no store'}",
+    )
+    if not facts.glance.multi_store:
+        return (), [seen]
+    usable, skipped = _usable_stores(base.stores, facts.glance, "the base image")
+    return usable, [seen, *skipped]
+
+
+def _follow_base(
+    options: UploadOptions, type_store: str | None, base_targets: tuple[str, ...]
+) -> tuple[bool, Decision | None]:
+    """Whether to copy to the base image's stores: rule 1 beats rule 2."""
+    if type_store:
+        follow = options.replicate is True
+        reason = (
+            "--replicate asks to copy to the base image's stores as well"
+            if follow
+            else "the volume type's store wins over the base image's stores "
+            f"({', '.join(base_targets)}); pass --replicate to copy there too"
         )
-    elif base is None:
-        decisions.append(Decision("base image", "none", "the volume was not created from an image"))
     else:
-        decisions.append(
-            Decision(
-                "base image",
-                base.id,
-                f"the volume was made from {base.name or base.id}, which is in "
-                f"{', '.join(base.stores) or 'no store'}",
-            )
+        follow = options.replicate is not False
+        reason = (
+            "Cinder sends x-openstack-base-image-ref but Glance ignores it, so volimg copies "
+            f"the image to the base image's stores ({', '.join(base_targets)})"
+            if follow
+            else "--no-replicate: the image stays where Glance puts it"
+        )
+    if not base_targets:
+        return follow, None
+    return follow, Decision("follow base image stores", "yes" if follow else "no", reason)
+
+
+# --- the two planners -----------------------------------------------------------------
+
+
+def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
+    """Decide where the new image goes and how it gets there. Raises ``InputError``."""
+    glance = facts.glance
+    decisions = [_check_uploadable(facts.volume, options.force)]
+    request = _upload_request(facts, options)
+    if options.replicate is False and options.also_stores:
+        raise InputError(
+            "--also-store asks for copies and --no-replicate forbids them",
+            hint="drop one of the two options",
         )
 
-    base_targets: tuple[str, ...] = ()
-    if base is not None and glance.multi_store:
-        base_targets, skipped = _usable_stores(base.stores, glance, "the base image")
-        decisions.extend(skipped)
+    type_store, decision = _type_store(facts)
+    decisions.append(decision)
+    upload_store, decision = _upload_store(glance, type_store)
+    decisions.append(decision)
+    base_targets, base_decisions = _base_image_stores(facts)
+    decisions.extend(base_decisions)
+    follow_base, follow_decision = _follow_base(options, type_store, base_targets)
+    if follow_decision:
+        decisions.append(follow_decision)
     also = _explicit_stores(options.also_stores, glance, "--also-store")
 
-    if not glance.multi_store:
-        follow_base = False
-        replicate = False
-    elif type_store:
-        follow_base = options.replicate is True
-        replicate = follow_base or bool(also)
-        if base_targets:
-            decisions.append(
-                Decision(
-                    "follow base image stores",
-                    "yes" if follow_base else "no",
-                    "--replicate asks to copy to the base image's stores as well"
-                    if follow_base
-                    else "the volume type's store wins over the base image's stores "
-                    f"({', '.join(base_targets)}); pass --replicate to copy there too",
-                )
-            )
-    else:
-        follow_base = options.replicate is not False
-        replicate = follow_base
-        if base_targets:
-            decisions.append(
-                Decision(
-                    "follow base image stores",
-                    "yes" if follow_base else "no",
-                    "Cinder sends x-openstack-base-image-ref but Glance ignores it, so volimg "
-                    f"copies the image to the base image's stores ({', '.join(base_targets)})"
-                    if follow_base
-                    else "--no-replicate: the image stays where Glance puts it",
-                )
-            )
-
     landing = (upload_store,) if upload_store else ()
-    if type_store:
-        targets = landing + (base_targets if follow_base else ()) + also
-    elif follow_base and base_targets:
-        targets = base_targets + also
+    if follow_base and base_targets:
+        # Rule 2 replaces the landing store; rule 1 keeps it and adds to it.
+        targets = _unique([*(landing if type_store else ()), *base_targets, *also])
     else:
-        targets = landing + also
-    targets = tuple(dict.fromkeys(targets))
+        targets = _unique([*landing, *also])
+    placement = Placement(
+        target_stores=targets,
+        replicate=glance.multi_store and (follow_base or bool(also)),
+        prune=options.prune,
+        all_stores_must_succeed=options.all_stores_must_succeed,
+    )
+    replicate_to = placement.missing_from(landing)
+    prune_from = placement.extra_in(landing) if options.prune else ()
 
-    replicate_to = tuple(s for s in targets if s not in landing) if replicate else ()
     for store_id in also:
         decisions.append(
             Decision(
@@ -439,16 +494,14 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
                 "role: if Glance refuses (403), volimg says which command an admin runs",
             )
         )
-
-    prune_from: tuple[str, ...] = ()
     if options.prune:
-        prune_from = tuple(s for s in landing if s not in targets) if replicate_to else ()
         decisions.append(
             Decision(
                 "prune",
                 ", ".join(prune_from) or "nothing",
-                f"--prune: once every copy has succeeded, remove the copy in {', '.join(prune_from)} "
-                "so the image sits only in the planned stores (never the last copy)"
+                f"--prune: once every copy has succeeded, remove the copy in "
+                f"{', '.join(prune_from)} so the image sits only in the planned stores "
+                "(never the last copy)"
                 if prune_from
                 else "--prune: the image will have no copy outside the planned stores",
             )
@@ -464,29 +517,45 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
         )
     )
 
+    headers = {}
+    if type_store:
+        headers["x-image-meta-store"] = type_store
+    if facts.volume.base_image_id:
+        headers["x-openstack-base-image-ref"] = facts.volume.base_image_id
     return Plan(
-        volume=volume,
-        base_image=base,
-        volume_type_store=type_store,
+        facts=facts,
+        options=options,
         upload=request,
+        volume_type_store=type_store,
         upload_store=upload_store,
-        placement=Placement(
-            target_stores=targets,
-            replicate=replicate,
-            prune=options.prune,
-            all_stores_must_succeed=options.all_stores_must_succeed,
-        ),
-        replicate_to=replicate_to,
-        prune_from=prune_from,
+        placement=placement,
         cinder_headers=MappingProxyType(headers),
         decisions=tuple(decisions),
     )
 
 
+def replan_after_landing(plan: Plan, landed_in: Sequence[str]) -> Plan | None:
+    """Plan again when the upload landed where only a hidden type store can have put it.
+
+    Cinder hides image_service:store_id from non-admins, so their plan assumes
+    Glance's default store. If the image lands in one other store, that store is the
+    volume type's, and rule 1 applies after all. Returns None when nothing was learned.
+    """
+    volume_type = plan.facts.volume_type
+    if (
+        volume_type is None
+        or volume_type.specs_visible
+        or len(landed_in) != 1
+        or landed_in[0] == plan.upload_store
+    ):
+        return None
+    learned = replace(volume_type, store=landed_in[0], specs_visible=True, store_learned=True)
+    return plan_upload(replace(plan.facts, volume_type=learned), plan.options)
+
+
 def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> ReplicationPlan:
     """Decide which stores an existing image must be copied to (``volimg replicate``)."""
     image, glance = facts.image, facts.glance
-    decisions: list[Decision] = []
     if not glance.multi_store:
         raise InputError(
             "Glance has no multiple stores (GET /v2/info/stores is not offered): there is "
@@ -503,25 +572,24 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
             "image (Glance answers 409 otherwise)",
             hint="wait until the image is active, then run this again",
         )
+    decisions: list[Decision] = []
     targets: tuple[str, ...] = ()
     if facts.like is not None:
+        like_name = facts.like.name or facts.like.id
         like_targets, skipped = _usable_stores(facts.like.stores, glance, "the --like image")
-        decisions.extend(skipped)
-        targets += like_targets
         decisions.append(
             Decision(
                 "follow",
-                facts.like.name or facts.like.id,
-                f"--like {facts.like.name or facts.like.id}: it is in "
-                f"{', '.join(facts.like.stores) or 'no store'}",
+                like_name,
+                f"--like {like_name}: it is in {', '.join(facts.like.stores) or 'no store'}",
             )
         )
-    targets += _explicit_stores(options.stores, glance, "--store")
-    targets = tuple(dict.fromkeys(targets))
+        decisions.extend(skipped)
+        targets = like_targets
+    targets = _unique([*targets, *_explicit_stores(options.stores, glance, "--store")])
     if not targets:
         raise InputError(
-            f"the --like image {facts.like.name or facts.like.id if facts.like else ''} is in no "
-            "store that can receive a copy",
+            "the --like image is in no store that can receive a copy",
             hint="name target stores with --store",
         )
     placement = Placement(
@@ -529,7 +597,7 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
         prune=options.prune,
         all_stores_must_succeed=options.all_stores_must_succeed,
     )
-    replicate_to = placement.missing_from(image)
+    replicate_to = placement.missing_from(image.stores)
     present = [s for s in targets if s in image.stores]
     if present:
         decisions.append(
@@ -545,8 +613,8 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
         )
     )
     _check_copy_image(glance, replicate_to, "copy the data some other way")
-    prune_from = placement.extra_in(image) if options.prune else ()
     if options.prune:
+        prune_from = placement.extra_in(image.stores)
         decisions.append(
             Decision(
                 "prune",
@@ -557,10 +625,5 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
             )
         )
     return ReplicationPlan(
-        image=image,
-        like=facts.like,
-        placement=placement,
-        replicate_to=replicate_to,
-        prune_from=prune_from,
-        decisions=tuple(decisions),
+        image=image, like=facts.like, placement=placement, decisions=tuple(decisions)
     )

@@ -82,6 +82,7 @@ def plan_doc(plan: Plan | ReplicationPlan) -> dict[str, Any]:
         "replicate_to": list(plan.replicate_to),
         "prune": list(plan.prune_from),
         "target_stores": list(plan.placement.target_stores),
+        "expected_stores": list(plan.expected_stores),
         "all_stores_must_succeed": plan.placement.all_stores_must_succeed,
         "reasons": [
             {"topic": d.topic, "decision": d.outcome, "reason": d.reason} for d in plan.decisions
@@ -217,7 +218,7 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
             rows.append(("like", f"{plan.like.name or plan.like.id}, in {_list(plan.like.stores)}"))
     rows.append(("copy to", _list(plan.replicate_to)))
     rows.append(("prune", _list(plan.prune_from)))
-    rows.append(("ends in", _list(plan.placement.target_stores)))
+    rows.append(("ends in", _list(plan.expected_stores)))
     return rows
 
 
@@ -293,12 +294,16 @@ class Renderer:
                 self.out.file.write(f"  - {d.topic}: {d.outcome} — {d.reason}\n")
             self.out.file.flush()
 
+    def show_plan(self, plan: Plan | ReplicationPlan, title: str = "plan") -> None:
+        """The plan as rows and reasons (table mode only)."""
+        self._rows(plan_rows(plan), title=title)
+        self._decisions(plan)
+
     def plan(self, outcome: Outcome) -> None:
         if self.json:
             self._emit_json(outcome_doc(outcome))
             return
-        self._rows(plan_rows(outcome.plan), title="plan (nothing changed)")
-        self._decisions(outcome.plan)
+        self.show_plan(outcome.plan, title="plan (nothing changed)")
 
     def outcome(self, outcome: Outcome) -> None:
         if outcome.dry_run:
@@ -353,23 +358,30 @@ class Renderer:
 
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:
-        """An event sink: a live panel on a terminal, timestamped lines otherwise."""
-        if self.err.is_terminal:
-            view = _LiveView()
-            with Live(
-                view.render(), console=self.err, transient=True, refresh_per_second=8
-            ) as live:
+        """An event sink: a live panel on a terminal, timestamped lines otherwise.
 
-                def sink(event: ev.Event) -> None:
-                    view.update(event)
-                    live.update(view.render())
-                    for line in view.take_lines():
-                        live.console.print(line, highlight=False)
+        The live panel starts with the first event, so whatever is printed before it
+        (the demo's plan) is not drawn over.
+        """
+        if not self.err.is_terminal:
+            yield _LineLog(self.err, self.wall_clock).write
+            return
+        view = _LiveView()
+        live = Live(view.render(), console=self.err, transient=True, refresh_per_second=8)
 
-                yield sink
-        else:
-            lines = _LineLog(self.err, self.wall_clock)
-            yield lines.write
+        def sink(event: ev.Event) -> None:
+            if not live.is_started:
+                live.start()
+            view.update(event)
+            live.update(view.render())
+            line = milestone(event)
+            if line is not None:
+                live.console.print(line, highlight=False)
+
+        try:
+            yield sink
+        finally:
+            live.stop()
 
 
 class _LineLog:
@@ -393,23 +405,18 @@ class _LineLog:
         self.file.flush()
 
 
-def describe(event: ev.Event) -> str | None:
-    """One line for an event (None: nothing worth a line)."""
+def milestone(event: ev.Event) -> str | None:
+    """One line for an event worth a line of its own (None: progress only)."""
     if isinstance(event, ev.PhaseStarted):
         return f"{event.phase}: {event.detail}"
     if isinstance(event, ev.UploadStarted):
         return f"upload: Cinder accepted; image {event.image_id} ({event.image_name})"
-    if isinstance(event, ev.UploadProgress):
-        return f"wait: image {event.image_status}, volume {event.volume_status}"
     if isinstance(event, ev.UploadFinished):
         return f"wait: image {event.image.id} is active in {_list(event.image.stores)}"
     if isinstance(event, ev.CopyRequested):
-        return f"replicate: Glance accepted copy-image to {_list(event.stores)} (request {event.request_id or '?'})"
-    if isinstance(event, ev.CopyProgress):
-        message = f", {event.message}" if event.message else ""
         return (
-            f"replicate: task {event.task_status}{message}; copying to {_list(event.importing)}, "
-            f"done {_list(event.done)}, failed {_list(event.failed)}"
+            f"replicate: Glance accepted copy-image to {_list(event.stores)} "
+            f"(request {event.request_id or '?'})"
         )
     if isinstance(event, ev.StoreSettled):
         detail = f" ({event.detail})" if event.detail else ""
@@ -417,6 +424,19 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.Notice):
         return f"note: {event.message}"
     return None
+
+
+def describe(event: ev.Event) -> str | None:
+    """One line for any event, progress included (the plain, non-terminal log)."""
+    if isinstance(event, ev.UploadProgress):
+        return f"wait: image {event.image_status}, volume {event.volume_status}"
+    if isinstance(event, ev.CopyProgress):
+        message = f", {event.message}" if event.message else ""
+        return (
+            f"replicate: task {event.task_status}{message}; "
+            f"copied {_list(event.done)}, failed {_list(event.failed)}"
+        )
+    return milestone(event)
 
 
 class _LiveView:
@@ -428,43 +448,22 @@ class _LiveView:
         self.status = ""
         self.message = ""
         self.stores: dict[str, str] = {}
-        self.pending_lines: list[str] = []
 
     def update(self, event: ev.Event) -> None:
         self.elapsed = event.elapsed
         if isinstance(event, ev.PhaseStarted):
             self.phase = event.phase
-            self.pending_lines.append(f"[bold]{event.phase}[/]: {escape(event.detail)}")
-        elif isinstance(event, ev.UploadStarted):
-            self.pending_lines.append(f"image {event.image_id} ({escape(event.image_name)})")
         elif isinstance(event, ev.UploadProgress):
             self.status = f"image {event.image_status}, volume {event.volume_status}"
-        elif isinstance(event, ev.UploadFinished):
-            stores = _list(event.image.stores)
-            self.pending_lines.append(f"image {event.image.id} is active in {escape(stores)}")
         elif isinstance(event, ev.CopyRequested):
-            for store in event.stores:
-                self.stores[store] = "copying"
+            self.stores.update(dict.fromkeys(event.stores, "copying"))
         elif isinstance(event, ev.CopyProgress):
             self.message = event.message
             self.status = f"task {event.task_status}"
-            for store in event.done:
-                self.stores[store] = "copied"
-            for store in event.failed:
-                self.stores[store] = "failed"
+            self.stores.update(dict.fromkeys(event.done, "copied"))
+            self.stores.update(dict.fromkeys(event.failed, "failed"))
         elif isinstance(event, ev.StoreSettled):
             self.stores[event.store] = event.outcome
-            colour = {"copied": "green", "failed": "red", "pruned": "yellow"}.get(event.outcome, "")
-            line = f"store {event.store}: {event.outcome}"
-            if event.detail:
-                line += f" ({event.detail})"
-            self.pending_lines.append(f"[{colour}]{escape(line)}[/]" if colour else escape(line))
-        elif isinstance(event, ev.Notice):
-            self.pending_lines.append(f"[yellow]note:[/] {escape(event.message)}")
-
-    def take_lines(self) -> list[str]:
-        lines, self.pending_lines = self.pending_lines, []
-        return lines
 
     def render(self) -> Group:
         minutes, seconds = divmod(int(self.elapsed), 60)

@@ -1,9 +1,11 @@
 """Waiting for the cloud: one polling policy (tenacity), with an injectable clock.
 
-This is the only place volimg waits or retries. Transport retries (a connection that
-could not be made) belong to keystoneauth (``gateway.CONNECT_RETRIES``); here a poll
-that meets a passing fault (a 5xx or a dropped connection on a GET) simply polls again,
-a bounded number of times in a row and never past the deadline.
+Two concerns, two homes. Each single read may be retried at once by keystoneauth
+(transport: a connection that failed, Glance's 503; ``gateway.CONNECT_RETRIES``), and
+requests that change something never are. This module is the other home: it waits
+for a condition, and treats a read that still failed (a 5xx, no connection) as a poll
+that saw nothing, polling again a bounded number of times in a row and never past the
+deadline.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import tenacity
@@ -23,12 +26,17 @@ T = TypeVar("T")
 MAX_CONSECUTIVE_POLL_ERRORS = 5
 
 
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 @dataclass(frozen=True)
 class Clock:
     """Time as volimg sees it; tests swap in a fake so that waiting never really sleeps."""
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    wall: Callable[[], datetime] = _utcnow  # timestamps and default image names
 
 
 @dataclass
@@ -131,3 +139,9 @@ def poll(
         return retrying(observed_fetch)
     except tenacity.RetryError as exc:
         raise PollTimedOut(exc.last_attempt.result()) from None
+    except CloudError as exc:
+        # The deadline passed while the cloud was failing: that is a timeout, and the
+        # fault is what was seen last.
+        if deadline.expired and is_passing_fault(exc):
+            raise PollTimedOut(exc) from exc
+        raise

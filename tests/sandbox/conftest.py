@@ -8,6 +8,7 @@ and state take `sandbox` (plus `sb_admin`/`sb_member`) and run on the sandbox al
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ class Cleanup:
         self.api = api
         self.images: list[str] = []
         self.volumes: list[str] = []
+        self.volume_types: list[str] = []
 
     def image(self, image: dict[str, Any]) -> dict[str, Any]:
         self.images.append(image["id"])
@@ -40,6 +42,11 @@ class Cleanup:
     def volume(self, volume: dict[str, Any]) -> dict[str, Any]:
         self.volumes.append(volume["id"])
         return volume
+
+    def volume_type(self, volume_type: dict[str, Any]) -> dict[str, Any]:
+        """Deleted after the volumes, once none uses it."""
+        self.volume_types.append(volume_type["id"])
+        return volume_type
 
     def run(self) -> None:
         for image_id in self.images:
@@ -62,6 +69,13 @@ class Cleanup:
             except AssertionError:
                 continue
             self.api.volume("DELETE", f"/volumes/{volume_id}")
+        for type_id in self.volume_types:
+            with contextlib.suppress(AssertionError):
+                wait_for(
+                    lambda t=type_id: self.api.volume("DELETE", f"/types/{t}").status_code,
+                    lambda status: status in (202, 404),
+                    60,
+                )
 
 
 @pytest.fixture

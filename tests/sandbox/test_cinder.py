@@ -348,9 +348,11 @@ def test_extra_specs_are_admin_only_and_the_store_is_checked(admin: Api, member:
 
 
 def test_extra_specs_of_a_type_in_use_cannot_change(admin: Api, cleanup: Cleanup) -> None:
-    vtype = admin.volume("POST", "/types", json={"volume_type": {"name": unique("type")}}).json()[
-        "volume_type"
-    ]
+    vtype = cleanup.volume_type(
+        admin.volume("POST", "/types", json={"volume_type": {"name": unique("type")}}).json()[
+            "volume_type"
+        ]
+    )
     volume = cleanup.volume(admin.create_volume(unique(), volume_type=vtype["name"]))
     assert volume["volume_type"] == vtype["name"]
     response = admin.volume(

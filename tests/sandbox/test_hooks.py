@@ -57,6 +57,19 @@ def test_drop_connection_closes_without_an_answer(sb_admin: Api, sandbox: Sandbo
     assert (dropped.status, dropped.fault) == (0, "drop_connection")
 
 
+def test_lose_answer_acts_then_closes_without_an_answer(sb_admin: Api, sandbox: Sandbox) -> None:
+    sandbox.faults.lose_answer("POST", IMAGES)
+    with pytest.raises(requests.ConnectionError):
+        sb_admin.image(
+            "POST",
+            "/v2/images",
+            json={"name": "made", "disk_format": "raw", "container_format": "bare"},
+        )
+    assert [i.name for i in sandbox.cloud.images_named("made")] == ["made"]
+    lost = sandbox.requests.filter(method="POST", path=IMAGES)[0]
+    assert (lost.status, lost.fault) == (0, "lose_answer")
+
+
 def test_delay_holds_the_request(sb_admin: Api, sandbox: Sandbox) -> None:
     sandbox.faults.delay("GET", IMAGES, 0.3)
     began = time.monotonic()

@@ -30,7 +30,8 @@ def test_demo_uploads_boot_vol_and_says_what_to_try_next(monkeypatch: pytest.Mon
     result = CliRunner().invoke(cli, ["demo"], obj=AppContext(poll_interval=0.02))
 
     assert result.exit_code == 0, result.stderr
-    assert "plan (nothing changed)" in result.stdout
+    assert result.stdout.startswith("plan\n")
+    assert "why:" in result.stdout
     assert "store cheap    copied" in result.stdout
     assert "store archive  copied" in result.stdout
     assert "What to try next" in result.stderr
@@ -104,7 +105,7 @@ def test_interrupt_before_anything_changed_is_exit_130() -> None:
     result = CliRunner().invoke(cli, ["plan", "boot-vol"], obj=AppContext(connect=interrupted))
 
     assert result.exit_code == ExitCode.INTERRUPTED
-    assert "before anything was changed" in result.stderr
+    assert "nothing was changed" in result.stderr
 
 
 def test_interrupt_after_the_upload_says_what_exists_and_how_to_finish(
@@ -181,3 +182,46 @@ def test_volimg_calls_no_deprecated_openstacksdk_api(sandbox_cloud: CloudUnderTe
     assert deprecations, "expected openstacksdk's own internal warnings to be seen"
     ours = [m for m in deprecations if not any(known in m for known in sdk_internal)]
     assert ours == []
+
+
+def test_interrupt_while_cinder_answers_the_upload_does_not_claim_nothing_exists(
+    sandbox_cloud: CloudUnderTest, sandbox: Any
+) -> None:
+    from volimg.gateway import Gateway
+
+    class AnswerInterrupted(Gateway):
+        """Ctrl-C arrives after Cinder acted on the upload, before volimg read the answer."""
+
+        def upload_volume(self, *args: Any, **kwargs: Any) -> Any:
+            super().upload_volume(*args, **kwargs)
+            raise KeyboardInterrupt
+
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+    gateway.__class__ = AnswerInterrupted
+    outcome = core.upload(
+        gateway, "boot-vol", UploadOptions(image_name="boot-copy"), RunSettings(poll_interval=0.02)
+    )
+    gateway.close()
+
+    assert outcome.exit_code == ExitCode.INTERRUPTED
+    error = outcome.error
+    assert error is not None
+    assert "nothing was created" not in error.message
+    assert "may have created image 'boot-copy'" in error.message
+    assert "openstack image list --name boot-copy" in (error.hint or "")
+    assert [i.name for i in sandbox.cloud.images_named("boot-copy")] == ["boot-copy"]
+
+
+def test_the_live_panel_on_a_terminal_ends_with_the_result_table(
+    sandbox_cloud: CloudUnderTest,
+) -> None:
+    app = AppContext(poll_interval=0.02, force_terminal=True)
+    result = CliRunner().invoke(
+        cli, ["--os-cloud", sandbox_cloud.admin_cloud, "upload", "boot-vol"], obj=app
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert "store cheap: copied" in result.stderr  # milestone lines above the panel
+    assert "\x1b[" in result.stderr  # drawn for a terminal
+    assert "result" in result.stdout
+    assert "ok" in result.stdout

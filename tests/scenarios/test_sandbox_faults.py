@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CloudUnderTest
 from tests.scenarios.conftest import VolimgRunner
 from volimg.sandbox import Sandbox
 
@@ -80,13 +81,51 @@ def test_cinder_upload_failure_is_exit_1_and_quotes_cinders_message(
     assert run.exit_code == 1, run
     doc = run.doc
     assert doc["result"] == "failed"
+    assert doc["image"] is None
     assert doc["error"]["type"] == "UploadFailed"
-    assert "Cinder says" in doc["error"]["message"]
-    assert (
-        "failed to upload volume" in doc["error"]["message"].lower()
-        or "disk full" in doc["error"]["message"]
+    volume = sandbox.cloud.find_volume("boot-vol")
+    (message,) = sandbox.cloud.messages_for(volume.id)
+    # Cinder's user message (not its internal error, which users never see), matched to
+    # this upload by the request id of the upload call.
+    upload_call = sandbox.requests.filter(method="POST", path=r"/action$")[0]
+    assert message.request_id == upload_call.request_id
+    assert "Cinder says: " in doc["error"]["message"]
+    assert f"({message.event_id})" in doc["error"]["message"]
+    assert "disk full" not in doc["error"]["message"]
+    assert volume.status == "available"
+
+
+def test_an_older_cinder_message_is_not_blamed_for_this_upload(
+    sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    from volimg import core, events
+    from volimg.executor import RunSettings
+    from volimg.gateway import connect
+    from volimg.planner import UploadOptions
+
+    sandbox.faults.fail_cinder_upload(volume="boot-vol")
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+    settings = RunSettings(poll_interval=0.02)
+    first = core.upload(gateway, "boot-vol", UploadOptions(image_name="first"), settings)
+    assert first.error is not None
+    assert "Cinder says" in first.error.message
+
+    # The next upload ends with the volume in error, and Cinder records nothing about it.
+    sandbox.timings.upload = 5.0
+
+    def break_the_volume(event: events.Event) -> None:
+        if isinstance(event, events.UploadStarted):
+            sandbox.cloud.set_volume_status("boot-vol", "error")
+
+    second = core.upload(
+        gateway, "boot-vol", UploadOptions(image_name="second"), settings, emit=break_the_volume
     )
-    assert sandbox.cloud.find_volume("boot-vol").status == "available"
+    gateway.close()
+
+    assert second.error is not None
+    assert second.exit_code == 1
+    assert "Cinder left no user message about this upload" in second.error.message
+    assert "Cinder says" not in second.error.message
 
 
 def test_the_upload_request_carries_the_right_microversion_and_headers(
@@ -162,29 +201,95 @@ def test_progress_is_timestamped_lines_on_stderr_when_not_a_terminal(
     assert "\x1b[" not in run.stdout + run.stderr  # no colour codes off a terminal
 
 
-def test_glance_answering_503_once_while_waiting_is_ridden_out(
+def test_a_cinder_503_while_waiting_is_ridden_out_by_the_wait(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    sandbox.faults.respond("GET", r"/image/v2/images/[^/]+$", 503, nth=3)
+    # openstacksdk retries no Cinder status code, so this 503 reaches volimg's own
+    # wait, which polls again within the deadline.
+    sandbox.faults.respond("GET", r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}$", 503, nth=2)
 
     run = volimg_sandbox("upload", "boot-vol", "-f", "json")
 
     assert run.exit_code == 0, run
+    statuses = [
+        r.status for r in sandbox.requests.filter(method="GET", path=r"/volumes/[0-9a-f-]{36}$")
+    ]
+    assert 503 in statuses
 
 
-def test_a_stale_import_lock_is_explained(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> None:
-    base = sandbox.cloud.find_image("cirros-base")
-    sandbox.faults.respond(
-        "POST", r"/image/v2/images/[^/]+/import$", 409, message="Image has active task"
+def test_another_import_holding_the_lock_is_explained(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    sandbox.timings.store_copy = 5.0
+    started = volimg_sandbox(
+        "replicate", "cirros-base", "--store", "fast", "--no-wait", "-f", "json"
     )
+    assert started.exit_code == 0, started
+    assert started.doc["replication"] == {"fast": "pending"}
 
-    run = volimg_sandbox("replicate", base.id, "--store", "fast", "-f", "json")
+    run = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "-f", "json")
+
+    assert run.exit_code == 3, run
+    doc = run.doc
+    assert doc["error"]["type"] == "ImportRejected"
+    assert "holds the lock" in doc["error"]["message"]
+    assert "60 minutes" in doc["error"]["hint"]
+    assert doc["replication"] == {"fast": "failed"}
+
+
+def test_a_lost_answer_to_the_upload_is_never_resent(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    sandbox.faults.lose_answer("POST", r"/volumes/[^/]+/action$")
+
+    run = volimg_sandbox("upload", "boot-vol", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert len(sandbox.requests.filter(method="POST", path=r"/action$")) == 1
+    name = run.doc["plan"]["image_name"]
+    assert [i.id for i in sandbox.cloud.images_named(name)] == [run.doc["image"]["id"]]
+    assert set(run.doc["image"]["stores"]) == {"fast", "cheap", "archive"}
+    assert "Cinder did accept it" in run.stderr
+
+
+def test_an_upload_request_that_never_arrived_is_reported_safe_to_retry(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    sandbox.faults.drop_connection("POST", r"/volumes/[^/]+/action$")
+
+    run = volimg_sandbox("upload", "boot-vol", "-f", "json")
 
     assert run.exit_code == 1, run
-    assert run.doc["error"]["type"] == "ImportRejected"
-    assert (
-        run.doc["replication"] == {"cheap": "already-present"} or "fast" in run.doc["replication"]
-    )
+    assert len(sandbox.requests.filter(method="POST", path=r"/action$")) == 1
+    assert "nothing came of it" in run.doc["error"]["message"]
+    assert "safe to run volimg upload again" in run.doc["error"]["hint"]
+    assert sandbox.cloud.images_named(run.doc["plan"]["image_name"]) == []
+
+
+def test_a_lost_answer_to_copy_image_is_followed_by_its_request_id(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    sandbox.faults.lose_answer("POST", r"/images/[^/]+/import$")
+
+    run = volimg_sandbox("upload", "boot-vol", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert run.doc["replication"] == {"cheap": "copied", "archive": "copied"}
+    (sent,) = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+    task = sandbox.cloud.tasks_for(run.doc["image"]["id"])[0]
+    assert task.request_id == sent.header("X-OpenStack-Request-ID")
+
+
+def test_a_503_on_copy_image_is_not_resent(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> None:
+    # openstacksdk would have keystoneauth retry Glance 503s five times, for any method.
+    sandbox.faults.respond("POST", r"/images/[^/]+/import$", 503)
+
+    run = volimg_sandbox("upload", "boot-vol", "-f", "json")
+
+    assert len(sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")) == 1
+    assert run.exit_code == 3, run
+    assert run.doc["replication"] == {"cheap": "failed", "archive": "failed"}
+    assert run.doc["next_steps"][0].startswith("volimg replicate ")
 
 
 def _json_shape(doc: dict[str, Any]) -> None:
@@ -206,7 +311,15 @@ def _json_shape(doc: dict[str, Any]) -> None:
         assert key in doc, key
         assert isinstance(doc[key], kind), (key, doc[key])
     assert doc["result"] in ("ok", "partial", "failed", "planned")
-    for key in ("upload_store", "replicate_to", "prune", "reasons", "cinder_headers"):
+    for key in (
+        "upload_store",
+        "replicate_to",
+        "prune",
+        "target_stores",
+        "expected_stores",
+        "reasons",
+        "cinder_headers",
+    ):
         assert key in doc["plan"], key
     for reason in doc["plan"]["reasons"]:
         assert set(reason) == {"topic", "decision", "reason"}
@@ -221,6 +334,7 @@ def _json_shape(doc: dict[str, Any]) -> None:
         "copied",
         "failed",
         "already-present",
+        "pending",
         "pruned",
         "skipped",
         "prune-failed",
@@ -293,3 +407,15 @@ def test_verbose_http_logs_never_show_the_password_or_a_token(
     assert sandbox.cloud.tokens
     for token in sandbox.cloud.tokens:
         assert token not in shown
+
+
+def test_verbose_says_what_volimg_read_and_where_the_cloud_came_from(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    run = volimg_sandbox("-v", "plan", "boot-vol")
+
+    assert run.exit_code == 0, run
+    assert f"cloud {sandbox.admin_cloud}, from --os-cloud" in run.stderr
+    assert "volume boot-vol" in run.stderr
+    assert "base image" in run.stderr
+    assert "REQ: curl" not in run.stderr  # HTTP only with -vv

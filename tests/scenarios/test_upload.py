@@ -239,3 +239,29 @@ def test_replicate_dry_run_of_an_image_already_in_place(volimg: VolimgRunner, fm
         assert run.doc["plan"]["replicate_to"] == []
     else:
         assert "already" in run.stdout
+
+
+def test_member_upload_of_a_pinned_volume_stays_in_the_types_store(
+    cloud: CloudUnderTest, volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+) -> None:
+    """Cinder hides image_service:store_id from members; the landing reveals it."""
+    member = openstack.connect(cloud=cloud.member_cloud)
+    base = admin_conn.image.find_image("cirros-base", ignore_missing=False)
+    volume = member.block_storage.create_volume(
+        size=1,
+        image_id=base.id,
+        volume_type="pinned-archive",
+        name=f"member-pinned-{uuid.uuid4().hex[:8]}",
+    )
+    member.block_storage.wait_for_status(volume, "available", failures=["error"], wait=120)
+
+    run = volimg("upload", volume.id, "-f", "json", *qcow2, member=True)
+
+    assert run.exit_code == 0, run
+    doc = run.doc
+    assert doc["plan"]["upload_store"] == "archive"
+    assert doc["plan"]["target_stores"] == ["archive"]
+    assert doc["replication"] == {"archive": "already-present"}
+    assert stores_of(admin_conn, doc["image"]["id"]) == {"archive"}
+    assert "hidden from you" in run.stderr
+    member.close()

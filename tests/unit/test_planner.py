@@ -25,6 +25,7 @@ from volimg.planner import (
     default_image_name,
     plan_replication,
     plan_upload,
+    replan_after_landing,
 )
 
 BASE_ID = "11111111-2222-3333-4444-555555555555"
@@ -321,9 +322,63 @@ def test_default_image_name_is_volume_and_utc_time() -> None:
 
 def test_placement_is_judged_by_the_real_stores() -> None:
     placement = Placement(target_stores=("cheap", "archive"), prune=True)
-    landed = Image(id="i", name="n", status="active", stores=("fast", "cheap"))
+    landed = ("fast", "cheap")
     assert placement.missing_from(landed) == ("archive",)
     assert placement.extra_in(landed) == ("fast",)
+    assert placement.expected_after(landed) == ("cheap", "archive")
+    keep = Placement(target_stores=("cheap", "archive"))
+    assert keep.expected_after(landed) == ("fast", "cheap", "archive")
+
+
+def test_plan_says_where_the_image_ends_up() -> None:
+    assert plan_upload(facts(Case("x")), UploadOptions()).expected_stores == (
+        "fast",
+        "cheap",
+        "archive",
+    )
+    pruned = plan_upload(facts(Case("x")), UploadOptions(prune=True))
+    assert pruned.expected_stores == ("cheap", "archive")
+
+
+@pytest.mark.parametrize(
+    ("options", "targets"),
+    [
+        ({}, ("archive",)),
+        ({"replicate": True}, ("archive", "cheap")),
+        ({"also_stores": ("fast",)}, ("archive", "fast")),
+    ],
+)
+def test_a_member_replans_when_the_upload_lands_in_the_hidden_type_store(
+    options: dict[str, Any], targets: tuple[str, ...]
+) -> None:
+    case = Case("x", vtype=HIDDEN, identity=MEMBER)
+    first = plan_upload(facts(case), UploadOptions(**options))
+    assert first.upload_store == "fast"
+    assert "archive" in first.replicate_to or "cheap" in first.replicate_to
+
+    again = replan_after_landing(first, ("archive",))
+
+    assert again is not None
+    assert again.upload_store == "archive"
+    assert again.placement.target_stores == targets
+    assert again.facts.volume_type is not None
+    assert again.facts.volume_type.store_learned
+    reasons = " ".join(d.reason for d in again.decisions)
+    assert "learned after the upload" in reasons
+
+
+def test_nothing_is_learned_when_the_upload_lands_where_planned() -> None:
+    hidden = plan_upload(facts(Case("x", vtype=HIDDEN, identity=MEMBER)), UploadOptions())
+    assert replan_after_landing(hidden, ("fast",)) is None
+    visible = plan_upload(facts(Case("x")), UploadOptions())
+    assert replan_after_landing(visible, ("archive",)) is None
+
+
+def test_single_store_glance_ignores_the_type_store() -> None:
+    case = Case("x", vtype=VolumeTypeInfo(name="t", store="nowhere"), glance=SINGLE_STORE)
+    plan = plan_upload(facts(case), UploadOptions())
+    assert plan.upload_store is None
+    assert plan.replicate_to == ()
 
 
 # --- volimg replicate ---------------------------------------------------------------

@@ -97,3 +97,14 @@ def test_a_definite_answer_is_not_polled_again() -> None:
     with pytest.raises(NotFoundInCloud):
         poll(fetch, done=lambda s: True, deadline=Deadline(fake.clock(), 600), interval=1)
     assert calls == 1
+
+
+def test_a_fault_still_there_at_the_deadline_is_a_timeout() -> None:
+    fake = FakeClock()
+
+    def fetch() -> str:
+        raise CloudError("502", status=502)
+
+    with pytest.raises(PollTimedOut) as info:
+        poll(fetch, done=lambda s: True, deadline=Deadline(fake.clock(), 1), interval=2)
+    assert isinstance(info.value.last, CloudError)

@@ -1,7 +1,8 @@
 """Fault hooks: make the sandbox misbehave the ways real clouds do.
 
 HTTP-level hooks (`respond`, `drop_connection`, `delay`) act on the N-th request that
-matches a method and a path regex, before the service sees it. Two hooks act inside
+matches a method and a path regex, before the service sees it; `lose_answer` lets the
+service act and then drops the answer. Two hooks act inside
 the services' asynchronous work instead: a Glance copy to a given store failing, and a
 Cinder upload failing the way Cinder's volume manager fails one.
 """
@@ -30,7 +31,7 @@ class _HttpRule:
 
 @dataclass(frozen=True)
 class FaultAction:
-    """What to do to one request: "respond", "drop_connection" or "delay"."""
+    """What to do to one request: "respond", "drop_connection", "lose_answer" or "delay"."""
 
     kind: str
     status: int = 0
@@ -99,6 +100,22 @@ class Faults:
     ) -> None:
         """Close the socket of the nth matching request without answering."""
         self._add("drop_connection", method, path_regex, nth, times, origin)
+
+    def lose_answer(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Let the service handle the nth matching request, then close without answering.
+
+        The request takes effect but the caller never hears of it: what a client sees
+        when a proxy or the network drops an answer.
+        """
+        self._add("lose_answer", method, path_regex, nth, times, origin)
 
     def delay(
         self,

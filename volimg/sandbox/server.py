@@ -180,6 +180,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         )
         fault: str | None = None
         response: Response | None = None
+        lose_answer = False
         for action in dispatcher.faults.match(
             req.method, urllib.parse.urlsplit(req.raw_path).path, req.origin
         ):
@@ -191,6 +192,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            elif action.kind == "lose_answer":
+                lose_answer = True
             elif response is None:
                 fault = "respond"
                 response = (
@@ -200,6 +203,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 )
         if response is None:
             response = dispatcher.respond(req, service)
+        if lose_answer:
+            dispatcher.record(req, service, 0, response, "lose_answer")
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         response.set_header("x-openstack-request-id", req.request_id)
         dispatcher.record(req, service, response.status, response, fault)
         self._write(response)
