@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -17,6 +17,10 @@ from click.core import ParameterSource
 from volimg import __version__
 from volimg.context import AppContext
 from volimg.errors import Interrupted, UsageProblem, VolimgError
+
+if TYPE_CHECKING:
+    from volimg.events import EventSink
+    from volimg.executor import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +81,15 @@ class VolimgGroup(click.Group):
 def _exit_with(code: int) -> None:
     if code:
         click.get_current_context().exit(code)
+
+
+def _run_and_report(app: AppContext, work: Callable[[EventSink], Outcome]) -> None:
+    """Run with progress on stderr, then the result on stdout, then its exit code."""
+    renderer = app.renderer()
+    with renderer.progress() as sink:
+        outcome = work(sink)
+    renderer.outcome(outcome)
+    _exit_with(int(outcome.exit_code))
 
 
 def format_option(f: F) -> F:
@@ -244,18 +257,17 @@ def upload(
     """Upload VOLUME (name or ID) to a new image and place it in the planned stores."""
     from volimg import core
 
-    renderer = app.renderer()
-    with renderer.progress() as sink:
-        outcome = core.upload(
+    _run_and_report(
+        app,
+        lambda sink: core.upload(
             app.gateway(),
             volume,
             _upload_options(kwargs),
             app.run_settings(wait=wait, timeout=timeout),
             dry_run=dry_run,
             emit=sink,
-        )
-    renderer.outcome(outcome)
-    _exit_with(int(outcome.exit_code))
+        ),
+    )
 
 
 @cli.command()
@@ -311,9 +323,9 @@ def replicate(
     options = ReplicationOptions(
         stores=stores, prune=prune, all_stores_must_succeed=all_stores_must_succeed
     )
-    renderer = app.renderer()
-    with renderer.progress() as sink:
-        outcome = core.replicate(
+    _run_and_report(
+        app,
+        lambda sink: core.replicate(
             app.gateway(),
             image,
             like,
@@ -321,9 +333,8 @@ def replicate(
             app.run_settings(wait=wait, timeout=timeout),
             dry_run=dry_run,
             emit=sink,
-        )
-    renderer.outcome(outcome)
-    _exit_with(int(outcome.exit_code))
+        ),
+    )
 
 
 @cli.command()
