@@ -220,14 +220,11 @@ class Gateway:
 
     def find_volume(self, ref: str) -> Volume:
         """A volume by ID or by exact name; refuses a name several volumes share."""
-        from openstack import exceptions as sdk
-
+        if _UUID.match(ref):
+            volume = self.get_volume(ref)
+            if volume is not None:
+                return volume  # else a volume may be named like a UUID: try the name
         with _calling(f"looking up volume {ref!r}"):
-            if _UUID.match(ref):
-                try:
-                    return _volume(self._conn.block_storage.get_volume(ref))
-                except sdk.NotFoundException:
-                    pass  # a volume may be named like a UUID; try the name
             matches = [
                 v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
             ]
