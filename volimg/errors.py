@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     PARTIAL = 3  # the image exists but at least one store copy failed
     TIMEOUT = 4  # gave up waiting; the cloud may still finish
     AUTH = 5  # authentication or permission refused
+    LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C / SIGINT, after saying what exists
 
 
@@ -177,6 +178,12 @@ class PartialReplication(VolimgError):
 
 class ImportRejected(PartialReplication):
     """Glance refused a copy-image import: the image exists, its copies do not."""
+
+
+class LockHeld(VolimgError):
+    """Another volimg run holds the lock file; nothing was done."""
+
+    exit_code = ExitCode.LOCKED
 
 
 class WaitTimedOut(VolimgError):

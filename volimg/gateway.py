@@ -356,6 +356,70 @@ class Gateway:
                     return found
                 params["marker"] = page[-1]["id"]
 
+    def list_images(
+        self,
+        *,
+        tag: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        owner: str | None = None,
+        all_projects: bool = False,
+    ) -> list[Image]:
+        """Images filtered on the server (tag, custom properties, owner), all pages.
+
+        Glance filters on any custom property given as a query parameter
+        (glance/api/v2/images.py index: unknown keys become property filters), so
+        volimg never lists the whole cloud to find its own images. Glance lists every
+        project's images to an admin, so ``owner`` narrows to one project unless
+        ``all_projects`` is asked for.
+        """
+        params: dict[str, Any] = {"limit": IMAGE_PAGE, "sort": "created_at:asc,id:asc"}
+        if tag:
+            params["tag"] = tag
+        if owner and not all_projects:
+            params["owner"] = owner
+        params.update(properties or {})
+        found: list[Image] = []
+        with _calling("listing images"):
+            while True:
+                response = self._conn.image.get("/images", params=params)
+                _raise_for(response)
+                page = response.json()["images"]
+                found += [_image(i) for i in page]
+                if len(page) < IMAGE_PAGE:
+                    return found
+                params["marker"] = page[-1]["id"]
+
+    def set_image_properties(self, image_id: str, properties: Mapping[str, str]) -> None:
+        """Add or overwrite custom properties with one JSON-patch (draft 10 ``add``).
+
+        Safe to resend: the same patch leaves the same image, so keystoneauth's
+        transport retries may apply. Glance refuses os_glance* keys (403).
+        """
+        ops = [
+            {"op": "add", "path": "/" + key.replace("~", "~0").replace("/", "~1"), "value": value}
+            for key, value in properties.items()
+        ]
+        with _calling(f"setting properties on image {image_id}"):
+            response = self._conn.image.patch(
+                f"/images/{image_id}",
+                json=ops,
+                headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+            )
+            _raise_for(response)
+
+    def add_image_tag(self, image_id: str, tag: str) -> None:
+        """PUT /v2/images/{id}/tags/{tag}: idempotent (glance/api/v2/image_tags.py)."""
+        with _calling(f"tagging image {image_id}"):
+            response = self._conn.image.put(f"/images/{image_id}/tags/{tag}")
+            _raise_for(response)
+
+    def delete_image(self, image_id: str) -> None:
+        """DELETE /v2/images/{id}, sent once (a resend after success would say 404)."""
+        with _calling(f"deleting image {image_id}"):
+            response = self._conn.image.delete(f"/images/{image_id}", **NO_RETRY)
+            _raise_for(response)
+        log.info("deleted image %s", image_id)
+
     def copy_image(
         self,
         image_id: str,
@@ -448,6 +512,26 @@ def _store(data: Mapping[str, Any]) -> Store:
     )
 
 
+# What Glance's image view shows besides custom properties (glance/api/v2/images.py
+# ResponseSerializer._format_image, with multiple stores): not part of ``properties``.
+_CORE_IMAGE_FIELDS = frozenset(
+    (
+        "id", "name", "status", "visibility", "protected", "os_hidden", "owner", "size",
+        "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "disk_format",
+        "container_format", "min_disk", "min_ram", "created_at", "updated_at", "tags",
+        "self", "file", "schema", "direct_url", "locations", "stores",
+    )
+)  # fmt: skip
+
+
+def _custom_properties(data: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        str(k): str(v)
+        for k, v in data.items()
+        if k not in _CORE_IMAGE_FIELDS and not str(k).startswith("os_glance") and v is not None
+    }
+
+
 def _image(data: Mapping[str, Any]) -> Image:
     return Image(
         id=data["id"],
@@ -464,4 +548,8 @@ def _image(data: Mapping[str, Any]) -> Image:
         import_task=data.get("os_glance_import_task") or None,
         importing_to_stores=split_stores(data.get("os_glance_importing_to_stores")),
         failed_import=split_stores(data.get("os_glance_failed_import")),
+        protected=bool(data.get("protected", False)),
+        tags=tuple(data.get("tags") or ()),
+        updated_at=data.get("updated_at"),
+        properties=_custom_properties(data),
     )

@@ -70,6 +70,11 @@ class Image:
     import_task: str | None = None
     importing_to_stores: tuple[str, ...] = ()
     failed_import: tuple[str, ...] = ()
+    protected: bool = False
+    tags: tuple[str, ...] = ()
+    updated_at: str | None = None
+    # Custom (non-core) properties, as strings: the provenance stamp lives here.
+    properties: Mapping[str, str] = field(default_factory=_frozen_mapping)
 
     @property
     def is_active(self) -> bool:

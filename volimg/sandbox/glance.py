@@ -98,6 +98,7 @@ class Glance(Service):
         add("PUT", f"/v2/images/{_IMAGE}/file", self.upload)
         add("POST", f"/v2/images/{_IMAGE}/import", self.import_image)
         add("GET", f"/v2/images/{_IMAGE}/tasks", self.image_tasks)
+        add("PUT", f"/v2/images/{_IMAGE}/tags/(?P<tag>[^/]+)", self.add_tag)
         add("DELETE", f"/v2/stores/(?P<store_id>[^/]+)/{_IMAGE}", self.delete_from_store)
         add("GET", "/v2/info/import", self.info_import)
         add("GET", "/v2/info/stores", self.info_stores)
@@ -401,6 +402,20 @@ class Glance(Service):
             if image.protected:
                 raise self.fail(req, 403, f"Image {image_id} is protected and cannot be deleted.")
             self.cloud.remove_image(image_id)
+        return Response.empty(204)
+
+    def add_tag(self, req: Request, params: dict[str, str]) -> Response:
+        """glance/api/v2/image_tags.py `update`: idempotent, 204, modify_image policy."""
+        assert req.token is not None
+        tag = urllib.parse.unquote(params["tag"])
+        with self.cloud.lock:
+            image = self._get(req, params["image_id"])
+            self._enforce(req, image, "modify_image", self.owns(req.token, image))
+            if len(tag) > 255:
+                raise self.fail(req, 400, "Tag exceeds the maximum length of 255 characters")
+            if tag not in image.tags:
+                image.tags.append(tag)
+                image.updated_at = now()
         return Response.empty(204)
 
     # -- image data ------------------------------------------------------------------------
