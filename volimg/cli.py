@@ -20,7 +20,7 @@ from volimg.errors import Interrupted, UsageProblem, VolimgError
 
 if TYPE_CHECKING:
     from volimg.events import EventSink
-    from volimg.executor import Outcome
+    from volimg.results import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from volimg.executor import DEFAULT_POLL_INTERVAL, RunSettings
+from volimg.results import DEFAULT_POLL_INTERVAL, RunSettings
 from volimg.waiting import Clock
 
 if TYPE_CHECKING:

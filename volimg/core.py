@@ -15,7 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from volimg import events as ev
-from volimg.executor import Outcome, RunSettings, planned, run_replication, run_upload
+from volimg.errors import InputError
+from volimg.executor import run_replication, run_upload
 from volimg.gateway import Gateway
 from volimg.model import GlanceInfo, VolumeTypeInfo
 from volimg.planner import (
@@ -28,6 +29,7 @@ from volimg.planner import (
     plan_replication,
     plan_upload,
 )
+from volimg.results import Outcome, RunSettings, planned
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,12 @@ def replicate(
     the_plan = plan_copy(gateway, image_ref, like_ref, options)
     if dry_run:
         return planned("replicate", the_plan)
+    if not the_plan.image.is_active and not settings.wait:
+        raise InputError(
+            f"image {the_plan.image.id} is {the_plan.image.status}: --no-wait cannot copy an "
+            "image that is not active yet",
+            hint="drop --no-wait and volimg waits for the image, then copies it",
+        )
     return run_replication(gateway, the_plan, settings, emit)
 
 

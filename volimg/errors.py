@@ -186,6 +186,10 @@ class LockHeld(VolimgError):
     exit_code = ExitCode.LOCKED
 
 
+class StampFailed(PartialReplication):
+    """The image is there but carries no provenance stamp: audit and retention miss it."""
+
+
 class WaitTimedOut(VolimgError):
     exit_code = ExitCode.TIMEOUT
 

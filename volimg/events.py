@@ -7,7 +7,7 @@ changes the cloud. ``elapsed`` is seconds since the run started.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from volimg.model import Image
 
@@ -15,6 +15,8 @@ from volimg.model import Image
 @dataclass(frozen=True)
 class Event:
     elapsed: float
+    # The volume (or image) this event is about: a batch runs many at once.
+    subject: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,14 @@ class StoreSettled(Event):
     store: str
     outcome: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Stamped(Event):
+    """The provenance stamp was written (or found intact) on the image."""
+
+    image_id: str
+    properties: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

@@ -467,6 +467,7 @@ class Gateway:
                     message=t.get("message") or "",
                     request_id=t.get("request_id"),
                     created_at=t.get("created_at"),
+                    updated_at=t.get("updated_at"),
                 )
                 for t in response.json()["tasks"]
             ]

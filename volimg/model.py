@@ -14,6 +14,8 @@ from typing import Any
 # Glance image statuses (glance/domain/__init__.py): an upload ends in one of these.
 IMAGE_ACTIVE = "active"
 IMAGE_DEAD_STATUSES = ("killed", "deleted", "pending_delete")
+# Statuses of an image whose data is still on its way.
+IMAGE_FILLING_STATUSES = ("queued", "saving", "uploading", "importing")
 
 
 def _frozen_mapping(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -151,6 +153,7 @@ class ImportTask:
     message: str
     request_id: str | None
     created_at: str | None = None
+    updated_at: str | None = None
 
     @property
     def finished(self) -> bool:

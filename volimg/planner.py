@@ -26,6 +26,7 @@ from volimg.errors import (
     VolumeNotUploadable,
 )
 from volimg.model import (
+    IMAGE_FILLING_STATUSES,
     CloudIdentity,
     GlanceInfo,
     Image,
@@ -33,6 +34,7 @@ from volimg.model import (
     VolumeTypeInfo,
     version_tuple,
 )
+from volimg.provenance import Rule
 
 # Cinder's os-volume_upload_image takes visibility and protected only from 3.1
 # (cinder/api/contrib/volume_actions.py, mv.UPLOAD_IMAGE_PARAMS).
@@ -145,6 +147,7 @@ class Plan:
     placement: Placement
     cinder_headers: Mapping[str, str]
     decisions: tuple[Decision, ...]
+    rule: Rule  # which placement rule decided (recorded in the provenance stamp)
 
     @property
     def volume(self) -> Volume:
@@ -191,10 +194,18 @@ class ReplicationFacts:
 class ReplicationPlan:
     """What ``volimg replicate`` will do to an image that already exists."""
 
-    image: Image
-    like: Image | None
+    facts: ReplicationFacts
+    options: ReplicationOptions
     placement: Placement
     decisions: tuple[Decision, ...]
+
+    @property
+    def image(self) -> Image:
+        return self.facts.image
+
+    @property
+    def like(self) -> Image | None:
+        return self.facts.like
 
     @property
     def replicate_to(self) -> tuple[str, ...]:
@@ -517,6 +528,12 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
         )
     )
 
+    if type_store:
+        rule = Rule.TYPE_STORE
+    elif follow_base and base_targets:
+        rule = Rule.BASE_STORES
+    else:
+        rule = Rule.DEFAULT_STORE
     headers = {}
     if type_store:
         headers["x-image-meta-store"] = type_store
@@ -531,6 +548,7 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
         placement=placement,
         cinder_headers=MappingProxyType(headers),
         decisions=tuple(decisions),
+        rule=rule,
     )
 
 
@@ -566,13 +584,22 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
             "nothing to copy to: name a base image with --like or stores with --store",
             hint="e.g. volimg replicate IMAGE --like BASE_IMAGE",
         )
-    if not image.is_active:
+    decisions: list[Decision] = []
+    if image.status in IMAGE_FILLING_STATUSES:
+        decisions.append(
+            Decision(
+                "image",
+                "not active yet",
+                f"image {image.name or image.id} is {image.status}: volimg waits for it to "
+                "become active, then copies it (copy-image needs an active image)",
+            )
+        )
+    elif not image.is_active:
         raise InputError(
             f"image {image.name or image.id} is {image.status!r}; copy-image needs an active "
             "image (Glance answers 409 otherwise)",
-            hint="wait until the image is active, then run this again",
+            hint="only an active image can be copied; upload it again if it was killed",
         )
-    decisions: list[Decision] = []
     targets: tuple[str, ...] = ()
     if facts.like is not None:
         like_name = facts.like.name or facts.like.id
@@ -625,5 +652,5 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
             )
         )
     return ReplicationPlan(
-        image=image, like=facts.like, placement=placement, decisions=tuple(decisions)
+        facts=facts, options=options, placement=placement, decisions=tuple(decisions)
     )

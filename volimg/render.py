@@ -22,9 +22,9 @@ from rich.text import Text
 from volimg import __version__
 from volimg import events as ev
 from volimg.errors import VolimgError
-from volimg.executor import Outcome
 from volimg.model import GlanceInfo, Image, Volume
 from volimg.planner import Plan, ReplicationPlan
+from volimg.results import Outcome
 
 SCHEMA_VERSION = 1
 

@@ -18,9 +18,9 @@ from volimg import core, events
 from volimg.cli import cli
 from volimg.context import AppContext
 from volimg.errors import ExitCode
-from volimg.executor import RunSettings
 from volimg.gateway import connect
 from volimg.planner import ReplicationOptions, UploadOptions
+from volimg.results import RunSettings
 
 
 def test_demo_uploads_boot_vol_and_says_what_to_try_next(monkeypatch: pytest.MonkeyPatch) -> None:

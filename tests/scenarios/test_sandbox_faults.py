@@ -53,7 +53,9 @@ def test_with_all_stores_must_succeed_glance_undoes_every_copy(
     run = volimg_sandbox("upload", "boot-vol", "--all-stores-must-succeed", "-f", "json")
 
     assert run.exit_code == 3, run
-    assert run.doc["replication"] == {"cheap": "failed", "archive": "failed"}
+    # cheap was copied, then undone by Glance because archive failed.
+    assert run.doc["replication"] == {"cheap": "rolled-back", "archive": "failed"}
+    assert "another store failed" in run.doc["details"]["cheap"]
     assert run.doc["image"]["stores"] == ["fast"]
     copy = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
     assert copy[0].json["all_stores_must_succeed"] is True
@@ -99,9 +101,9 @@ def test_an_older_cinder_message_is_not_blamed_for_this_upload(
     sandbox_cloud: CloudUnderTest, sandbox: Sandbox
 ) -> None:
     from volimg import core, events
-    from volimg.executor import RunSettings
     from volimg.gateway import connect
     from volimg.planner import UploadOptions
+    from volimg.results import RunSettings
 
     sandbox.faults.fail_cinder_upload(volume="boot-vol")
     gateway = connect(sandbox_cloud.admin_cloud, None)
@@ -217,24 +219,47 @@ def test_a_cinder_503_while_waiting_is_ridden_out_by_the_wait(
     assert 503 in statuses
 
 
-def test_another_import_holding_the_lock_is_explained(
+def test_an_import_already_running_for_the_same_stores_is_followed(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    sandbox.timings.store_copy = 5.0
+    """The printed resume command must not trip over volimg's own running copy."""
+    sandbox.timings.store_copy = 1.0
     started = volimg_sandbox(
         "replicate", "cirros-base", "--store", "fast", "--no-wait", "-f", "json"
     )
     assert started.exit_code == 0, started
+    assert started.doc["result"] == "started"
     assert started.doc["replication"] == {"fast": "pending"}
 
     run = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert run.doc["result"] == "ok"
+    assert run.doc["replication"] == {"fast": "copied"}
+    assert "already running" in run.doc["details"]["fast"]
+    assert "fast" in run.doc["image"]["stores"]
+    assert len(sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")) == 1
+
+
+def test_another_import_to_other_stores_is_a_refusal(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    made = volimg_sandbox("upload", "data-vol", "-f", "json")
+    assert made.exit_code == 0, made
+    image_id = made.doc["image"]["id"]
+    sandbox.timings.store_copy = 5.0
+    started = volimg_sandbox("replicate", image_id, "--store", "cheap", "--no-wait")
+    assert started.exit_code == 0, started
+
+    run = volimg_sandbox("replicate", image_id, "--store", "archive", "-f", "json")
 
     assert run.exit_code == 3, run
     doc = run.doc
     assert doc["error"]["type"] == "ImportRejected"
     assert "holds the lock" in doc["error"]["message"]
+    assert "to cheap" in doc["error"]["message"]
     assert "60 minutes" in doc["error"]["hint"]
-    assert doc["replication"] == {"fast": "failed"}
+    assert doc["replication"] == {"archive": "failed"}
 
 
 def test_a_lost_answer_to_the_upload_is_never_resent(

@@ -395,6 +395,12 @@ def replication(
     )
 
 
+def test_replicate_waits_for_an_image_still_being_uploaded() -> None:
+    plan = replication(image=Image(id="q", name="q", status="queued"), stores=("cheap",))
+    assert plan.replicate_to == ("cheap",)
+    assert any(d.outcome == "not active yet" for d in plan.decisions)
+
+
 def test_replicate_like_base_image() -> None:
     plan = replication(like=base("cheap", "archive"), prune=True)
     assert plan.replicate_to == ("cheap", "archive")
@@ -411,7 +417,7 @@ def test_replicate_to_named_stores_already_present() -> None:
     ("kwargs", "mentions"),
     [
         ({}, "--like"),
-        ({"image": Image(id="q", name="q", status="queued"), "stores": ("cheap",)}, "active"),
+        ({"image": Image(id="k", name="k", status="killed"), "stores": ("cheap",)}, "active"),
         ({"stores": ("nope",)}, "no store 'nope'"),
         ({"like": base("http"), "glance": WITH_READ_ONLY}, "no store that can receive"),
         ({"stores": ("cheap",), "glance": SINGLE_STORE}, "no multiple stores"),
