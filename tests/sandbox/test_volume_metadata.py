@@ -221,3 +221,22 @@ def test_set_metadata_of_another_projects_volume_is_404(member: Api, fleet: dict
         "POST", f"/volumes/{fleet['admin-gold']}/metadata", json={"metadata": {"a": "b"}}
     )
     assert response.status_code == 404
+
+
+def test_openstacksdk_metadata_argument_never_matches(
+    cloud: CloudUnderTest, fleet: dict[str, Any]
+) -> None:
+    """Why the gateway passes the literal as `properties`: the SDK's own ways fail.
+
+    `volumes(metadata={...})` sends `metadata=KEY` (no dict: Cinder matches nothing)
+    and `volumes(metadata="{...}")` has the SDK compare each volume's metadata dict
+    with the string on the client side (nothing matches either).
+    """
+    import openstack
+
+    conn = openstack.connect(cloud=cloud.admin_cloud)
+    run = {"run": fleet["run"]}
+    assert list(conn.block_storage.volumes(metadata=run)) == []
+    assert list(conn.block_storage.volumes(metadata=repr(run))) == []
+    found = {v.id for v in conn.block_storage.volumes(properties=repr(run))}
+    assert found == {fleet["admin-gold"], fleet["admin-silver"]}
