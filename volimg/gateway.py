@@ -301,6 +301,39 @@ class Gateway:
             ]
         return sorted(found, key=lambda m: m.created_at or "", reverse=True)
 
+    def list_volumes(
+        self, *, metadata: Mapping[str, str] | None = None, all_projects: bool = False
+    ) -> list[Volume]:
+        """Volumes whose metadata holds every given pair, filtered by Cinder, all pages.
+
+        Cinder reads the ``metadata`` filter with ``ast.literal_eval``
+        (volume/api.py ``check_volume_filters``), so it travels as a Python dict
+        literal, and every pair must match exactly (db/api.py
+        ``_process_volume_filters``). The filter is open to every user at every
+        microversion (resource_filters.json). ``all_projects`` sends
+        ``all_tenants=True``: honoured for admins, silently dropped for anyone else.
+
+        The literal goes in openstacksdk's client-side name ``properties``: given as
+        ``metadata=`` the SDK would also filter the answer itself, comparing each
+        volume's metadata dict with the string (nothing matches), and a dict would be
+        sent as one ``metadata=KEY`` parameter per key, which Cinder matches with no
+        volume. No ``limit`` is sent: Cinder then pages by its ``osapi_max_limit``
+        with next links, which the SDK follows, and the SDK's extra probe for a
+        further page (made whenever a limit was given) is saved.
+        """
+        query: dict[str, Any] = {}
+        action = "listing volumes"
+        if metadata:
+            query["properties"] = repr({str(k): str(v) for k, v in metadata.items()})
+            action += " with metadata " + ", ".join(f"{k}={v}" for k, v in metadata.items())
+        with _calling(action):
+            return [
+                _volume(v)
+                for v in self._conn.block_storage.volumes(
+                    details=True, all_projects=all_projects, **query
+                )
+            ]
+
     # --- Glance -------------------------------------------------------------------
 
     def glance_info(self) -> GlanceInfo:
@@ -492,14 +525,17 @@ def _raise_for(response: requests.Response) -> None:
 
 
 def _volume(resource: Any) -> Volume:
-    metadata: Mapping[str, Any] = resource.volume_image_metadata or {}
+    image_metadata: Mapping[str, Any] = resource.volume_image_metadata or {}
+    metadata: Mapping[str, Any] = resource.metadata or {}
     return Volume(
         id=resource.id,
         name=resource.name or "",
         status=resource.status,
         size=int(resource.size or 0),
         volume_type=resource.volume_type,
-        image_metadata={str(k): str(v) for k, v in metadata.items()},
+        image_metadata={str(k): str(v) for k, v in image_metadata.items()},
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        project_id=resource.project_id or None,
     )
 
 

@@ -44,6 +44,10 @@ class Volume:
     volume_type: str | None
     # volume_image_metadata: what Cinder copied from the image the volume was made from.
     image_metadata: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    # The volume's own metadata (what --selector matches) and its project, which Cinder
+    # shows to anyone allowed to see the volume (os-vol-tenant-attr:tenant_id).
+    metadata: Mapping[str, str] = field(default_factory=_frozen_mapping)
+    project_id: str | None = None
 
     @property
     def base_image_id(self) -> str | None:

@@ -9,6 +9,8 @@ Asynchronous work lives in `cinder_manager.py`.
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -32,6 +34,8 @@ from volimg.sandbox.state import GIB, Cloud, Volume, VolumeType, new_id, now
 
 MIN_VERSION = Microversion(3, 0)
 _V3_PATH = re.compile(r"^/v3(?:/(?P<project>[0-9a-f-]+))?(?P<rest>/.*)?$")
+# cinder/api/validation/parameter_types.py `extra_specs`, the volume metadata schema's keys.
+METADATA_KEY = re.compile(r"^[a-zA-Z0-9-_:. /]{1,255}$")
 # etc/cinder/resource_filters.json
 _NON_ADMIN_FILTERS = {
     "volume": (
@@ -92,6 +96,9 @@ class Cinder(Service):
         add("GET", "/volumes/(?P<volume_id>[^/]+)", self.show_volume)
         add("DELETE", "/volumes/(?P<volume_id>[^/]+)", self.delete_volume)
         add("POST", "/volumes/(?P<volume_id>[^/]+)/action", self.volume_action)
+        add("GET", "/volumes/(?P<volume_id>[^/]+)/metadata", self.show_metadata)
+        add("POST", "/volumes/(?P<volume_id>[^/]+)/metadata", self.create_metadata)
+        add("PUT", "/volumes/(?P<volume_id>[^/]+)/metadata", self.replace_metadata)
         add("GET", "/types", self.list_types)
         add("POST", "/types", self.create_type)
         add("GET", "/types/(?P<type_id>[^/]+)", self.show_type)
@@ -320,7 +327,9 @@ class Cinder(Service):
         limit = min(limit, 1000)  # osapi_max_limit
         page = items[offset : offset + limit]
         links: list[dict[str, str]] = []
-        if page and len(page) == limit and req.param("limit") is not None:
+        # common.ViewBuilder._get_collection_links: a next link whenever the page is
+        # full, with or without an explicit limit (osapi_max_limit caps both).
+        if page and len(page) == limit:
             query = urllib.parse.urlencode({**req.params(), "marker": page[-1].id})
             base = ctx.links(collection, "")[0]["href"].rstrip("/")
             links.append({"rel": "next", "href": f"{base}?{query}"})
@@ -462,6 +471,88 @@ class Cinder(Service):
             volume.touch()
         self.manager.delete(volume.id)
         return Response.empty(202)
+
+    # -- metadata ------------------------------------------------------------------------
+    def show_metadata(self, req: Request, params: dict[str, str]) -> Response:
+        """VolumeMetadataController.index; from 3.15 (ETAGS) with an `Etag` header."""
+        with self.cloud.lock:
+            volume = self._volume(req, params["volume_id"])
+            response = Response.json(200, {"metadata": dict(volume.metadata)})
+        if self._ctx(req).version.at_least("3.15"):
+            # md5 of jsonutils.dumps({"metadata": ...}): the very bytes of the body.
+            response.set_header(
+                "Etag", hashlib.md5(response.body, usedforsecurity=False).hexdigest()
+            )
+        return response
+
+    def create_metadata(self, req: Request, params: dict[str, str]) -> Response:
+        """VolumeMetadataController.create: merge the given keys into the volume's."""
+        return self._update_metadata(req, params["volume_id"], replace=False)
+
+    def replace_metadata(self, req: Request, params: dict[str, str]) -> Response:
+        """VolumeMetadataController.update_all: the given keys become all of them."""
+        return self._update_metadata(req, params["volume_id"], replace=True)
+
+    def _update_metadata(self, req: Request, volume_id: str, *, replace: bool) -> Response:
+        metadata = self._validate_metadata_body(self._body(req))
+        with self.cloud.lock:
+            volume = self._volume(req, volume_id)
+            # volume/api.py _update_volume_metadata
+            if volume.status in ("maintenance", "uploading"):
+                raise HttpError(
+                    cinder_fault(
+                        400,
+                        "Invalid volume: Updating volume metadata is not allowed for volumes "
+                        f"in {volume.status} status.",
+                    )
+                )
+            if replace:
+                volume.metadata = dict(metadata)
+            else:
+                volume.metadata.update(metadata)
+            volume.touch()
+            return Response.json(200, {"metadata": dict(volume.metadata)})
+
+    def _validate_metadata_body(self, body: Any) -> dict[str, str]:
+        """schemas/volume_metadata.py `create`, failures worded as Cinder's validator does.
+
+        jsonschema checks `type`, then `properties` (the metadata object: its type, each
+        value, then keys no pattern allows), then `required`, then `additionalProperties`.
+        """
+        if not isinstance(body, dict):
+            raise HttpError(cinder_fault(400, f"{body!r} is not of type 'object'"))
+        if "metadata" in body:
+            metadata = body["metadata"]
+            if not isinstance(metadata, dict):
+                raise self._invalid("metadata", metadata, f"{metadata!r} is not of type 'object'")
+            for key, value in metadata.items():
+                if not METADATA_KEY.match(key):
+                    continue
+                if not isinstance(value, str):
+                    raise self._invalid(key, value, f"{value!r} is not of type 'string'")
+                if len(value) > 255:
+                    raise self._invalid(key, value, f"{value!r} is too long")
+            extras = sorted(key for key in metadata if not METADATA_KEY.match(key))
+            if extras:
+                verb = "does" if len(extras) == 1 else "do"
+                joined = ", ".join(repr(key) for key in extras)
+                raise self._invalid(
+                    "metadata",
+                    metadata,
+                    f"{joined} {verb} not match any of the regexes: {METADATA_KEY.pattern!r}",
+                )
+        else:
+            raise HttpError(cinder_fault(400, "'metadata' is a required property"))
+        unexpected = [key for key in body if key not in ("metadata", "type")]
+        if unexpected:
+            listed = ", ".join(repr(key) for key in unexpected)
+            verb = "was" if len(unexpected) == 1 else "were"
+            raise HttpError(
+                cinder_fault(
+                    400, f"Additional properties are not allowed ({listed} {verb} unexpected)"
+                )
+            )
+        return {str(k): str(v) for k, v in metadata.items()}
 
     # -- actions -------------------------------------------------------------------------
     def volume_action(self, req: Request, params: dict[str, str]) -> Response:
@@ -771,6 +862,8 @@ def _attribute(name: str) -> Callable[[Volume], tuple[int, Any]]:
 
 
 def _volume_matches(volume: Volume, key: str, value: str) -> bool:
+    if key == "metadata":
+        return _metadata_matches(volume, value)
     if key in ("name", "display_name"):
         return volume.name == value
     if key == "status":
@@ -783,4 +876,26 @@ def _volume_matches(volume: Volume, key: str, value: str) -> bool:
         return volume.availability_zone == value
     if key == "volume_type_id":
         return volume.volume_type_id == value
+    return True
+
+
+def _metadata_matches(volume: Volume, value: str) -> bool:
+    """The `metadata` filter as Cinder applies it (volume/api.py, db/api.py).
+
+    `check_volume_filters` reads the value with `ast.literal_eval`, so it must be a
+    Python dict literal such as `{'backup': 'nightly'}`; anything else makes
+    `_process_volume_filters` return no query and the list is empty. Every pair must
+    match one of the volume's metadata items exactly (AND).
+    """
+    try:
+        wanted = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    if not isinstance(wanted, dict):
+        return False
+    for key, expected in wanted.items():
+        if isinstance(expected, (dict, list, tuple, set)) or expected is None:
+            return False
+        if volume.metadata.get(str(key)) != str(expected):
+            return False
     return True

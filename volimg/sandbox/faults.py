@@ -2,9 +2,11 @@
 
 HTTP-level hooks (`respond`, `drop_connection`, `delay`) act on the N-th request that
 matches a method and a path regex, before the service sees it; `lose_answer` lets the
-service act and then drops the answer. Two hooks act inside
-the services' asynchronous work instead: a Glance copy to a given store failing, and a
-Cinder upload failing the way Cinder's volume manager fails one.
+service act and then drops the answer. The other hooks act inside the services'
+asynchronous work instead: a Glance copy to a given store failing, a Cinder upload
+failing the way Cinder's volume manager fails one, and a Glance import task that never
+ends - either alive forever (`hang_import`) or dead with its lock still held
+(`abandon_import`), the two cases Glance's stale-lock rule tells apart.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Faults:
         self._rules: list[_HttpRule] = []
         self._store_failures: list[_Countdown] = []
         self._upload_failures: list[_Countdown] = []
+        self._hung_imports: list[_Countdown] = []
+        self._abandoned_imports: list[_Countdown] = []
 
     # -- HTTP-level hooks --------------------------------------------------------------
     def respond(
@@ -187,6 +191,46 @@ class Faults:
         with self._lock:
             self._upload_failures.append(_Countdown(volume, times, message))
 
+    def hang_import(self, *, image: str | None = None, times: int | None = 1) -> None:
+        """Make a copy-image task run forever while holding the image's import lock.
+
+        The task goes `processing` and then makes no progress, but stays alive: it keeps
+        its `updated_at` fresh the way a running copy does ("Copied N MiB" about once a
+        minute), also across `Sandbox.advance_clock`, so Glance never considers its lock
+        stale and every new import of the image gets 409. It ends when the sandbox stops.
+        `image` is an image ID (None: any image).
+        """
+        _check_counts(1, times)
+        with self._lock:
+            self._hung_imports.append(_Countdown(image, times))
+
+    def abandon_import(
+        self, *, image: str | None = None, status: str = "processing", times: int | None = 1
+    ) -> None:
+        """Make a copy-image task die where it stands, its import lock still held.
+
+        As when the glance-api worker running it is killed: the task stays `status`
+        ("processing", or "pending" as if never picked up) with `updated_at` frozen, and
+        nothing clears the lock until a new import finds it stale (60 minutes after that
+        `updated_at`, 120 for a pending task; see `Sandbox.advance_clock`).
+        """
+        if status not in ("pending", "processing"):
+            raise ValueError("an abandoned task is left 'pending' or 'processing'")
+        _check_counts(1, times)
+        with self._lock:
+            self._abandoned_imports.append(_Countdown(image, times, status))
+
+    def take_import_fault(self, image_id: str) -> str | None:
+        """What happens to a new import task: "hang", "pending", "processing" or None."""
+        with self._lock:
+            for rule in self._hung_imports:
+                if rule.key in (None, image_id) and rule.take():
+                    return "hang"
+            for rule in self._abandoned_imports:
+                if rule.key in (None, image_id) and rule.take():
+                    return rule.message
+        return None
+
     def take_store_failure(self, store: str) -> bool:
         with self._lock:
             return any(rule.key == store and rule.take() for rule in self._store_failures)
@@ -204,3 +248,5 @@ class Faults:
             self._rules.clear()
             self._store_failures.clear()
             self._upload_failures.clear()
+            self._hung_imports.clear()
+            self._abandoned_imports.clear()

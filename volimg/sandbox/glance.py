@@ -635,8 +635,9 @@ class Glance(Service):
                 self._enforce(req, image, "copy_image", token.is_admin)
             else:
                 self._enforce(req, image, "modify_image", self.owns(token, image))
+            stolen: ImportTask | None = None
             if "os_glance_import_task" in image.extra:
-                self.runner.enforce_lock(req, self, image)
+                stolen = self.runner.enforce_lock(req, self, image)
             stores = self._stores_from_request(req, body)
             all_stores = body.get("all_stores", False)
             if method_name == "copy-image" and all_stores:
@@ -659,8 +660,12 @@ class Glance(Service):
                 updated_at=now(),
             )
             self.cloud.tasks[task.id] = task
-            # The lock is taken before the 202 (set_property_atomic).
+            # The lock is taken before the 202 (set_property_atomic); only then is a
+            # taken-over task's progress cleaned up, so a request refused above (400,
+            # 409) leaves the lock dropped but the old progress lists in place.
             image.extra["os_glance_import_task"] = task.id
+            if stolen is not None:
+                self.runner.cleanup_stale_progress(image, stolen)
         self.runner.start(task.id, method_name, stores, bool(must_succeed))
         return Response.empty(202)
 

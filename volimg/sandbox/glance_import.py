@@ -40,6 +40,7 @@ INTERNAL_ERROR = "Task failed due to Internal Error"
 _TASK_TTL = timedelta(hours=48)  # [task] task_time_to_live
 _LOCK_EXPIRY = timedelta(minutes=60)
 _BUSTABLE = ("pending", "processing", "success", "failure")
+_HEARTBEAT = 0.05  # seconds between a hung task's updated_at refreshes
 
 
 def merge_stores(image: Image, key: str, stores: list[str], *, subtract: bool = False) -> None:
@@ -65,6 +66,12 @@ def _finish(
     task.expires_at = task.updated_at + _TASK_TTL
 
 
+def _fail(task: ImportTask, message: str) -> None:
+    """Fail a task unless it already ended (a preempted task keeps its own message)."""
+    if task.status in ("pending", "processing"):
+        _finish(task, "failure", message=message)
+
+
 class ImportRunner:
     """Runs import tasks in the background, one job per task."""
 
@@ -75,9 +82,17 @@ class ImportRunner:
         self.jobs = jobs
         self.faults = faults
         self.timings = timings
+        self.live: set[str] = set()  # task IDs `hang_import` keeps alive
 
-    def enforce_lock(self, req: Request, glance: Glance, image: Image) -> None:
-        """ImagesController._enforce_import_lock: 409 unless the holder is long dead."""
+    def enforce_lock(self, req: Request, glance: Glance, image: Image) -> ImportTask | None:
+        """ImagesController._enforce_import_lock: 409 unless the holder is long dead.
+
+        A lock whose task no longer exists is taken over at once; otherwise the task's
+        `updated_at` must be at least 60 minutes old (120 while it is `pending`). The
+        old task is failed "Expired lock preempted" (a finished task cannot be failed
+        again and keeps its status) and the lock is dropped. Returns the task whose
+        lock was taken, for `cleanup_stale_progress` once the new lock is held.
+        """
         task = self.cloud.tasks.get(image.extra[LOCK])
         if task is not None:
             expiry = _LOCK_EXPIRY * (2 if task.status == "pending" else 1)
@@ -85,36 +100,99 @@ class ImportRunner:
                 raise glance.fail(req, 409, "Image has active task")
             if task.status in ("pending", "processing"):
                 _finish(task, "failure", message="Expired lock preempted")
-            # _cleanup_stale_task_progress
-            for store in task.input.get("backend", []):
-                merge_stores(image, IMPORTING, [store], subtract=True)
-                merge_stores(image, FAILED, [store], subtract=True)
+            self.live.discard(task.id)
         del image.extra[LOCK]
+        return task
+
+    @staticmethod
+    def cleanup_stale_progress(image: Image, task: ImportTask) -> None:
+        """ImagesController._cleanup_stale_task_progress, once the new lock is held.
+
+        Each store the old task was given leaves both progress lists; unlike the task's
+        own merge_store_list this keeps the lists' order and sets both keys.
+        """
+        for store in task.input.get("backend", []):
+            for key in (IMPORTING, FAILED):
+                values = image.extra.get(key, "").split(",")
+                if store in values:
+                    values.remove(store)
+                image.extra[key] = ",".join(values)
+
+    def refresh_live(self) -> None:
+        """Tasks that `hang_import` keeps alive touch `updated_at`, as a running copy does."""
+        with self.cloud.lock:
+            for task_id in self.live:
+                task = self.cloud.tasks.get(task_id)
+                if task is not None and task.status == "processing":
+                    task.updated_at = now()
 
     def start(self, task_id: str, method: str, stores: list[str], must_succeed: bool) -> None:
+        fault = self.faults.take_import_fault(self.cloud.tasks[task_id].image_id)
+        if fault == "hang":
+            self.jobs.spawn(f"import-{task_id[:8]}", lambda: self._hang(task_id, stores))
+            return
+        if fault is not None:
+            self.jobs.spawn(f"import-{task_id[:8]}", lambda: self._abandon(task_id, stores, fault))
+            return
         self.jobs.spawn(
             f"import-{task_id[:8]}", lambda: self._run(task_id, method, stores, must_succeed)
         )
 
-    def _run(self, task_id: str, method: str, stores: list[str], must_succeed: bool) -> None:
+    def _begin(self, task_id: str, stores: list[str]) -> ImportTask | None:
+        """The executor picks the task up: `processing`, and the importing list is set."""
         if not self.jobs.sleep(self.timings().import_lag):
-            return
+            return None
         with self.cloud.lock:
             task = self.cloud.tasks[task_id]
             image = self._locked_image(task)
             if image is None:
-                _finish(task, "failure", message=INTERNAL_ERROR)
-                return
+                _fail(task, INTERNAL_ERROR)
+                return None
             task.status = "processing"
             task.updated_at = now()
-            if method != "copy-image":
-                # web-download would fetch a URL here; the sandbox has no network.
-                _finish(task, "failure", message="Name or service not known")
-                image.extra.pop(LOCK, None)
-                return
             merge_stores(image, IMPORTING, stores)
             merge_stores(image, FAILED, stores, subtract=True)
             image.updated_at = now()
+            return task
+
+    def _hang(self, task_id: str, stores: list[str]) -> None:
+        """`Faults.hang_import`: alive, holding the lock, never done."""
+        task = self._begin(task_id, stores)
+        if task is None:
+            return
+        with self.cloud.lock:
+            task.message = "Copied 0 MiB"
+            self.live.add(task_id)
+        while self.jobs.sleep(_HEARTBEAT):
+            with self.cloud.lock:
+                if task_id not in self.live or self._locked_image(task) is None:
+                    return
+            self.refresh_live()
+
+    def _abandon(self, task_id: str, stores: list[str], status: str) -> None:
+        """`Faults.abandon_import`: the worker dies; task and lock stay as they were."""
+        if status == "processing":
+            self._begin(task_id, stores)
+
+    def _run(self, task_id: str, method: str, stores: list[str], must_succeed: bool) -> None:
+        if method != "copy-image":
+            if not self.jobs.sleep(self.timings().import_lag):
+                return
+            with self.cloud.lock:
+                task = self.cloud.tasks[task_id]
+                image = self._locked_image(task)
+                if image is None:
+                    _fail(task, INTERNAL_ERROR)
+                    return
+                # web-download would fetch a URL here; the sandbox has no network.
+                task.status = "processing"
+                _finish(task, "failure", message="Name or service not known")
+                image.extra.pop(LOCK, None)
+            return
+        started = self._begin(task_id, stores)
+        if started is None:
+            return
+        task = started
         done: list[str] = []
         for store in stores:
             if not self.jobs.sleep(self.timings().store_copy):
@@ -122,7 +200,7 @@ class ImportRunner:
             with self.cloud.lock:
                 image = self._locked_image(task)
                 if image is None:
-                    _finish(task, "failure", message=INTERNAL_ERROR)
+                    _fail(task, INTERNAL_ERROR)
                     return
                 if self._copy(image, store):
                     done.append(store)
@@ -142,7 +220,7 @@ class ImportRunner:
             with self.cloud.lock:
                 image = self._locked_image(task)
                 if image is None:
-                    _finish(task, "failure", message=INTERNAL_ERROR)
+                    _fail(task, INTERNAL_ERROR)
                     return
                 _finish(task, "success", result={"image_id": image.id})
             self.jobs.sleep(self.timings().import_lag)
@@ -153,7 +231,7 @@ class ImportRunner:
             return
         self.jobs.sleep(self.timings().import_lag)
         with self.cloud.lock:
-            _finish(task, "failure", message=INTERNAL_ERROR)
+            _fail(task, INTERNAL_ERROR)
 
     def _locked_image(self, task: ImportTask) -> Image | None:
         """The image, if it still exists and this task still holds its import lock."""

@@ -12,15 +12,19 @@ import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
 from volimg.sandbox.cinder import Cinder
-from volimg.sandbox.cinder_manager import VolumeManager
+from volimg.sandbox.cinder_manager import BLANK_VOLUME, VolumeManager, volume_image_metadata
+from volimg.sandbox.diskformat import to_raw
 from volimg.sandbox.faults import Faults
 from volimg.sandbox.glance import Glance
 from volimg.sandbox.glance_client import InternalGlanceClient
 from volimg.sandbox.glance_import import ImportRunner
+from volimg.sandbox.glance_views import image_view
 from volimg.sandbox.jobs import Jobs
 from volimg.sandbox.keystone import REGION, Keystone
 from volimg.sandbox.reqlog import RequestLog
@@ -34,7 +38,7 @@ from volimg.sandbox.seed import (
 )
 from volimg.sandbox.server import Dispatcher, SandboxHTTPServer
 from volimg.sandbox.service import Service
-from volimg.sandbox.state import Cloud, CloudConfig
+from volimg.sandbox.state import CLOCK, Cloud, CloudConfig, Volume, new_id, now
 from volimg.sandbox.timings import Timings
 
 DEFAULT_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
@@ -109,6 +113,8 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         self._identities: Identities | None = None
         self._stopped = False
+        self._runner: ImportRunner | None = None
+        self._clock_advanced = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -149,6 +155,7 @@ class Sandbox:
         glance_client = InternalGlanceClient(internal_host, self.port, Glance.prefix, secret)
         timings = lambda: self.timings  # noqa: E731 - the live Timings, tests may swap it
         runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
+        self._runner = runner
         manager = VolumeManager(self.cloud, self._jobs, self.faults, glance_client, timings)
         return [
             Keystone(self.cloud, Cinder.prefix, Glance.prefix),
@@ -158,6 +165,8 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop serving, wake background jobs, remove a temporary clouds.yaml."""
+        CLOCK.rewind(self._clock_advanced)
+        self._clock_advanced = 0.0
         if self._server is None:
             return
         self._stopped = True
@@ -196,6 +205,90 @@ class Sandbox:
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no asynchronous job (volume, upload, copy) is running."""
         return self._jobs.wait_idle(timeout)
+
+    # -- test conveniences ----------------------------------------------------------------
+    def advance_clock(self, seconds: float) -> None:
+        """Move the sandbox's clock forward: everything that reads the time sees it.
+
+        Task ages (Glance's stale import lock: 60 minutes, 120 for a pending task),
+        token expiry, `created_at`/`updated_at` of new resources. Clients keep their
+        own clock; a token that expires this way is refused with 401 and keystoneauth
+        fetches a new one. The offset is process-wide (see `state.CLOCK`) and is taken
+        back when this sandbox stops.
+        """
+        CLOCK.advance(seconds)
+        self._clock_advanced += seconds
+        if self._runner is not None:
+            self._runner.refresh_live()  # a live task has touched updated_at meanwhile
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the sandbox's clock runs ahead of the real one."""
+        return CLOCK.offset.total_seconds()
+
+    def add_volumes(
+        self,
+        count: int,
+        *,
+        name_prefix: str = "bulk",
+        base_image: str | None = None,
+        volume_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        project: str | None = None,
+        size: int = 1,
+    ) -> list[str]:
+        """Create `count` available volumes directly in the sandbox's state; their IDs.
+
+        A test and benchmark convenience: no API calls and no `creating` phase, so a
+        fleet of hundreds exists at once. Each volume looks as if Cinder had made it:
+        named `<name_prefix>-0001`..., of `volume_type` (name or ID; Cinder's default
+        type when None), owned by `project` (name or ID; the admin's project when
+        None), with a copy of `metadata`, and - from `base_image` (name or ID, must be
+        active) - the image's data, `bootable` and `volume_image_metadata`.
+        """
+        if count < 0 or size < 1:
+            raise ValueError("count must be >= 0 and size >= 1")
+        identities = self._require_identities()
+        with self.cloud.lock:
+            owner_project = self.cloud.find_project(project or identities.admin.project_name)
+            owner = next(
+                (u for u in self.cloud.users.values() if u.default_project_id == owner_project.id),
+                self.cloud.find_user(identities.admin.username),
+            )
+            vtype = self.cloud.find_volume_type(volume_type or self.cloud.default_volume_type or "")
+            image_meta: dict[str, str] = {}
+            data = BLANK_VOLUME
+            if base_image is not None:
+                image = self.cloud.find_image(base_image)
+                if image.status != "active" or not image.locations:
+                    raise ValueError(f"base image {base_image!r} is not active")
+                image_meta = volume_image_metadata(image_view(image))
+                data = to_raw(self.cloud.stores[image.locations[0]].blobs[image.id])
+            width = max(4, len(str(count)))
+            start = now()
+            ids: list[str] = []
+            for number in range(1, count + 1):
+                created = start + timedelta(microseconds=number)
+                volume = Volume(
+                    id=new_id(),
+                    name=f"{name_prefix}-{number:0{width}d}",
+                    project_id=owner_project.id,
+                    user_id=owner.id,
+                    size=size,
+                    volume_type_id=vtype.id,
+                    status="available",
+                    bootable=base_image is not None,
+                    host=self.cloud.config.volume_host,
+                    service_uuid=self.cloud.service_uuid,
+                    metadata=dict(metadata or {}),
+                    image_metadata=dict(image_meta),
+                    data=data,
+                    created_at=created,
+                    updated_at=created,
+                )
+                self.cloud.volumes[volume.id] = volume
+                ids.append(volume.id)
+        return ids
 
     # -- connection settings -------------------------------------------------------------
     @property

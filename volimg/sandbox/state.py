@@ -18,9 +18,41 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 
+class _Clock:
+    """How far the sandbox's clock runs ahead of the real one.
+
+    Process-wide, because `now()` is read everywhere (dataclass defaults included):
+    two sandboxes running at once in one process share it. `Sandbox.advance_clock`
+    moves it and `Sandbox.stop` takes its own share back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = timedelta(0)
+
+    @property
+    def offset(self) -> timedelta:
+        with self._lock:
+            return self._offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the sandbox clock only moves forward")
+        with self._lock:
+            self._offset += timedelta(seconds=seconds)
+
+    def rewind(self, seconds: float) -> None:
+        """Undo an earlier `advance` (when its sandbox stops)."""
+        with self._lock:
+            self._offset -= timedelta(seconds=seconds)
+
+
+CLOCK = _Clock()
+
+
 def now() -> datetime:
-    """Current UTC time; the one clock of the sandbox."""
-    return datetime.now(timezone.utc)
+    """Current UTC time, plus `CLOCK.offset`; the one clock of the sandbox."""
+    return datetime.now(timezone.utc) + CLOCK.offset
 
 
 def new_id() -> str:
