@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -17,6 +18,7 @@ from click.core import ParameterSource
 from volimg import __version__
 from volimg.context import AppContext
 from volimg.errors import Interrupted, UsageProblem, VolimgError
+from volimg.provenance import Period
 
 if TYPE_CHECKING:
     from volimg.events import EventSink
@@ -92,28 +94,38 @@ def _run_and_report(app: AppContext, work: Callable[[EventSink], Outcome]) -> No
     _exit_with(int(outcome.exit_code))
 
 
-def format_option(f: F) -> F:
+def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
+    ndjson = " ndjson (batches): one JSON line per volume as it finishes, then a summary."
     return click.option(
         "-f",
         "--format",
         "output_format",
-        type=click.Choice(["table", "json"]),
+        type=click.Choice(list(formats)),
         default="table",
         show_default=True,
-        help="table for people; json for scripts (stdout holds exactly one document).",
+        help="table for people; json for scripts (stdout holds exactly one document)."
+        + (ndjson if "ndjson" in formats else ""),
     )(f)
 
 
-def with_app(f: F) -> F:
-    """Pass the AppContext, with the command's output format recorded on it."""
-
+def _with_app(f: F, formats: Sequence[str]) -> F:
     @functools.wraps(f)
     @click.pass_obj
     def wrapper(app: AppContext, /, *args: Any, output_format: str, **kwargs: Any) -> Any:
         app.output_format = output_format
         return f(app, *args, **kwargs)
 
-    return format_option(wrapper)  # type: ignore[return-value]
+    return format_option(wrapper, formats)  # type: ignore[return-value]
+
+
+def with_app(f: F) -> F:
+    """Pass the AppContext, with the command's output format recorded on it."""
+    return _with_app(f, ("table", "json"))
+
+
+def with_app_formats(*formats: str) -> Callable[[F], F]:
+    """``with_app`` for a command that offers more formats (ndjson for batches)."""
+    return lambda f: _with_app(f, formats)
 
 
 def placement_options(f: F) -> F:
@@ -245,29 +257,184 @@ def cli(
     )
 
 
+def batch_options(f: F) -> F:
+    """Options that select many volumes or shape a batch run (docs/cron.md)."""
+    decorators = [
+        click.option(
+            "--from-file",
+            "from_file",
+            type=click.File("r", encoding="utf-8"),
+            metavar="PATH|-",
+            help="Read volume names or IDs from a file (one a line, # comments), - for stdin.",
+        ),
+        click.option(
+            "--selector",
+            "selectors",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Select volumes whose metadata has KEY=VALUE (repeatable, all must match).",
+        ),
+        click.option(
+            "--all-projects", is_flag=True, help="With --selector: every project's volumes (admin)."
+        ),
+        click.option(
+            "--require-match",
+            is_flag=True,
+            help="Exit 2 when the selection is empty (default: exit 0 saying so).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            help="Volumes uploaded at once.",
+        ),
+        click.option(
+            "--once-per",
+            type=click.Choice([p.value for p in Period]),
+            help="At most one image per volume per UTC period; a re-run finishes what is "
+            "unfinished and skips what is done.",
+        ),
+        click.option(
+            "--keep",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Keep the newest N volimg images of each volume done in this run; delete "
+            "older ones (never protected ones).",
+        ),
+        click.option(
+            "--lock",
+            "lock",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[PATH]",
+            help="Exit 75 at once if another run holds this lock [PATH default: "
+            "$XDG_STATE_HOME/volimg/upload.lock].",
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="PATH.prom",
+            help="Write node_exporter textfile metrics of the run here (atomically).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
 @cli.command()
-@click.argument("volume")
+@click.argument("volumes", nargs=-1, metavar="[VOLUME]...")
 @placement_options
 @wait_options
+@batch_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@with_app
+@with_app_formats("table", "json", "ndjson")
 def upload(
-    app: AppContext, volume: str, wait: bool, timeout: float, dry_run: bool, **kwargs: Any
+    app: AppContext,
+    volumes: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    dry_run: bool,
+    from_file: TextIO | None,
+    selectors: tuple[str, ...],
+    all_projects: bool,
+    require_match: bool,
+    concurrency: int,
+    once_per: str | None,
+    keep: int | None,
+    lock: str | None,
+    metrics_file: Path | None,
+    **kwargs: Any,
 ) -> None:
-    """Upload VOLUME (name or ID) to a new image and place it in the planned stores."""
-    from volimg import core
+    """Upload each VOLUME (name or ID) to a new image and place it in the planned stores.
 
-    _run_and_report(
-        app,
-        lambda sink: core.upload(
-            app.gateway(),
-            volume,
-            _upload_options(kwargs),
-            app.run_settings(wait=wait, timeout=timeout),
-            dry_run=dry_run,
-            emit=sink,
-        ),
+    One VOLUME runs as before. Several, --from-file or --selector make a batch: every
+    volume runs even if another fails, busy volumes are skipped, and the exit code is
+    0 when all are done (or were already done), 1 if any failed, 3 if any is partial.
+    """
+    from volimg import core
+    from volimg.selection import parse_selector, parse_volume_list, unique_refs
+
+    ctx = click.get_current_context()
+    batch_flags = [
+        name
+        for name in ("from_file", "selectors", "all_projects", "require_match", "once_per",
+                     "keep", "lock", "metrics_file", "concurrency")
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    ]  # fmt: skip
+    if len(volumes) == 1 and not batch_flags and app.output_format != "ndjson":
+        _run_and_report(
+            app,
+            lambda sink: core.upload(
+                app.gateway(),
+                volumes[0],
+                _upload_options(kwargs),
+                app.run_settings(wait=wait, timeout=timeout),
+                dry_run=dry_run,
+                emit=sink,
+            ),
+        )
+        return
+    if kwargs["image_name"]:
+        raise click.UsageError(
+            "--name names one image; a batch names each image <volume>-<period or UTC time>"
+        )
+    refs = list(volumes)
+    if from_file is not None:
+        refs += parse_volume_list(from_file.read(), from_file.name)
+    if not volumes and from_file is None and not selectors:
+        raise click.UsageError("name at least one VOLUME, or use --from-file or --selector")
+    from volimg.batch import BatchOptions, Selection
+
+    selection = Selection(
+        refs=unique_refs(refs),
+        selectors=tuple(parse_selector(s) for s in selectors),
+        all_projects=all_projects,
+        require_match=require_match,
     )
+    options = BatchOptions(
+        upload=_upload_options(kwargs),
+        concurrency=concurrency,
+        once_per=Period(once_per) if once_per else None,
+        keep=keep,
+        dry_run=dry_run,
+    )
+    _run_batch(
+        app, selection, options, app.run_settings(wait=wait, timeout=timeout), lock, metrics_file
+    )
+
+
+def _run_batch(
+    app: AppContext,
+    selection: Any,
+    options: Any,
+    settings: Any,
+    lock: str | None,
+    metrics_file: Path | None,
+) -> None:
+    """Take the lock, run the batch with live progress, render, write metrics, exit."""
+    from contextlib import nullcontext
+
+    from volimg.batch import run_batch
+    from volimg.fleet_render import write_batch_metrics
+    from volimg.locking import default_lock_path, held
+    from volimg.metrics import check_textfile_path
+
+    if metrics_file is not None:
+        check_textfile_path(metrics_file)
+    lock_path = None if lock is None else Path(lock) if lock else default_lock_path("upload")
+    renderer = app.batch_renderer()
+    with held(lock_path) if lock_path is not None else nullcontext():
+        with renderer.progress() as sink:
+            outcome = run_batch(
+                app.gateway(), selection, options, settings, sink, on_result=renderer.on_result
+            )
+        renderer.outcome(outcome)
+        if metrics_file is not None and not options.dry_run:
+            write_batch_metrics(metrics_file, outcome)
+    _exit_with(int(outcome.exit_code))
 
 
 @cli.command()
@@ -335,6 +502,104 @@ def replicate(
             emit=sink,
         ),
     )
+
+
+@cli.command()
+@click.option(
+    "--image", "images", multiple=True, metavar="IMAGE", help="Audit this image (repeatable)."
+)
+@click.option(
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="VOLUME",
+    help="Audit the images made from this volume (repeatable).",
+)
+@click.option("--all-projects", is_flag=True, help="Every project's stamped images (admin).")
+@click.option("--fix", is_flag=True, help="Repair what can be repaired: copy, prune, take over.")
+@click.option("--dry-run", is_flag=True, help="With --fix: print the repairs; change nothing.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Images repaired at once.",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH.prom",
+    help="Write node_exporter textfile metrics of the audit here (atomically).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --fix: give up waiting for one image's repair after this long.",
+)
+@with_app_formats("table", "json", "ndjson")
+def audit(
+    app: AppContext,
+    images: tuple[str, ...],
+    volumes: tuple[str, ...],
+    all_projects: bool,
+    fix: bool,
+    dry_run: bool,
+    concurrency: int,
+    metrics_file: Path | None,
+    timeout: float,
+) -> None:
+    """Check that every volimg-stamped image is in the stores the rules give it now.
+
+    One finding per image: ok, missing, extra, failed-import, importing, stale-lock,
+    base-gone or not-active (docs/audit.md). Exit 0 when everything is ok (or
+    repaired), 3 when findings remain or a repair failed.
+    """
+    from volimg.audit import AuditOptions, run_audit
+    from volimg.fleet_render import write_audit_metrics
+    from volimg.metrics import check_textfile_path
+
+    if dry_run and not fix:
+        raise click.UsageError("--dry-run goes with --fix (audit alone changes nothing)")
+    if metrics_file is not None:
+        check_textfile_path(metrics_file)
+    options = AuditOptions(
+        images=images,
+        volumes=volumes,
+        all_projects=all_projects,
+        fix=fix,
+        dry_run=dry_run,
+        concurrency=concurrency,
+    )
+    renderer = app.audit_renderer()
+    with renderer.progress() as sink:
+        outcome = run_audit(app.gateway(), options, app.run_settings(timeout=timeout), sink)
+    renderer.audit(outcome)
+    if metrics_file is not None:
+        write_audit_metrics(metrics_file, outcome)
+    _exit_with(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--base", required=True, metavar="BASE_IMAGE", help="The image it was made from.")
+@click.option("--volume", metavar="VOLUME", help="The volume it was uploaded from, if known.")
+@click.option(
+    "--prune-intent",
+    is_flag=True,
+    help="Record that the image belongs only in its target stores (audit reports others).",
+)
+@with_app
+def adopt(app: AppContext, image: str, base: str, volume: str | None, prune_intent: bool) -> None:
+    """Stamp IMAGE, made without volimg, so that audit covers it. No data moves."""
+    from volimg.audit import adopt as adopt_image
+
+    stamp = adopt_image(
+        app.gateway(), image, base, volume, prune_intent=prune_intent, now=app.clock.wall()
+    )
+    app.renderer().stamped("adopt", stamp)
 
 
 @cli.command()

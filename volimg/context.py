@@ -17,6 +17,7 @@ from volimg.results import DEFAULT_POLL_INTERVAL, RunSettings
 from volimg.waiting import Clock
 
 if TYPE_CHECKING:
+    from volimg.fleet_render import AuditRenderer, BatchRenderer
     from volimg.gateway import Gateway
     from volimg.render import Renderer
 
@@ -86,6 +87,22 @@ class AppContext:
             stderr=console(self.stderr or sys.stderr),
             fmt=self.output_format,
             wall_clock=self.clock.wall,
+        )
+
+    def batch_renderer(self) -> BatchRenderer:
+        from volimg.fleet_render import BatchRenderer
+
+        plain = self.renderer()
+        return BatchRenderer(
+            stdout=plain.out, stderr=plain.err, fmt=self.output_format, wall_clock=self.clock.wall
+        )
+
+    def audit_renderer(self) -> AuditRenderer:
+        from volimg.fleet_render import AuditRenderer
+
+        plain = self.renderer()
+        return AuditRenderer(
+            stdout=plain.out, stderr=plain.err, fmt=self.output_format, wall_clock=self.clock.wall
         )
 
     def configure_logging(self) -> None:

@@ -11,14 +11,16 @@ returned ``Outcome``, including the error that stopped it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from volimg import events as ev
 from volimg.errors import InputError
 from volimg.executor import run_replication, run_upload
 from volimg.gateway import Gateway
-from volimg.model import GlanceInfo, VolumeTypeInfo
+from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo
 from volimg.planner import (
     Plan,
     ReplicationFacts,
@@ -33,11 +35,43 @@ from volimg.results import Outcome, RunSettings, planned
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> UploadFacts:
+
+class SharedFacts:
+    """Facts every volume of one run shares, read once however many volumes need them.
+
+    Glance's stores, each volume type and each base image are the same for every
+    volume in a batch (or every image in an audit); reading them once per run keeps
+    the requests per volume flat. Thread-safe: batch workers share one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memo: dict[tuple[str, str], object] = {}
+
+    def get(self, kind: str, key: str, read: Callable[[], T]) -> T:
+        with self._lock:
+            if (kind, key) in self._memo:
+                return self._memo[(kind, key)]  # type: ignore[return-value]
+        value = read()
+        with self._lock:
+            self._memo.setdefault((kind, key), value)
+            return self._memo[(kind, key)]  # type: ignore[return-value]
+
+
+def gather_upload_facts(
+    gateway: Gateway,
+    volume_ref: str | Volume,
+    *,
+    now: datetime,
+    shared: SharedFacts | None = None,
+    resuming: Image | None = None,
+) -> UploadFacts:
     """Read everything the plan depends on; change nothing."""
-    identity = gateway.identity()
-    volume = gateway.find_volume(volume_ref)
+    shared = shared or SharedFacts()
+    identity = shared.get("identity", "", gateway.identity)
+    volume = gateway.find_volume(volume_ref) if isinstance(volume_ref, str) else volume_ref
     log.info(
         "volume %s (%s): %s, type %s, made from image %s",
         volume.label,
@@ -48,16 +82,25 @@ def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> 
     )
     volume_type = None
     if volume.volume_type:
+        type_name = volume.volume_type
         # Cinder shows image_service:store_id only to roles its policy allows
         # (volume_extension:types_extra_specs:read_sensitive, admin by default).
-        volume_type = gateway.volume_type(
-            volume.volume_type, specs_visible=identity.is_admin
-        ) or VolumeTypeInfo(name=volume.volume_type, specs_visible=False)
+        volume_type = shared.get(
+            "volume type",
+            type_name,
+            lambda: (
+                gateway.volume_type(type_name, specs_visible=identity.is_admin)
+                or VolumeTypeInfo(name=type_name, specs_visible=False)
+            ),
+        )
         log.info("volume type %s: image_service:store_id %s", volume_type.name, volume_type.store)
-    base_image = gateway.get_image(volume.base_image_id) if volume.base_image_id else None
+    base_id = volume.base_image_id
+    base_image = (
+        shared.get("image", base_id, lambda: gateway.get_image(base_id)) if base_id else None
+    )
     if base_image is not None:
         log.info("base image %s: stores %s", base_image.id, ",".join(base_image.stores) or "-")
-    glance = gateway.glance_info()
+    glance = shared.get("glance", "", gateway.glance_info)
     log.info(
         "Glance stores %s (default %s), import methods %s",
         ",".join(s.id for s in glance.stores) or "-",
@@ -70,8 +113,9 @@ def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> 
         base_image=base_image,
         glance=glance,
         identity=identity,
-        cinder_max_microversion=gateway.cinder_max_microversion(),
+        cinder_max_microversion=shared.get("cinder", "", gateway.cinder_max_microversion),
         requested_at=now,
+        resuming=resuming,
     )
 
 

@@ -74,6 +74,19 @@ class Stamped(Event):
 
 
 @dataclass(frozen=True)
+class ItemStarted(Event):
+    """A batch (or audit) began working on ``subject``."""
+
+
+@dataclass(frozen=True)
+class ItemFinished(Event):
+    """A batch (or audit) is done with ``subject``: its result and why."""
+
+    result: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     """Something the operator should know that is not an error."""
 

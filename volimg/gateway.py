@@ -200,6 +200,22 @@ class Gateway:
     def close(self) -> None:
         self._conn.close()
 
+    def fork(self) -> Gateway:
+        """A gateway for another thread: its own HTTP session, the same login.
+
+        keystoneauth's Session and requests' Session are not meant to be shared by
+        threads, so each worker of a batch gets its own; the auth plugin (one token,
+        guarded by keystoneauth's own lock) and the discovery cache are shared, so a
+        worker costs no extra Keystone or version-discovery request.
+        """
+        import copy
+
+        from openstack import connection
+
+        region = copy.copy(self._conn.config)
+        region._keystone_session = None  # CloudRegion.get_session() builds a new one
+        return Gateway(connection.Connection(config=region))
+
     # --- identity ---------------------------------------------------------------
 
     def identity(self) -> CloudIdentity:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +27,16 @@ def version_tuple(version: str) -> tuple[int, int]:
     """An API microversion such as "3.71" as a comparable (3, 71)."""
     major, _, minor = version.partition(".")
     return int(major), int(minor or 0)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An OpenStack timestamp (ISO 8601, UTC, with or without Z or microseconds)."""
+    if not value:
+        return None
+    from datetime import timezone
+
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def split_stores(value: str | None) -> tuple[str, ...]:
@@ -162,6 +173,19 @@ class ImportTask:
     @property
     def finished(self) -> bool:
         return self.status in ("success", "failure")
+
+    def takeover_at(self) -> datetime | None:
+        """When Glance lets a new import take over this task's import lock.
+
+        glance/api/v2/images.py ``_enforce_import_lock``: a task that has not been
+        updated for 60 minutes (120 while it is still ``pending``) is considered dead,
+        and the next import request preempts it. A running copy refreshes
+        ``updated_at`` about once a minute ("Copied N MiB").
+        """
+        moment = parse_time(self.updated_at or self.created_at)
+        if moment is None:
+            return None
+        return moment + timedelta(minutes=120 if self.status == "pending" else 60)
 
 
 @dataclass(frozen=True)

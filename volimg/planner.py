@@ -129,6 +129,9 @@ class UploadFacts:
     identity: CloudIdentity
     requested_at: datetime
     cinder_max_microversion: str | None = None
+    # An image an earlier run's upload made (found by its stamp or name): the plan is
+    # for finishing that upload, so a volume still 'uploading' for it is expected.
+    resuming: Image | None = None
 
     @property
     def base_image_missing(self) -> bool:
@@ -453,7 +456,18 @@ def _follow_base(
 def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
     """Decide where the new image goes and how it gets there. Raises ``InputError``."""
     glance = facts.glance
-    decisions = [_check_uploadable(facts.volume, options.force)]
+    if facts.resuming is not None:
+        decisions = [
+            Decision(
+                "volume",
+                "resumed",
+                f"an earlier run already uploaded {facts.volume.label} to image "
+                f"{facts.resuming.id} ({facts.resuming.status}): volimg finishes that one "
+                "instead of uploading again",
+            )
+        ]
+    else:
+        decisions = [_check_uploadable(facts.volume, options.force)]
     request = _upload_request(facts, options)
     if options.replicate is False and options.also_stores:
         raise InputError(

@@ -24,6 +24,7 @@ from volimg import events as ev
 from volimg.errors import VolimgError
 from volimg.model import GlanceInfo, Image, Volume
 from volimg.planner import Plan, ReplicationPlan
+from volimg.provenance import TAG, Stamp
 from volimg.results import Outcome
 
 SCHEMA_VERSION = 1
@@ -343,6 +344,24 @@ class Renderer:
             f"copy-image: {enabled} (import methods: {_list(info.import_methods)})",
             highlight=False,
         )
+
+    def stamped(self, command: str, stamp: Stamp) -> None:
+        """The stamp an ``adopt`` wrote."""
+        props = stamp.properties()
+        if self.json:
+            self._emit_json(
+                {
+                    "volimg": __version__,
+                    "schema_version": SCHEMA_VERSION,
+                    "command": command,
+                    "result": "ok",
+                    "image_id": stamp.image_id,
+                    "stamp": props,
+                    "tag": TAG,
+                }
+            )
+            return
+        self._rows([("image", stamp.image_id), *props.items(), ("tag", TAG)])
 
     def error(self, error: VolimgError, *, document: bool = True, command: str = "") -> None:
         """An error: one line (and a hint) on stderr; in JSON mode also the document."""

@@ -554,6 +554,14 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
     task = next((t for t in tasks if t.id == lock), None)
     if task is None or task.finished or not overlaps:
         return image
+    takeover = task.takeover_at()
+    if takeover is not None and job.settings.clock.wall() >= takeover:
+        job.emit(
+            ev.Notice,
+            message=f"the import lock of image {image.id} belongs to task {lock}, which has "
+            f"not moved since {task.updated_at}: Glance lets a new import take it over",
+        )
+        return image
     job.emit(
         ev.Notice,
         message=f"an import of image {image.id} to "

@@ -1,0 +1,505 @@
+"""Fleet uploads from cron: many volumes, once per period, retention, metrics, output.
+
+Volumes are made through the Cinder API (openstacksdk), so the same scenarios run on
+the sandbox and, where marked, on the real stack.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CloudUnderTest
+from tests.scenarios.conftest import VolimgRunner
+from tests.scenarios.test_upload import stores_of
+from volimg.provenance import TAG, Period, Stamp, period_key
+
+LIVE = ("queued", "saving", "uploading", "importing", "active")
+
+
+def make_volumes(conn: Any, count: int, prefix: str, *, from_image: bool = True) -> list[Any]:
+    """``count`` 1 GiB volumes made from cirros-base (or blank), all available."""
+    base = conn.image.find_image("cirros-base", ignore_missing=False) if from_image else None
+    made = [
+        conn.block_storage.create_volume(
+            size=1, name=f"{prefix}-{i:02d}", **({"image_id": base.id} if base else {})
+        )
+        for i in range(count)
+    ]
+    deadline = time.monotonic() + 300
+    for volume in made:
+        while True:
+            current = conn.block_storage.get_volume(volume.id)
+            if current.status == "available":
+                break
+            assert current.status != "error", current
+            assert time.monotonic() < deadline, f"volume {volume.id} is still {current.status}"
+            time.sleep(0.05)
+    return made
+
+
+def period_images(conn: Any, volume_id: str, period: str) -> list[Any]:
+    """Live images stamped for this volume and period (what a re-run must not add to).
+
+    openstacksdk drops query filters it does not know, so the check is done here.
+    """
+    found = []
+    for image in conn.image.images(tag=TAG):
+        stamp = stamp_of(image)
+        if (
+            image.status in LIVE
+            and stamp is not None
+            and stamp.source_volume == volume_id
+            and stamp.period == period
+        ):
+            found.append(image)
+    return found
+
+
+def stamp_of(image: Any) -> Stamp | None:
+    props = {k: str(v) for k, v in (image.properties or {}).items()}
+    return Stamp.from_properties(image.id, props)
+
+
+def write_list(tmp_path: Path, names: list[str], extra: str = "") -> Path:
+    path = tmp_path / "volumes.txt"
+    path.write_text("# nightly volumes\n" + "\n".join(names) + "\n" + extra)
+    return path
+
+
+def today() -> str:
+    from datetime import datetime, timezone
+
+    return period_key(Period.DAY, datetime.now(timezone.utc))
+
+
+# --- the stamp ------------------------------------------------------------------------
+
+
+def test_every_upload_is_stamped_and_the_stamp_survives_cinder(
+    volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+) -> None:
+    run = volimg("upload", "boot-vol", *qcow2, "-f", "json")
+
+    assert run.exit_code == 0, run
+    image = admin_conn.image.get_image(run.doc["image"]["id"])
+    assert image.status == "active"
+    stamp = stamp_of(image)
+    assert stamp is not None, image.properties
+    volume = admin_conn.block_storage.find_volume("boot-vol")
+    assert stamp.source_volume == volume.id
+    assert stamp.base_image == admin_conn.image.find_image("cirros-base").id
+    assert stamp.rule.value == "base-image-stores"
+    assert stamp.prune is False
+    assert stamp.period is None
+    assert TAG in image.tags
+
+
+def test_a_member_stamps_their_own_image(
+    cloud: CloudUnderTest, volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+) -> None:
+    import openstack
+
+    member = openstack.connect(cloud=cloud.member_cloud)
+    base = admin_conn.image.find_image("cirros-base", ignore_missing=False)
+    volume = member.block_storage.create_volume(
+        size=1,
+        image_id=base.id,
+        volume_type="pinned-archive",
+        name=f"member-stamp-{uuid.uuid4().hex[:8]}",
+    )
+    member.block_storage.wait_for_status(volume, "available", failures=["error"], wait=120)
+
+    run = volimg("upload", volume.id, *qcow2, "-f", "json", member=True)
+
+    assert run.exit_code == 0, run
+    image = admin_conn.image.get_image(run.doc["image"]["id"])
+    stamp = stamp_of(image)
+    assert stamp is not None, image.properties
+    assert stamp.source_volume == volume.id
+    # A member cannot see image_service:store_id; the landing taught volimg rule 1.
+    assert stamp.rule.value == "volume-type-store"
+    assert TAG in image.tags
+    member.close()
+
+
+# --- a batch ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_fifty_volumes_two_failing_then_a_rerun_finishes_them(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    import openstack
+
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    conn = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    volumes = make_volumes(conn, 50, "fleet")
+    failing = [volumes[7], volumes[31]]
+    for volume in failing:
+        sandbox.faults.fail_cinder_upload(volume=volume.id, times=1)
+    listing = write_list(tmp_path, [v.name for v in volumes])
+
+    first = volimg_sandbox(
+        "upload", "--from-file", str(listing), "--concurrency", "8", "--once-per", "day",
+        "-f", "json",
+    )  # fmt: skip
+
+    assert first.exit_code == 1, first
+    doc = first.doc
+    assert doc["summary"]["counts"]["ok"] == 48
+    assert doc["summary"]["counts"]["failed"] == 2
+    failed = {v["volume"]["id"] for v in doc["volumes"] if v["result"] == "failed"}
+    assert failed == {v.id for v in failing}
+    for entry in doc["volumes"]:
+        if entry["result"] == "failed":
+            assert entry["error"]["type"] == "UploadFailed"
+            assert entry["next_steps"]
+            assert "volimg upload" in entry["next_steps"][0]
+    period = doc["summary"]["period"]
+    assert period == today()
+    uploads_before = len(sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$"))
+
+    second = volimg_sandbox(
+        "upload", "--from-file", str(listing), "--concurrency", "8", "--once-per", "day",
+        "-f", "json",
+    )  # fmt: skip
+
+    assert second.exit_code == 0, second
+    counts = second.doc["summary"]["counts"]
+    assert counts["already-done"] == 48
+    assert counts["ok"] == 2
+    uploads = sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")
+    assert len(uploads) - uploads_before == 2
+    for volume in volumes:
+        assert len(period_images(conn, volume.id, period)) == 1, volume.name
+    conn.close()
+
+
+def test_a_batch_with_no_volume_is_fine_unless_a_match_is_required(
+    volimg_sandbox: VolimgRunner, tmp_path: Path
+) -> None:
+    listing = write_list(tmp_path, [])
+
+    run = volimg_sandbox("upload", "--from-file", str(listing))
+    required = volimg_sandbox("upload", "--from-file", str(listing), "--require-match")
+
+    assert run.exit_code == 0, run
+    assert "no volume matched" in run.stdout
+    assert required.exit_code == 2, required
+    assert "--require-match" in required.stderr
+
+
+def test_a_volume_named_twice_is_done_once(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    boot = sandbox.cloud.find_volume("boot-vol")
+    listing = write_list(tmp_path, ["boot-vol", boot.id, "boot-vol"])
+
+    run = volimg_sandbox("upload", "--from-file", str(listing), "data-vol", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert sorted(v["volume"]["name"] for v in run.doc["volumes"]) == ["boot-vol", "data-vol"]
+    assert len(sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")) == 2
+
+
+def test_busy_and_unknown_volumes_are_reported_and_the_rest_runs(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    sandbox.cloud.set_volume_status("data-vol", "backing-up")
+
+    run = volimg_sandbox("upload", "boot-vol", "data-vol", "no-such-vol", "busy-vol", "-f", "json")
+
+    assert run.exit_code == 1, run
+    by_ref = {v["ref"]: v for v in run.doc["volumes"]}
+    assert by_ref["boot-vol"]["result"] == "ok"
+    assert by_ref["data-vol"]["result"] == "skipped"
+    assert "backing-up" in by_ref["data-vol"]["reason"]
+    assert by_ref["busy-vol"]["result"] == "skipped"
+    assert "--force" in by_ref["busy-vol"]["error"]["hint"]
+    assert by_ref["no-such-vol"]["result"] == "failed"
+    assert by_ref["no-such-vol"]["error"]["type"] == "VolumeNotFound"
+
+
+def test_ndjson_gives_one_parseable_line_per_volume_then_the_summary(
+    volimg_sandbox: VolimgRunner,
+) -> None:
+    run = volimg_sandbox("upload", "boot-vol", "data-vol", "pinned-vol", "-f", "ndjson")
+
+    assert run.exit_code == 0, run
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["type"] for line in lines] == ["volume"] * 3 + ["summary"]
+    assert {line["volume"]["name"] for line in lines[:3]} == {"boot-vol", "data-vol", "pinned-vol"}
+    assert all(line["result"] == "ok" for line in lines[:3])
+    assert lines[-1]["counts"]["ok"] == 3
+
+
+def test_plain_progress_lines_name_their_volume(volimg_sandbox: VolimgRunner) -> None:
+    run = volimg_sandbox("upload", "boot-vol", "data-vol")
+
+    assert run.exit_code == 0, run
+    progress = [line for line in run.stderr.splitlines() if line.strip()]
+    assert progress
+    for line in progress:
+        stamp, _, rest = line.partition(" ")
+        assert stamp.endswith("Z"), line
+        assert rest.split(":")[0] in ("boot-vol", "data-vol"), line
+
+
+def test_the_metrics_file_parses_and_counts_every_result(
+    volimg_sandbox: VolimgRunner, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = tmp_path / "volimg.prom"
+
+    run = volimg_sandbox("upload", "boot-vol", "data-vol", "--metrics-file", str(metrics))
+
+    assert run.exit_code == 0, run
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    by_result = {s.labels["result"]: s.value for s in families["volimg_batch_volumes"].samples}
+    assert by_result["ok"] == 2
+    assert by_result["failed"] == 0
+    assert set(by_result) == {
+        "ok",
+        "already-done",
+        "started",
+        "partial",
+        "failed",
+        "skipped",
+        "planned",
+    }
+    success = families["volimg_batch_last_success_timestamp_seconds"].samples[0].value
+    assert abs(success - time.time()) < 60
+    assert families["volimg_batch_uploaded_bytes"].samples[0].value > 0
+
+    failed = volimg_sandbox("upload", "no-such-vol", "boot-vol", "--metrics-file", str(metrics))
+
+    assert failed.exit_code == 1, failed
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    assert families["volimg_batch_last_success_timestamp_seconds"].samples[0].value == success
+    assert families["volimg_batch_exit_code"].samples[0].value == 1
+
+
+def test_retention_keeps_the_newest_and_never_a_protected_or_foreign_image(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
+) -> None:
+    import openstack
+
+    conn = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    made = []
+    for _ in range(3):
+        run = volimg_sandbox("upload", "data-vol", "-f", "json")
+        assert run.exit_code == 0, run
+        made.append(run.doc["image"]["id"])
+        time.sleep(1.05)  # Glance's created_at has whole seconds
+    conn.image.update_image(made[0], protected=True)
+    foreign = conn.image.create_image(
+        name="data-vol-by-hand", disk_format="raw", container_format="bare"
+    )
+
+    dry = volimg_sandbox("upload", "data-vol", "--keep", "1", "--dry-run", "-f", "json")
+
+    assert dry.exit_code == 0, dry
+    actions = {a["image_id"]: a["action"] for a in dry.doc["volumes"][0]["retention"]}
+    assert actions == {made[0]: "kept-protected", made[1]: "would-delete", made[2]: "would-delete"}
+    assert all(conn.image.find_image(i) is not None for i in made)
+
+    run = volimg_sandbox("upload", "data-vol", "--keep", "1", "-f", "json")
+
+    assert run.exit_code == 0, run
+    new = run.doc["volumes"][0]["image"]["id"]
+    actions = {a["image_id"]: a["action"] for a in run.doc["volumes"][0]["retention"]}
+    assert actions == {made[0]: "kept-protected", made[1]: "deleted", made[2]: "deleted"}
+    assert conn.image.find_image(made[0]) is not None
+    assert conn.image.find_image(made[1]) is None
+    assert conn.image.find_image(new) is not None
+    assert conn.image.find_image(foreign.id) is not None
+    conn.image.update_image(made[0], protected=False)
+    conn.close()
+
+
+def test_no_retention_for_a_volume_whose_upload_failed(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    first = volimg_sandbox("upload", "data-vol", "-f", "json")
+    assert first.exit_code == 0, first
+    sandbox.faults.fail_cinder_upload(volume="data-vol", times=1)
+
+    run = volimg_sandbox("upload", "data-vol", "--keep", "1", "-f", "json")
+
+    assert run.exit_code == 1, run
+    assert run.doc["volumes"][0]["retention"] == []
+    assert first.doc["image"]["id"] in sandbox.cloud.images
+
+
+# --- the real stack -----------------------------------------------------------------------
+
+
+@pytest.mark.realcloud
+@pytest.mark.timeout(900)
+def test_a_daily_batch_with_retention_on_the_real_stack(
+    realstack: CloudUnderTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import openstack
+
+    from tests.conftest import _use
+    from tests.scenarios.conftest import make_runner
+
+    cloud = _use(realstack, monkeypatch)
+    volimg = make_runner(cloud)
+    conn = openstack.connect(cloud=cloud.admin_cloud)
+    prefix = f"nightly-{uuid.uuid4().hex[:6]}"
+    volumes = make_volumes(conn, 5, prefix)
+    listing = write_list(tmp_path, [v.name for v in volumes])
+    args = ("upload", "--from-file", str(listing), "--once-per", "day", "--keep", "1",
+            "--disk-format", "qcow2", "--concurrency", "3", "-f", "json")  # fmt: skip
+
+    first = volimg(*args)
+
+    assert first.exit_code == 0, first
+    assert first.doc["summary"]["counts"]["ok"] == 5
+    period = first.doc["summary"]["period"]
+    images = {}
+    for volume in volumes:
+        found = period_images(conn, volume.id, period)
+        assert len(found) == 1, (volume.name, found)
+        image = found[0]
+        assert image.status == "active"
+        assert stores_of(conn, image.id) == {"fast", "cheap", "archive"}
+        assert stamp_of(image) is not None
+        images[volume.id] = image.id
+
+    second = volimg(*args)
+
+    assert second.exit_code == 0, second
+    assert second.doc["summary"]["counts"]["already-done"] == 5
+    for volume in volumes:
+        found = period_images(conn, volume.id, period)
+        assert [i.id for i in found] == [images[volume.id]]
+    kinds = Counter(a["action"] for v in second.doc["volumes"] for a in v["retention"])
+    assert kinds == Counter()  # one image per volume: nothing beyond --keep 1
+    conn.close()
+
+
+# --- real processes: the lock, and a batch killed with SIGKILL ------------------------------
+
+
+def volimg_process(
+    cloud: CloudUnderTest, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    import os
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "volimg", "--os-cloud", cloud.admin_cloud, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml), **(env or {})},
+    )
+
+
+def test_a_second_run_exits_75_at_once_while_the_first_holds_the_lock(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    import sys
+
+    state = tmp_path / "state"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from volimg.locking import default_lock_path, held\n"
+         "with held(default_lock_path('upload')):\n"
+         "    print('held', flush=True); time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "XDG_STATE_HOME": str(state)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        began = time.monotonic()
+        second = volimg_process(
+            sandbox_cloud, "upload", "boot-vol", "--lock", env={"XDG_STATE_HOME": str(state)}
+        )
+        _, err = second.communicate(timeout=30)
+        assert second.returncode == 75, err
+        assert time.monotonic() - began < 10
+        assert str(state / "volimg" / "upload.lock") in err
+        assert "Traceback" not in err
+        assert not sandbox_cloud.sandbox.requests.filter(method="POST")  # type: ignore[union-attr]
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died (SIGKILL): its lock is free again.
+    third = volimg_process(
+        sandbox_cloud, "upload", "boot-vol", "--lock", "-f", "json",
+        env={"XDG_STATE_HOME": str(state)},
+    )  # fmt: skip
+    out, err = third.communicate(timeout=120)
+    assert third.returncode == 0, err
+    assert json.loads(out)["summary"]["counts"]["ok"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    import openstack
+
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    conn = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    volumes = make_volumes(conn, 6, "killed")
+    sandbox.timings.upload = 0.6
+    sandbox.timings.store_copy = 0.3
+    listing = write_list(tmp_path, [v.name for v in volumes])
+    args = ("upload", "--from-file", str(listing), "--once-per", "day", "--concurrency", "3",
+            "-f", "ndjson")  # fmt: skip
+
+    # Kill it at different moments: before, during and after uploads and copies.
+    codes = []
+    for delay in (0.3, 0.8, 1.4, 0.5, 2.0):
+        proc = volimg_process(sandbox_cloud, *args)
+        time.sleep(delay)
+        proc.kill()
+        proc.communicate(timeout=30)
+        codes.append(proc.returncode)
+    assert codes[:3] == [-9, -9, -9]  # later runs may find everything done and exit 0
+    assert set(codes) <= {-9, 0}
+
+    final = volimg_process(sandbox_cloud, *args)
+    out, err = final.communicate(timeout=240)
+
+    assert final.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[-1]["type"] == "summary"
+    assert {r["result"] for r in lines[:-1]} <= {"ok", "already-done"}
+    period = lines[-1]["period"]
+    for volume in volumes:
+        images = period_images(conn, volume.id, period)
+        assert len(images) == 1, (volume.name, [(i.id, i.status) for i in images])
+        assert images[0].status == "active"
+        assert stores_of(conn, images[0].id) == {"fast", "cheap", "archive"}
+        # No unstamped leftover either (a kill between Cinder's answer and the stamp).
+        named = [
+            i
+            for i in conn.image.images()
+            if i.name == f"{volume.name}-{period}" and i.status in LIVE
+        ]
+        assert len(named) == 1, volume.name
+    conn.close()

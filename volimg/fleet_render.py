@@ -1,0 +1,478 @@
+"""Output of the fleet commands (a batch of uploads): documents, lines, tables, metrics.
+
+Kept apart from doing, like ``volimg.render``: the batch returns a ``BatchOutcome`` and
+emits events; this module turns them into one JSON document (``-f json``), one JSON
+line per volume as it finishes plus a summary line (``-f ndjson``), a table, and the
+node_exporter textfile (``--metrics-file``). docs/json.md and docs/cron.md document them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from volimg import __version__
+from volimg import events as ev
+from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
+from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
+from volimg.render import SCHEMA_VERSION, _volume_doc, describe, error_doc, outcome_doc
+
+# --- documents ------------------------------------------------------------------------
+
+
+def volume_doc(result: VolumeResult) -> dict[str, Any]:
+    """One volume of a batch: the single upload's fields, plus the batch's own."""
+    doc: dict[str, Any] = {"ref": result.ref, "result": result.result, "reason": result.reason}
+    if result.outcome is not None:
+        single = outcome_doc(result.outcome)
+        for key in ("volimg", "schema_version", "command", "result"):
+            single.pop(key)
+        doc.update(single)
+    else:
+        doc.update(volume=_volume_doc(result.volume), image=None, next_steps=[])
+    doc["error"] = error_doc(result.error)
+    doc["retention"] = [
+        {
+            "image_id": a.image_id,
+            "name": a.name,
+            "created_at": a.created_at,
+            "action": a.action,
+            "detail": a.detail,
+        }
+        for a in result.retention
+    ]
+    doc["seconds"] = round(result.seconds, 3)
+    doc["uploaded_bytes"] = result.uploaded_bytes
+    return doc
+
+
+def summary_doc(outcome: BatchOutcome) -> dict[str, Any]:
+    return {
+        "result": outcome.result,
+        "exit_code": int(outcome.exit_code),
+        "period": outcome.period,
+        "volumes": len(outcome.results),
+        "counts": outcome.counts,
+        "not_started": list(outcome.not_started),
+        "started_at": outcome.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seconds": round(outcome.seconds, 3),
+        "uploaded_bytes": outcome.uploaded_bytes,
+        "error": error_doc(outcome.interrupted),
+    }
+
+
+def batch_doc(outcome: BatchOutcome) -> dict[str, Any]:
+    """The one JSON document of a batch (``-f json``)."""
+    return {
+        "volimg": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "command": "upload",
+        "mode": "batch",
+        "result": outcome.result,
+        "volumes": [volume_doc(r) for r in outcome.results],
+        "summary": summary_doc(outcome),
+    }
+
+
+def ndjson_line(kind: str, doc: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, **doc}, separators=(",", ":"))
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def write_batch_metrics(path: Path, outcome: BatchOutcome) -> None:
+    """The node_exporter textfile of a batch run (docs/cron.md lists every metric).
+
+    The last success time is carried over from the previous file when this run did
+    not succeed, so an alert on its age keeps counting from the last good night.
+    """
+    from volimg.metrics import Sample, read_gauge, write_textfile
+
+    finished = outcome.started_at.timestamp() + outcome.seconds
+    succeeded = outcome.exit_code == 0
+    last_success = (
+        finished if succeeded else read_gauge(path, "volimg_batch_last_success_timestamp_seconds")
+    )
+    samples = [
+        Sample(
+            "volimg_batch_last_run_timestamp_seconds",
+            finished,
+            help="When the last volimg batch run ended (Unix time).",
+        ),
+        Sample(
+            "volimg_batch_duration_seconds",
+            outcome.seconds,
+            help="How long the last volimg batch run took.",
+        ),
+        Sample(
+            "volimg_batch_exit_code",
+            int(outcome.exit_code),
+            help="Exit code of the last volimg batch run (0 ok, 1 failed, 3 partial, ...).",
+        ),
+        Sample(
+            "volimg_batch_uploaded_bytes",
+            outcome.uploaded_bytes,
+            help="Bytes of the images the last volimg batch run uploaded.",
+        ),
+        *(
+            Sample(
+                "volimg_batch_volumes",
+                count,
+                labels={"result": result},
+                help="Volumes of the last volimg batch run, by result.",
+            )
+            for result, count in outcome.counts.items()
+        ),
+    ]
+    if last_success is not None:
+        samples.append(
+            Sample(
+                "volimg_batch_last_success_timestamp_seconds",
+                last_success,
+                help="When a volimg batch run last ended with every volume done (Unix time).",
+            )
+        )
+    write_textfile(path, samples)
+
+
+# --- people -----------------------------------------------------------------------------
+
+
+class BatchRenderer:
+    """Progress while the batch runs, then the results, in the chosen format."""
+
+    def __init__(
+        self,
+        *,
+        stdout: Console,
+        stderr: Console,
+        fmt: str,
+        wall_clock: Callable[[], datetime],
+    ) -> None:
+        self.out = stdout
+        self.err = stderr
+        self.fmt = fmt
+        self.wall_clock = wall_clock
+
+    def _write(self, stream: IO[str], line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    def on_result(self, result: VolumeResult) -> None:
+        """ndjson: one line per volume, as soon as it finishes."""
+        if self.fmt == "ndjson":
+            self._write(self.out.file, ndjson_line("volume", volume_doc(result)))
+
+    @contextmanager
+    def progress(self) -> Iterator[ev.EventSink]:
+        """A live table of the running volumes on a terminal; else a line per change."""
+        if not self.err.is_terminal:
+            last: dict[str, str] = {}
+
+            def line(event: ev.Event) -> None:
+                text = _describe_item(event)
+                if text is None or last.get(event.subject) == text:
+                    return
+                last[event.subject] = text
+                stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+                self._write(self.err.file, f"{stamp} {event.subject}: {text}")
+
+            yield line
+            return
+        view = _BatchView()
+        live = Live(view.render(), console=self.err, transient=True, refresh_per_second=4)
+
+        def sink(event: ev.Event) -> None:
+            if not live.is_started:
+                live.start()
+            view.update(event)
+            live.update(view.render())
+            if isinstance(event, ev.ItemFinished):
+                reason = f" ({event.reason})" if event.reason else ""
+                live.console.print(
+                    Text(f"{event.subject}: {event.result}{reason}"), highlight=False
+                )
+
+        try:
+            yield sink
+        finally:
+            live.stop()
+
+    def outcome(self, outcome: BatchOutcome) -> None:
+        if self.fmt == "json":
+            self._write(self.out.file, json.dumps(batch_doc(outcome), indent=2))
+        elif self.fmt == "ndjson":
+            self._write(self.out.file, ndjson_line("summary", summary_doc(outcome)))
+        else:
+            self._table(outcome)
+        if outcome.interrupted is not None:
+            self.err.print(Text(f"volimg: {outcome.interrupted.message}"), soft_wrap=True)
+            if outcome.interrupted.hint:
+                self.err.print(Text(f"volimg: hint: {outcome.interrupted.hint}"), soft_wrap=True)
+
+    def _table(self, outcome: BatchOutcome) -> None:
+        rows = [_row(r) for r in outcome.results]
+        counts = ", ".join(f"{n} {result}" for result, n in outcome.counts.items() if n)
+        summary = (
+            f"{len(outcome.results)} volumes{f' ({counts})' if counts else ''} in "
+            f"{outcome.seconds:.1f} s"
+            + (f"; period {outcome.period}" if outcome.period else "")
+            + (f"; not started: {', '.join(outcome.not_started)}" if outcome.not_started else "")
+        )
+        if self.out.is_terminal:
+            table = Table("volume", "result", "image", "stores", "why / next", box=None)
+            for row in rows:
+                table.add_row(*(escape(cell) for cell in row))
+            self.out.print(table)
+            self.out.print(Text(summary))
+            return
+        if not rows:
+            self._write(self.out.file, "no volume matched the selection")
+        for row in rows:
+            self._write(self.out.file, "\t".join(row))
+        self._write(self.out.file, summary)
+
+
+def _row(result: VolumeResult) -> tuple[str, str, str, str, str]:
+    outcome = result.outcome
+    image = outcome.image if outcome is not None else None
+    why = result.reason or (result.error.message if result.error else "")
+    if outcome is not None and outcome.next_steps:
+        why = (why + "; " if why else "") + "next: " + "; ".join(outcome.next_steps)
+    deleted = [a.image_id for a in result.retention if a.action in ("deleted", "would-delete")]
+    if deleted:
+        verb = "would delete" if result.result == "planned" else "deleted"
+        why = (why + "; " if why else "") + f"{verb} {', '.join(deleted)}"
+    return (
+        result.label,
+        result.result,
+        image.id if image is not None else "-",
+        ",".join(image.stores) if image is not None and image.stores else "-",
+        why or "-",
+    )
+
+
+def _describe_item(event: ev.Event) -> str | None:
+    if isinstance(event, ev.ItemStarted):
+        return "started"
+    if isinstance(event, ev.ItemFinished):
+        return f"{event.result}" + (f" ({event.reason})" if event.reason else "")
+    return describe(event)
+
+
+class _BatchView:
+    """The terminal panel: one row per running volume."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, str] = {}
+        self.finished = 0
+        self.results: dict[str, int] = dict.fromkeys(BATCH_RESULTS, 0)
+
+    def update(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ItemStarted):
+            self.running[event.subject] = "started"
+        elif isinstance(event, ev.ItemFinished):
+            self.running.pop(event.subject, None)
+            self.finished += 1
+            self.results[event.result] = self.results.get(event.result, 0) + 1
+        elif event.subject in self.running:
+            text = describe(event)
+            if text is not None:
+                self.running[event.subject] = text
+
+    def render(self) -> Table:
+        done = ", ".join(f"{n} {r}" for r, n in self.results.items() if n) or "none yet"
+        table = Table(
+            "volume",
+            "doing",
+            box=None,
+            title=f"finished {self.finished}: {done}",
+            title_justify="left",
+        )
+        for subject, doing in self.running.items():
+            table.add_row(escape(subject), escape(doing))
+        return table
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+def finding_doc(finding: Finding) -> dict[str, Any]:
+    image, stamp = finding.image, finding.stamp
+    return {
+        "image": {
+            "id": image.id,
+            "name": image.name,
+            "status": image.status,
+            "stores": list(image.stores),
+        },
+        "finding": finding.finding,
+        "reason": finding.reason,
+        "expected_stores": list(finding.expected),
+        "missing": list(finding.missing),
+        "extra": list(finding.extra),
+        "takeover_at": finding.takeover_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if finding.takeover_at
+        else None,
+        "stamp": {
+            "stamped_by": stamp.stamped_by.value,
+            "stamped_at": stamp.stamped_at,
+            "source_volume": stamp.source_volume,
+            "base_image": stamp.base_image,
+            "type_store": stamp.type_store,
+            "rule": stamp.rule.value,
+            "prune": stamp.prune,
+            "period": stamp.period,
+        },
+    }
+
+
+def repair_doc(repair: Repair) -> dict[str, Any]:
+    outcome = repair.outcome
+    return {
+        "image_id": repair.image_id,
+        "finding": repair.finding,
+        "result": repair.result,
+        "detail": repair.detail,
+        "replication": {r.store: r.outcome for r in outcome.stores} if outcome else {},
+        "stores": list(outcome.image.stores) if outcome and outcome.image else None,
+        "error": error_doc(outcome.error) if outcome else None,
+    }
+
+
+def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
+    repairs = Counter(r.result for r in outcome.repairs)
+    return {
+        "result": "ok" if outcome.exit_code == 0 else "findings",
+        "exit_code": outcome.exit_code,
+        "images": len(outcome.findings),
+        "counts": outcome.counts,
+        "remaining": outcome.remaining,
+        "repairs": {result: repairs.get(result, 0) for result in REPAIR_RESULTS},
+        "fix": outcome.fix,
+        "dry_run": outcome.dry_run,
+        "audited_at": outcome.audited_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seconds": round(outcome.seconds, 3),
+    }
+
+
+def audit_doc(outcome: AuditOutcome) -> dict[str, Any]:
+    """The one JSON document of ``volimg audit``."""
+    return {
+        "volimg": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "command": "audit",
+        "result": "ok" if outcome.exit_code == 0 else "findings",
+        "findings": [finding_doc(f) for f in outcome.findings],
+        "repairs": [repair_doc(r) for r in outcome.repairs],
+        "summary": audit_summary_doc(outcome),
+    }
+
+
+def write_audit_metrics(path: Path, outcome: AuditOutcome) -> None:
+    """The node_exporter textfile of an audit (docs/audit.md lists every metric)."""
+    from volimg.metrics import Sample, write_textfile
+
+    repairs = Counter(r.result for r in outcome.repairs)
+    samples = [
+        Sample(
+            "volimg_audit_last_run_timestamp_seconds",
+            outcome.audited_at.timestamp() + outcome.seconds,
+            help="When the last volimg audit ended (Unix time).",
+        ),
+        Sample(
+            "volimg_audit_duration_seconds",
+            outcome.seconds,
+            help="How long the last volimg audit took.",
+        ),
+        Sample(
+            "volimg_audit_images",
+            len(outcome.findings),
+            help="volimg-stamped images the last audit looked at.",
+        ),
+        Sample(
+            "volimg_audit_remaining_findings",
+            outcome.remaining,
+            help="Images still not where the rules say after the last audit (and its repairs).",
+        ),
+        *(
+            Sample(
+                "volimg_audit_findings",
+                count,
+                labels={"finding": finding},
+                help="Images of the last volimg audit, by finding (before repairs).",
+            )
+            for finding, count in outcome.counts.items()
+        ),
+        *(
+            Sample(
+                "volimg_audit_repairs",
+                repairs.get(result, 0),
+                labels={"result": result},
+                help="Repairs of the last volimg audit --fix, by result.",
+            )
+            for result in REPAIR_RESULTS
+        ),
+    ]
+    write_textfile(path, samples)
+
+
+class AuditRenderer(BatchRenderer):
+    """Findings as they are made, then the findings and repairs in the chosen format."""
+
+    def on_finding(self, finding: Finding) -> None:
+        if self.fmt == "ndjson":
+            self._write(self.out.file, ndjson_line("finding", finding_doc(finding)))
+
+    def audit(self, outcome: AuditOutcome) -> None:
+        if self.fmt == "json":
+            self._write(self.out.file, json.dumps(audit_doc(outcome), indent=2))
+            return
+        if self.fmt == "ndjson":
+            for finding in outcome.findings:
+                self.on_finding(finding)
+            for repair in outcome.repairs:
+                self._write(self.out.file, ndjson_line("repair", repair_doc(repair)))
+            self._write(self.out.file, ndjson_line("summary", audit_summary_doc(outcome)))
+            return
+        rows = [
+            (
+                f.image.name or f.image.id,
+                f.finding,
+                ",".join(f.image.stores) or "-",
+                f.stamp.stamped_by.value,
+                f.reason,
+            )
+            for f in outcome.findings
+        ]
+        counts = ", ".join(f"{n} {k}" for k, n in outcome.counts.items() if n) or "none"
+        summary = f"{len(outcome.findings)} stamped images: {counts}"
+        if self.out.is_terminal:
+            table = Table("image", "finding", "stores", "stamped by", "why", box=None)
+            for row in rows:
+                table.add_row(*(escape(cell) for cell in row))
+            self.out.print(table)
+        else:
+            if not rows:
+                self._write(self.out.file, "no volimg-stamped image is visible to you")
+            for row in rows:
+                self._write(self.out.file, "\t".join(row))
+        for repair in outcome.repairs:
+            self._write(
+                self.out.file,
+                f"repair {repair.image_id}: {repair.result}"
+                + (f" ({repair.detail})" if repair.detail else ""),
+            )
+        self._write(self.out.file, summary + f"; {outcome.remaining} to fix")
