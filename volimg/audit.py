@@ -202,9 +202,12 @@ def expected_placement(cloud: _Cloud, image: Image, stamp: Stamp, *, now: dateti
         requested_at=now,
         resuming=image,
     )
+    # The stamp's rule carries the uploader's choice: a default-store image made from a
+    # base image was uploaded with --no-replicate, and stays where it landed.
+    follow_base = False if stamp.rule is Rule.DEFAULT_STORE and stamp.base_image else None
     options = UploadOptions(
         image_name=image.name or image.id,
-        replicate=None,
+        replicate=follow_base,
         also_stores=tuple(s for s in stamp.also_stores if cloud.glance.store(s) is not None),
         prune=stamp.prune,
     )
@@ -224,7 +227,7 @@ def assess(cloud: _Cloud, image: Image, stamp: Stamp, *, now: datetime) -> Findi
     if image.import_task:
         task = _task(cloud.gateway, image)
         takeover = task.takeover_at() if task is not None else None
-        if task is not None and not task.finished and (takeover is None or now < takeover):
+        if task is not None and not task.finished and not task.looks_dead(now):
             return found(
                 IMPORTING,
                 f"import task {task.id} is {task.status} ({task.message or 'no progress yet'}) "

@@ -12,6 +12,9 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+# A task silent this long is dead (see ImportTask.looks_dead).
+STALE_AFTER = timedelta(minutes=5)
+
 # Glance image statuses (glance/domain/__init__.py): an upload ends in one of these.
 IMAGE_ACTIVE = "active"
 IMAGE_DEAD_STATUSES = ("killed", "deleted", "pending_delete")
@@ -173,6 +176,16 @@ class ImportTask:
     @property
     def finished(self) -> bool:
         return self.status in ("success", "failure")
+
+    def looks_dead(self, now: datetime) -> bool:
+        """No progress for longer than a running copy ever goes without reporting.
+
+        Glance's copy task refreshes ``updated_at`` about once a minute; five silent
+        minutes mean the glance-api worker running it is gone. Glance itself waits
+        for ``takeover_at`` before it lets another import take the lock.
+        """
+        moment = parse_time(self.updated_at or self.created_at)
+        return moment is not None and now - moment >= STALE_AFTER
 
     def takeover_at(self) -> datetime | None:
         """When Glance lets a new import take over this task's import lock.
