@@ -457,22 +457,29 @@ class AuditRenderer(BatchRenderer):
             )
             for f in outcome.findings
         ]
-        counts = ", ".join(f"{n} {k}" for k, n in outcome.counts.items() if n) or "none"
-        summary = f"{len(outcome.findings)} stamped images: {counts}"
+        header = ("image", "finding", "stores", "stamped by", "why")
         if self.out.is_terminal:
-            table = Table("image", "finding", "stores", "stamped by", "why", box=None)
+            table = Table(*header, box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
             self.out.print(table)
-        else:
-            if not rows:
-                self._write(self.out.file, "no volimg-stamped image is visible to you")
-            for row in rows:
+        elif rows:
+            for row in (header, *rows):
                 self._write(self.out.file, "\t".join(row))
+        else:
+            self._write(self.out.file, "no volimg-stamped image is visible to you")
+        names = {f.image.id: f.image.name or f.image.id for f in outcome.findings}
         for repair in outcome.repairs:
             self._write(
                 self.out.file,
-                f"repair {repair.image_id}: {repair.result}"
+                f"repair {names.get(repair.image_id, repair.image_id)}: {repair.result}"
                 + (f" ({repair.detail})" if repair.detail else ""),
             )
-        self._write(self.out.file, summary + f"; {outcome.remaining} to fix")
+        counts = ", ".join(f"{n} {k}" for k, n in outcome.counts.items() if n) or "none"
+        repaired = sum(1 for r in outcome.repairs if r.result == "repaired")
+        self._write(
+            self.out.file,
+            f"{len(outcome.findings)} stamped images: {counts}"
+            + (f"; {repaired} repaired" if outcome.fix else "")
+            + f"; {outcome.remaining} left to fix",
+        )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,17 +219,38 @@ def test_dry_run_fix_changes_nothing(
 # --- the sandbox: faults, locks and time ---------------------------------------------------
 
 
-def test_a_clean_sandbox_audits_ok_and_the_table_reads_well(volimg_sandbox: VolimgRunner) -> None:
-    upload(volimg_sandbox, "boot-vol")
-    upload(volimg_sandbox, "pinned-vol")
+def readme_session(command: str) -> list[str]:
+    """The lines the README shows after ``$ volimg ... <command>``, dates made neutral."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = text.split("```console", 1)[1].split("```", 1)[0].strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("$ ") and command in line)
+    shown = []
+    for line in lines[start + 1 :]:
+        if line.startswith("$ "):
+            break
+        shown.append(line)
+    return [neutral(line) for line in shown]
 
+
+def neutral(line: str) -> str:
+    return re.sub(r"\d{8}T020000Z", "<date>T020000Z", line)
+
+
+def test_the_readme_audit_of_the_demo_seed_is_what_a_newcomer_sees(
+    volimg_sandbox: VolimgRunner,
+) -> None:
     run = volimg_sandbox("audit")
 
-    assert run.exit_code == 0, run
-    lines = run.stdout.splitlines()
-    assert lines[-1] == "2 stamped images: 2 ok; 0 to fix"
-    assert any("\tok\tfast,cheap,archive\tupload\t" in line for line in lines)
-    assert any("volume type's store archive wins" in line for line in lines)
+    assert run.exit_code == 3, run
+    assert [neutral(line) for line in run.stdout.splitlines()] == readme_session("sandbox audit 2>")
+
+    fixed = volimg_sandbox("audit", "--fix")
+
+    assert fixed.exit_code == 0, fixed
+    assert [neutral(line) for line in fixed.stdout.splitlines()[-2:]] == readme_session(
+        "audit --fix"
+    )
+    assert volimg_sandbox("audit").exit_code == 0
 
 
 def test_a_failed_import_is_found_and_fixed(
@@ -331,11 +354,7 @@ def test_ndjson_and_metrics_of_an_audit(
 
     sandbox = sandbox_cloud.sandbox
     assert sandbox is not None
-    upload(volimg_sandbox, "boot-vol")
-    broken = upload(volimg_sandbox, "pinned-vol")
-    sandbox.cloud.images[broken].locations.remove("archive")
-    sandbox.cloud.images[broken].locations.append("fast")
-    metrics = tmp_path / "audit.prom"
+    metrics = tmp_path / "audit.prom"  # the demo seed: one image ok, one missing a copy
 
     run = volimg_sandbox("audit", "-f", "ndjson", "--metrics-file", str(metrics))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from volimg.sandbox.cinder_manager import BLANK_VOLUME, volume_image_metadata
 from volimg.sandbox.diskformat import qcow2_wrap, to_raw
@@ -138,3 +138,47 @@ def seed_demo(cloud: Cloud) -> None:
                 )
             )
         cloud.volumes[volume.id] = volume
+        if name == "boot-vol":
+            _seed_earlier_uploads(cloud, volume, image, project_id, start)
+
+
+def _seed_earlier_uploads(
+    cloud: Cloud, volume: Volume, base: Image, project_id: str | None, start: datetime
+) -> None:
+    """Two images volimg made of boot-vol on earlier nights, as `volimg audit` finds them.
+
+    The newer one is in every store its base image is in (and the default store);
+    the older one has since lost its `archive` copy, deleted by hand.
+    """
+    from volimg.provenance import TAG, Rule, Stamp, StampedBy, stamp_time
+
+    for nights_ago, stores in ((1, ("fast", "cheap", "archive")), (7, ("fast", "cheap"))):
+        made = start - timedelta(days=nights_ago)
+        earlier = Image(
+            id=new_id(),
+            name=f"boot-vol-{made:%Y%m%d}T020000Z",
+            owner=project_id,
+            disk_format="raw",
+            container_format="bare",
+            extra={"os_distro": "cirros", "hw_disk_bus": "virtio"},
+            tags=[TAG],
+            created_at=made,
+        )
+        earlier.extra.update(
+            Stamp(
+                image_id=earlier.id,
+                stamped_by=StampedBy.UPLOAD,
+                stamped_at=stamp_time(made),
+                source_volume=volume.id,
+                base_image=base.id,
+                type_store=None,
+                rule=Rule.BASE_STORES,
+            ).properties()
+        )
+        cloud.images[earlier.id] = earlier
+        raw = to_raw(volume.data)
+        store_data(cloud, earlier, stores[0], raw, len(raw))
+        for store in stores[1:]:
+            cloud.stores[store].blobs[earlier.id] = raw
+            earlier.locations.append(store)
+        earlier.updated_at = made
