@@ -141,8 +141,9 @@ def write_textfile(path: Path, samples: Sequence[Sample]) -> None:
 def read_gauge(path: Path, name: str, labels: Mapping[str, str] | None = None) -> float | None:
     """The value of the sample ``name`` with exactly ``labels`` in an existing textfile.
 
-    None when the file or the sample is missing or unreadable: a batch carries its last
-    success time forward from the previous file, and a first run has none.
+    None when the file or the sample is missing or unreadable (a symbolic link is not
+    followed, a file is read up to 1 MiB): a batch carries its last success time
+    forward from the previous file, and a first run has none.
     """
     wanted = dict(labels or {})
     text = _read_small_file(path)
