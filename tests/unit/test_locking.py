@@ -93,6 +93,7 @@ def test_lock_is_released_after_the_block(tmp_path: Path) -> None:
         assert caught.value.hint
     with held(lock):
         pass
+    assert lock.is_file()  # left in place: deleting it would let two runs lock two files
 
 
 def test_lock_file_is_private(tmp_path: Path) -> None:
