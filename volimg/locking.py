@@ -63,6 +63,11 @@ def held(path: Path) -> Iterator[None]:
                 hint="let it finish (it is released when that run exits, even if it is "
                 "killed), or use a different --lock path",
             ) from None
+        except OSError as error:  # e.g. ENOLCK: a filesystem without flock support
+            raise InputError(
+                f"cannot lock {path}: {error.strerror}",
+                hint="put the lock file on a local filesystem",
+            ) from None
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the flock

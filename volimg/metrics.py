@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from volimg.errors import InputError
+from volimg.errors import InputError, OperationFailed
 
 SUFFIX = ".prom"
 KINDS = ("gauge", "counter")
@@ -113,7 +113,12 @@ def render(samples: Sequence[Sample]) -> str:
 
 
 def write_textfile(path: Path, samples: Sequence[Sample]) -> None:
-    """Replace ``path`` atomically with these samples (mode 0644: metrics are not secret)."""
+    """Replace ``path`` atomically with these samples (mode 0644: metrics are not secret).
+
+    ``InputError`` (exit 2) for a path the collector would not read or a directory that
+    cannot be written; ``OperationFailed`` (exit 1) when writing fails midway (a full
+    disk), in which case the previous file is left as it was.
+    """
     check_textfile_path(path)
     text = render(samples).encode("utf-8")
     directory = path.parent
@@ -131,9 +136,14 @@ def write_textfile(path: Path, samples: Sequence[Sample]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        if isinstance(error, OSError):
+            raise OperationFailed(
+                f"cannot write the metrics file {path}: {error.strerror or error}",
+                hint="the previous metrics file is unchanged; free space or fix the directory",
+            ) from None
         raise
     _fsync_directory(directory)
 
@@ -141,8 +151,9 @@ def write_textfile(path: Path, samples: Sequence[Sample]) -> None:
 def read_gauge(path: Path, name: str, labels: Mapping[str, str] | None = None) -> float | None:
     """The value of the sample ``name`` with exactly ``labels`` in an existing textfile.
 
-    None when the file or the sample is missing or unreadable: a batch carries its last
-    success time forward from the previous file, and a first run has none.
+    None when the file or the sample is missing or unreadable (a symbolic link is not
+    followed, a file is read up to 1 MiB): a batch carries its last success time
+    forward from the previous file, and a first run has none.
     """
     wanted = dict(labels or {})
     text = _read_small_file(path)

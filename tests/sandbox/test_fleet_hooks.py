@@ -280,9 +280,18 @@ def test_add_volumes_makes_a_fleet_the_api_and_the_sdk_see(
     assert len(pages) == 2  # Cinder's 1000-volume pages, followed by their next link
 
     theirs = sandbox.add_volumes(2, name_prefix="team", project="demo")
-    mine = {v["id"] for v in sb_member.volume("GET", "/volumes").json()["volumes"]}
-    assert set(theirs) <= mine
-    assert not set(ids) & mine
+    mine = {v["id"]: v for v in sb_member.volume("GET", "/volumes/detail").json()["volumes"]}
+    assert set(theirs) <= set(mine)
+    assert not set(ids) & set(mine)
+    plain = mine[theirs[1]]
+    assert (plain["name"], plain["volume_type"], plain["size"], plain["bootable"]) == (
+        "team-0002",
+        "__DEFAULT__",
+        1,
+        "false",
+    )
+    assert plain["metadata"] == {}
+    assert "volume_image_metadata" not in plain
 
 
 def test_add_volumes_can_be_uploaded(sb_admin: Api, sandbox: Sandbox) -> None:
@@ -308,16 +317,21 @@ def test_add_volumes_refuses_what_cinder_would_not_have(sandbox: Sandbox) -> Non
         sandbox.add_volumes(1, base_image="cirros-base")
 
 
-def test_metadata_cannot_change_while_uploading(sb_admin: Api, sandbox: Sandbox) -> None:
-    (volume_id,) = sandbox.add_volumes(1)
-    sandbox.cloud.set_volume_status(volume_id, "uploading")
+@pytest.mark.parametrize("status", ["uploading", "maintenance"])
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_metadata_cannot_change_while_uploading(
+    sb_admin: Api, sandbox: Sandbox, status: str, method: str
+) -> None:
+    (volume_id,) = sandbox.add_volumes(1, metadata={"kept": "yes"})
+    sandbox.cloud.set_volume_status(volume_id, status)
     response = sb_admin.volume(
-        "POST", f"/volumes/{volume_id}/metadata", json={"metadata": {"a": "b"}}
+        method, f"/volumes/{volume_id}/metadata", json={"metadata": {"a": "b"}}
     )
     assert response.status_code == 400
     assert response.json()["badRequest"]["message"] == (
-        "Invalid volume: Updating volume metadata is not allowed for volumes in uploading status."
+        f"Invalid volume: Updating volume metadata is not allowed for volumes in {status} status."
     )
+    assert sandbox.cloud.volumes[volume_id].metadata == {"kept": "yes"}
 
 
 # --------------------------------------------------------------------------- timings

@@ -93,6 +93,7 @@ def test_lock_is_released_after_the_block(tmp_path: Path) -> None:
         assert caught.value.hint
     with held(lock):
         pass
+    assert lock.is_file()  # left in place: deleting it would let two runs lock two files
 
 
 def test_lock_file_is_private(tmp_path: Path) -> None:
@@ -186,3 +187,18 @@ def test_contender_does_not_wait_for_a_slow_holder(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_filesystem_without_flock_is_an_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = tmp_path / "run.lock"
+    with pytest.raises(InputError, match=f"cannot lock {lock}: No locks available"), held(lock):
+        pass

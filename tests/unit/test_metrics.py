@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.metrics_rules import naming_problems
-from volimg.errors import InputError
+from volimg.errors import ExitCode, InputError, OperationFailed
 from volimg.metrics import Sample, check_textfile_path, read_gauge, render, write_textfile
 
 RESULTS = ("ok", "partial", "failed", "skipped", "already-done")
@@ -171,8 +171,10 @@ def test_failed_write_leaves_old_file_and_no_temporary(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OperationFailed) as caught:
         write_textfile(path, batch_samples({}))
+    assert str(caught.value) == f"cannot write the metrics file {path}: No space left on device"
+    assert caught.value.exit_code == ExitCode.FAILED
     assert path.read_text() == "# previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volimg.prom"]
 

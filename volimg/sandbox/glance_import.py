@@ -166,8 +166,10 @@ class ImportRunner:
         while self.jobs.sleep(_HEARTBEAT):
             with self.cloud.lock:
                 if task_id not in self.live or self._locked_image(task) is None:
-                    return
+                    break
             self.refresh_live()
+        with self.cloud.lock:
+            self.live.discard(task_id)
 
     def _abandon(self, task_id: str, stores: list[str], status: str) -> None:
         """`Faults.abandon_import`: the worker dies; task and lock stay as they were."""

@@ -216,10 +216,11 @@ class Sandbox:
         fetches a new one. The offset is process-wide (see `state.CLOCK`) and is taken
         back when this sandbox stops.
         """
-        CLOCK.advance(seconds)
-        self._clock_advanced += seconds
-        if self._runner is not None:
-            self._runner.refresh_live()  # a live task has touched updated_at meanwhile
+        with self.cloud.lock:  # no request sees the new time before live tasks do
+            CLOCK.advance(seconds)
+            self._clock_advanced += seconds
+            if self._runner is not None:
+                self._runner.refresh_live()  # a live task has touched updated_at meanwhile
 
     @property
     def clock_offset(self) -> float:
