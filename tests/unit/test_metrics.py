@@ -219,12 +219,45 @@ def test_missing_directory_is_named(tmp_path: Path) -> None:
         check_textfile_path(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_directory_is_refused_up_front(tmp_path: Path) -> None:
-    locked = tmp_path / "ro"
-    locked.mkdir(mode=0o555)
-    with pytest.raises(InputError, match="cannot write in"):
-        check_textfile_path(locked / "volimg.prom")
+    """Root may write anywhere, so as root the check runs as nobody (setpriv)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o555)
+        with pytest.raises(InputError, match="cannot write in"):
+            check_textfile_path(locked / "volimg.prom")
+        return
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "util-linux's setpriv is needed to drop root here"
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        locked = base / "ro"
+        locked.mkdir(mode=0o555)
+        code = (
+            "from pathlib import Path\n"
+            "from volimg.errors import InputError\n"
+            "from volimg.metrics import check_textfile_path\n"
+            "try:\n"
+            f"    check_textfile_path(Path({str(locked / 'volimg.prom')!r}))\n"
+            "except InputError as exc:\n"
+            "    print(exc.message)\n"
+        )
+        root = Path(__file__).resolve().parents[2]
+        proc = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", code],
+            capture_output=True, text=True, check=False, cwd=base,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )  # fmt: skip
+        assert "cannot write in" in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(base)
 
 
 def test_read_gauge_reads_back_what_was_written(tmp_path: Path) -> None:
