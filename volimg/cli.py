@@ -95,7 +95,9 @@ def _run_and_report(app: AppContext, work: Callable[[EventSink], Outcome]) -> No
 
 
 def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
-    ndjson = " ndjson (batches): one JSON line per volume as it finishes, then a summary."
+    ndjson = (
+        " ndjson: one JSON line per volume (or finding) as soon as it is known, then a summary."
+    )
     return click.option(
         "-f",
         "--format",

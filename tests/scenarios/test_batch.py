@@ -503,3 +503,26 @@ def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
         ]
         assert len(named) == 1, volume.name
     conn.close()
+
+
+def test_selectors_pick_volumes_by_metadata_and_all_must_match(
+    volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    volumes = make_volumes(admin_conn, 3, f"sel-{tag}", from_image=False)
+    for volume, tier in zip(volumes, ("gold", "gold", "silver"), strict=True):
+        admin_conn.block_storage.set_volume_metadata(volume, nightly=tag, tier=tier)
+
+    run = volimg(
+        "upload", "--selector", f"nightly={tag}", "--selector", "tier=gold", *qcow2,
+        "--no-replicate", "-f", "json",
+    )  # fmt: skip
+
+    assert run.exit_code == 0, run
+    chosen = sorted(v["volume"]["id"] for v in run.doc["volumes"])
+    assert chosen == sorted(v.id for v in volumes[:2])
+    assert run.doc["summary"]["counts"]["ok"] == 2
+
+    none = volimg("upload", "--selector", f"nightly={tag}-none", "--require-match", "-f", "json")
+
+    assert none.exit_code == 2, none
