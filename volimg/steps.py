@@ -308,22 +308,23 @@ def wait_for_upload(gateway: Gateway, job: Job, volume: Volume) -> Image:
     job.emit(ev.PhaseStarted, phase="wait", detail=f"waiting for image {image_id}")
 
     def fetch() -> tuple[Image | None, Volume | None]:
-        return gateway.get_image(image_id), gateway.get_volume(volume.id)
+        # The volume leaves 'uploading' only once the image is active or the upload
+        # failed (Cinder sets it last), so the image is read only then.
+        current = gateway.get_volume(volume.id)
+        if current is not None and current.status == "uploading":
+            return job.image, current
+        return gateway.get_image(image_id), current
 
     def finished(seen: tuple[Image | None, Volume | None]) -> bool:
-        image, current = seen
-        if current is None or current.status == "error":
-            return True
-        if current.status == "uploading":
-            return False
-        return image is None or image.status in IMAGE_DEAD_STATUSES or image.is_active
+        _, current = seen
+        return current is None or current.status != "uploading"
 
     def report(seen: tuple[Image | None, Volume | None]) -> None:
         image, current = seen
         job.image = image
         job.emit(
             ev.UploadProgress,
-            image_status=image.status if image else "gone",
+            image_status=image.status if image else "being written",
             volume_status=current.status if current else "gone",
         )
 
@@ -659,6 +660,8 @@ def _wait_for_copy(
                 tasks_api = False
             else:
                 task = next((t for t in tasks if is_ours(t)), None)
+                if task is not None and not task.finished and job.image is not None:
+                    return task, job.image  # still copying: the image can wait
         current = gateway.get_image(image.id)
         if current is None:
             raise NotFoundInCloud(f"image {image.id} disappeared while volimg was copying it")
