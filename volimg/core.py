@@ -25,6 +25,7 @@ from volimg.planner import (
     ReplicationPlan,
     UploadFacts,
     UploadOptions,
+    default_image_name,
     plan_replication,
     plan_upload,
 )
@@ -32,8 +33,14 @@ from volimg.planner import (
 log = logging.getLogger(__name__)
 
 
-def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> UploadFacts:
-    """Read everything the plan depends on; change nothing."""
+def gather_upload_facts(
+    gateway: Gateway, volume_ref: str, *, now: datetime, image_name: str | None = None
+) -> UploadFacts:
+    """Read everything the plan depends on; change nothing.
+
+    ``image_name`` is ``--name`` (None: the default name), looked up so the plan can
+    warn when that name is already taken.
+    """
     identity = gateway.identity()
     volume = gateway.find_volume(volume_ref)
     log.info(
@@ -62,6 +69,8 @@ def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> 
         glance.default_store,
         ",".join(glance.import_methods),
     )
+    name = image_name or default_image_name(volume, now)
+    same_name = tuple(sorted(image.id for image in gateway.images_named(name)))
     return UploadFacts(
         volume=volume,
         volume_type=volume_type,
@@ -70,12 +79,14 @@ def gather_upload_facts(gateway: Gateway, volume_ref: str, *, now: datetime) -> 
         identity=identity,
         cinder_max_microversion=gateway.cinder_max_microversion(),
         requested_at=now,
+        same_name_images=same_name,
     )
 
 
 def plan(gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime) -> Plan:
     """The plan ``volimg upload`` would carry out, with a reason for each decision."""
-    return plan_upload(gather_upload_facts(gateway, volume_ref, now=now), options)
+    facts = gather_upload_facts(gateway, volume_ref, now=now, image_name=options.image_name)
+    return plan_upload(facts, options)
 
 
 def upload(

@@ -319,6 +319,7 @@ def _json_shape(doc: dict[str, Any]) -> None:
         "expected_stores",
         "reasons",
         "cinder_headers",
+        "image_name_taken_by",
     ):
         assert key in doc["plan"], key
     for reason in doc["plan"]["reasons"]:
@@ -353,7 +354,7 @@ def test_json_documents_match_the_documented_contract(
 
     for run in (ok, planned, partial):
         _json_shape(run.doc)
-    assert planned.doc["command"] == "upload"
+    assert planned.doc["command"] == "plan"
     assert planned.doc["result"] == "planned"
 
     failed = volimg_sandbox("upload", "twin", "-f", "json")
