@@ -128,10 +128,12 @@ def _misplaced_global_option(
     """A global option given after the command: say where it belongs."""
     command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
     for param in group.params:
-        if exc.option_name in param.opts:
+        if isinstance(param, click.Option) and exc.option_name in param.opts:
+            takes_value = not (param.is_flag or param.count)
+            value = f" {param.metavar or 'VALUE'}" if takes_value else ""
             return click.UsageError(
                 f"{exc.option_name} is a global option: give it before the command, "
-                f"e.g. volimg {exc.option_name} ... {command} ...",
+                f"e.g. volimg {exc.option_name}{value} {command} ...",
                 ctx=exc.ctx,
             )
     return None

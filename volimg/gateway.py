@@ -239,9 +239,7 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
                     "OS_* variables"
                 )
             raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
-        return Gateway(
-            connection.Connection(config=region_config), cloud=cloud or region_config.name
-        )
+        return Gateway(connection.Connection(config=region_config), cloud=cloud)
 
 
 class Gateway:
