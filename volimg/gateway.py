@@ -28,6 +28,7 @@ from volimg.errors import (
     ConfigError,
     ConflictInCloud,
     ImageNotFound,
+    InputError,
     NotFoundInCloud,
     PermissionDenied,
     RequestRejected,
@@ -275,6 +276,7 @@ class Gateway:
 
     def find_volume(self, ref: str) -> Volume:
         """A volume by ID or by exact name; refuses a name several volumes share."""
+        _require_ref(ref, "volume")
         if _UUID.match(ref):
             volume = self.get_volume(ref)
             if volume is not None:
@@ -384,6 +386,7 @@ class Gateway:
 
     def find_image(self, ref: str) -> Image:
         """An image by ID or exact name; refuses a name several images share."""
+        _require_ref(ref, "image")
         if _UUID.match(ref):
             image = self.get_image(ref)
             if image is not None:
@@ -532,6 +535,15 @@ class Gateway:
             response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("removed image %s from store %s", image_id, store)
+
+
+def _require_ref(ref: str, noun: str) -> None:
+    """Cinder and Glance drop an empty name filter, so '' would match nameless resources."""
+    if not ref.strip():
+        raise InputError(
+            f"{'an empty' if not ref else 'a blank'} {noun} name or ID names no {noun}",
+            hint=f"pass the {noun}'s name or ID (an unset shell variable?)",
+        )
 
 
 def new_request_id() -> str:

@@ -76,6 +76,25 @@ def test_an_empty_or_blank_name_is_exit_2_whatever_the_cloud_holds(
         assert "unset shell variable" in message
 
 
+def test_the_library_refuses_a_blank_name_too(
+    cloud: CloudUnderTest, admin_conn: Any, scratch_volumes: list[Any]
+) -> None:
+    from volimg import core
+    from volimg.errors import InputError
+    from volimg.gateway import connect
+    from volimg.planner import ReplicationOptions, UploadOptions
+
+    scratch_volumes.append(_blank_volume(admin_conn, ""))
+    gateway = connect(cloud.admin_cloud, None)
+    try:
+        with pytest.raises(InputError, match="empty volume name"):
+            core.plan(gateway, "", UploadOptions(), now=datetime.now(timezone.utc))
+        with pytest.raises(InputError, match="blank image name"):
+            core.plan_copy(gateway, " ", None, ReplicationOptions(stores=("fast",)))
+    finally:
+        gateway.close()
+
+
 def test_plan_warns_when_the_chosen_name_is_already_taken(volimg: VolimgRunner) -> None:
     run = volimg("plan", "boot-vol", "--name", "cirros-base", "-f", "json")
 
