@@ -400,7 +400,12 @@ def _one_volume(
         if resume is None and volume.status in BUSY_STATUSES:
             return done(SKIPPED, reason=f"volume is {volume.status}: busy, not uploaded")
         facts = gather_upload_facts(
-            gateway, volume, now=settings.clock.wall(), shared=shared, resuming=resume
+            gateway,
+            volume,
+            now=settings.clock.wall(),
+            shared=shared,
+            resuming=resume,
+            check_name=False,
         )
         upload_options = replace(options.upload, image_name=resume.name if resume else name)
         try:

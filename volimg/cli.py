@@ -7,7 +7,10 @@ turns a ``VolimgError`` into a message (or a JSON document) and its exit code.
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -17,7 +20,7 @@ from click.core import ParameterSource
 
 from volimg import __version__
 from volimg.context import AppContext
-from volimg.errors import Interrupted, UsageProblem, VolimgError
+from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 from volimg.provenance import Period
 
 if TYPE_CHECKING:
@@ -33,6 +36,30 @@ log = logging.getLogger("volimg")
 DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
 CONTAINER_FORMATS = ("bare", "ovf", "ova", "aki", "ari", "ami", "docker", "compressed")
 VISIBILITIES = ("private", "shared", "community", "public")
+
+
+class NameOrId(click.types.StringParamType):
+    """A name, ID or store id: an empty or blank value (an unset shell variable) is refused.
+
+    Cinder and Glance accept the empty string as a name, so ``volimg plan ''`` would
+    otherwise pick whatever nameless volume the project holds.
+    """
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        if not text.strip():
+            self.fail(
+                f"{'an empty' if not text else 'a blank'} value is not a name or ID "
+                "(an unset shell variable?)",
+                param,
+                ctx,
+            )
+        return text
+
+
+NAME_OR_ID = NameOrId()
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -69,15 +96,58 @@ class VolimgGroup(click.Group):
             interrupted = Interrupted("interrupted while reading the cloud; nothing was changed")
             app.renderer().error(interrupted, command=ctx.invoked_subcommand or "")
             ctx.exit(int(interrupted.exit_code))
+        except click.NoSuchOption as exc:
+            misplaced = _misplaced_global_option(self, exc)
+            if misplaced is None:
+                self._report_usage_error(ctx, exc)
+                raise
+            self._report_usage_error(ctx, misplaced)
+            raise misplaced from None
         except click.UsageError as exc:
-            if _wants_json(ctx.meta.get("volimg.args", [])):
-                from volimg.render import dump_json, failure_doc
-
-                problem = UsageProblem(exc.format_message(), hint="see --help")
-                click.echo(dump_json(failure_doc(ctx.invoked_subcommand or "", problem)))
+            self._report_usage_error(ctx, exc)
             raise
+        except BrokenPipeError:
+            # Whoever read stdout went away (``volimg plan boot-vol | head -1``); stderr
+            # may still reach the operator. Exit as a writer killed by SIGPIPE would.
+            _silence_stdout()
+            click.echo("volimg: output not written: stdout was closed (broken pipe)", err=True)
+            ctx.exit(int(ExitCode.BROKEN_PIPE))
         finally:
             app.close()
+
+    def _report_usage_error(self, ctx: click.Context, exc: click.UsageError) -> None:
+        """In JSON mode a usage error still prints its one document."""
+        if _wants_json(ctx.meta.get("volimg.args", [])):
+            from volimg.render import dump_json, failure_doc
+
+            problem = UsageProblem(exc.format_message(), hint="see --help")
+            click.echo(dump_json(failure_doc(ctx.invoked_subcommand or "", problem)))
+
+
+def _misplaced_global_option(
+    group: click.Group, exc: click.NoSuchOption
+) -> click.UsageError | None:
+    """A global option given after the command: say where it belongs."""
+    command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
+    for param in group.params:
+        if isinstance(param, click.Option) and exc.option_name in param.opts:
+            takes_value = not (param.is_flag or param.count)
+            value = f" {param.metavar or 'VALUE'}" if takes_value else ""
+            return click.UsageError(
+                f"{exc.option_name} is a global option: give it before the command, "
+                f"e.g. volimg {exc.option_name}{value} {command} ...",
+                ctx=exc.ctx,
+            )
+    return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file descriptor (a test runner's buffer)
 
 
 def _exit_with(code: int) -> None:
@@ -133,7 +203,12 @@ def with_app_formats(*formats: str) -> Callable[[F], F]:
 def placement_options(f: F) -> F:
     """Options shared by ``upload`` and ``plan``: everything that shapes the plan."""
     decorators = [
-        click.option("--name", "image_name", help="Image name [default: <volume>-<UTC time>]."),
+        click.option(
+            "--name",
+            "image_name",
+            type=NAME_OR_ID,
+            help="Image name [default: <volume>-<UTC time>].",
+        ),
         click.option(
             "--disk-format", type=click.Choice(DISK_FORMATS), help="[default: Cinder's, raw]"
         ),
@@ -158,11 +233,13 @@ def placement_options(f: F) -> F:
         click.option(
             "--replicate/--no-replicate",
             default=None,
-            help="Copy to the base image's stores [default: as planned].",
+            help="Follow the base image's stores, or not (--no-replicate; --also-store still "
+            "copies) [default: as planned].",
         ),
         click.option(
             "--also-store",
             "also_stores",
+            type=NAME_OR_ID,
             multiple=True,
             metavar="STORE",
             help="Also copy to this store (repeatable).",
@@ -183,7 +260,16 @@ def placement_options(f: F) -> F:
     return f
 
 
-def wait_options(f: F) -> F:
+def wait_options(what: str) -> Callable[[F], F]:
+    """--wait/--no-wait and --timeout; ``what`` names what is waited for."""
+
+    def decorate(f: F) -> F:
+        return _wait_options(f, what)
+
+    return decorate
+
+
+def _wait_options(f: F, what: str) -> F:
     f = click.option(
         "--timeout",
         type=click.FloatRange(min=1),
@@ -196,7 +282,7 @@ def wait_options(f: F) -> F:
         "--wait/--no-wait",
         default=True,
         show_default=True,
-        help="Wait for the upload and the copies to finish.",
+        help=f"Wait for {what} to finish.",
     )(f)
 
 
@@ -327,9 +413,9 @@ def batch_options(f: F) -> F:
 
 
 @cli.command()
-@click.argument("volumes", nargs=-1, metavar="[VOLUME]...")
+@click.argument("volumes", nargs=-1, metavar="[VOLUME]...", type=NAME_OR_ID)
 @placement_options
-@wait_options
+@wait_options("the upload and the copies")
 @batch_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @with_app_formats("table", "json", "ndjson")
@@ -433,18 +519,21 @@ def _run_batch(
             outcome = run_batch(
                 app.gateway(), selection, options, settings, sink, on_result=renderer.on_result
             )
-        renderer.outcome(outcome)
+        # Metrics first: they must say how the run went even if stdout's reader is gone.
         if metrics_file is not None and not options.dry_run:
             write_batch_metrics(metrics_file, outcome)
+        renderer.outcome(outcome)
     _exit_with(int(outcome.exit_code))
 
 
 @cli.command()
-@click.argument("volume")
+@click.argument("volume", type=NAME_OR_ID)
 @placement_options
 @with_app
 def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
     """Show the facts and the plan for VOLUME; change nothing (= upload --dry-run)."""
+    from dataclasses import replace
+
     from volimg import core
 
     outcome = core.upload(
@@ -454,14 +543,26 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
         app.run_settings(),
         dry_run=True,
     )
-    app.renderer().outcome(outcome)
+    # The JSON document names the command that was run (docs/json.md).
+    app.renderer().outcome(replace(outcome, command="plan"))
 
 
 @cli.command()
-@click.argument("image")
-@click.option("--like", "like", metavar="BASE_IMAGE", help="Copy to every store this image is in.")
+@click.argument("image", type=NAME_OR_ID)
 @click.option(
-    "--store", "stores", multiple=True, metavar="STORE", help="Copy to this store (repeatable)."
+    "--like",
+    "like",
+    type=NAME_OR_ID,
+    metavar="BASE_IMAGE",
+    help="Copy to every store this image is in.",
+)
+@click.option(
+    "--store",
+    "stores",
+    type=NAME_OR_ID,
+    multiple=True,
+    metavar="STORE",
+    help="Copy to this store (repeatable).",
 )
 @click.option(
     "--prune",
@@ -471,7 +572,7 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
 @click.option(
     "--all-stores-must-succeed", is_flag=True, help="Let Glance undo every copy if one store fails."
 )
-@wait_options
+@wait_options("the copies")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @with_app
 def replicate(
@@ -578,9 +679,9 @@ def audit(
     renderer = app.audit_renderer()
     with renderer.progress() as sink:
         outcome = run_audit(app.gateway(), options, app.run_settings(timeout=timeout), sink)
-    renderer.audit(outcome)
     if metrics_file is not None:
         write_audit_metrics(metrics_file, outcome)
+    renderer.audit(outcome)
     _exit_with(outcome.exit_code)
 
 

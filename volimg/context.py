@@ -106,21 +106,33 @@ class AppContext:
         )
 
     def configure_logging(self) -> None:
-        """-v: volimg's own steps; -vv: also openstacksdk/keystoneauth requests.
+        """Quiet by default; -v: volimg's own steps and keystoneauth's warnings (a
+        connection retried, an endpoint that could not be discovered); -vv: also every
+        openstacksdk/keystoneauth request.
 
+        Without -v, keystoneauth's warnings would reach stderr through Python's
+        last-resort handler, beside volimg's own one-line error that already says it.
         keystoneauth logs request headers with the token replaced by its SHA-256, and
         volimg logs where a setting came from, never its value.
         """
         if self.verbose <= 0:
-            return
-        handler = logging.StreamHandler(self.stderr or sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            handler: logging.Handler = logging.NullHandler()
+            levels = {"keystoneauth": logging.NOTSET, "openstack": logging.NOTSET}
+        else:
+            handler = logging.StreamHandler(self.stderr or sys.stderr)
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+            )
+            levels = {
+                "volimg": logging.DEBUG if self.verbose > 1 else logging.INFO,
+                "keystoneauth": logging.DEBUG if self.verbose > 1 else logging.WARNING,
+            }
+            if self.verbose > 1:
+                levels["openstack"] = logging.DEBUG
         self._log_handler = handler
-        levels = {"volimg": logging.DEBUG if self.verbose > 1 else logging.INFO}
-        if self.verbose > 1:
-            levels.update(openstack=logging.DEBUG, keystoneauth=logging.DEBUG)
         for name, level in levels.items():
             logger = logging.getLogger(name)
             self._saved_levels[name] = logger.level
             logger.addHandler(handler)
-            logger.setLevel(level)
+            if level != logging.NOTSET:
+                logger.setLevel(level)

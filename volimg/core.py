@@ -28,6 +28,7 @@ from volimg.planner import (
     ReplicationPlan,
     UploadFacts,
     UploadOptions,
+    default_image_name,
     plan_replication,
     plan_upload,
 )
@@ -67,8 +68,15 @@ def gather_upload_facts(
     now: datetime,
     shared: SharedFacts | None = None,
     resuming: Image | None = None,
+    image_name: str | None = None,
+    check_name: bool = True,
 ) -> UploadFacts:
-    """Read everything the plan depends on; change nothing."""
+    """Read everything the plan depends on; change nothing.
+
+    ``image_name`` is ``--name`` (None: the default name), looked up so the plan can
+    warn when that name is already taken (``check_name``: a batch names its images
+    itself and looks for its own earlier ones).
+    """
     shared = shared or SharedFacts()
     identity = shared.get("identity", "", gateway.identity)
     volume = gateway.find_volume(volume_ref) if isinstance(volume_ref, str) else volume_ref
@@ -107,6 +115,10 @@ def gather_upload_facts(
         glance.default_store,
         ",".join(glance.import_methods),
     )
+    same_name: tuple[str, ...] = ()
+    if check_name and resuming is None:
+        name = image_name or default_image_name(volume, now)
+        same_name = tuple(sorted(image.id for image in gateway.images_named(name)))
     return UploadFacts(
         volume=volume,
         volume_type=volume_type,
@@ -116,12 +128,14 @@ def gather_upload_facts(
         cinder_max_microversion=shared.get("cinder", "", gateway.cinder_max_microversion),
         requested_at=now,
         resuming=resuming,
+        same_name_images=same_name,
     )
 
 
 def plan(gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime) -> Plan:
     """The plan ``volimg upload`` would carry out, with a reason for each decision."""
-    return plan_upload(gather_upload_facts(gateway, volume_ref, now=now), options)
+    facts = gather_upload_facts(gateway, volume_ref, now=now, image_name=options.image_name)
+    return plan_upload(facts, options)
 
 
 def upload(

@@ -76,6 +76,12 @@ def serve_sandbox(
     from volimg.sandbox import Sandbox, SandboxBindRefused, Timings
 
     timings = Timings.human() if speed == "human" else Timings.instant()
+    if clouds_yaml and not Path(clouds_yaml).parent.is_dir():
+        raise InputError(
+            f"--clouds-yaml {clouds_yaml}: directory {Path(clouds_yaml).parent} does not exist",
+            hint="create it first, or name a file in an existing directory (volimg does not "
+            "create directories)",
+        )
     try:
         sandbox = Sandbox(
             host=host,
@@ -88,9 +94,16 @@ def serve_sandbox(
         sandbox.start()
     except SandboxBindRefused as exc:
         raise InputError(
-            str(exc), hint="bind 127.0.0.1 (the default), or pass --allow-remote on purpose"
+            f"refusing to serve the sandbox on non-loopback address {host!r}: it is a test "
+            "cloud, not meant for the network",
+            hint="bind 127.0.0.1 (the default), or pass --allow-remote on purpose",
         ) from exc
     except OSError as exc:
+        if exc.filename is not None:  # the file, not the socket
+            raise InputError(
+                f"cannot write --clouds-yaml {clouds_yaml}: {exc.strerror or exc}",
+                hint="name a file in a directory you can write",
+            ) from exc
         raise InputError(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}",
             hint="choose another --port, or leave it out to get a free one",

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     AUTH = 5  # authentication or permission refused
     LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C / SIGINT, after saying what exists
+    BROKEN_PIPE = 141  # stdout's reader went away (128 + SIGPIPE, as a shell reports it)
 
 
 class VolimgError(Exception):

@@ -17,7 +17,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from volimg.errors import (
@@ -28,6 +28,7 @@ from volimg.errors import (
     ConfigError,
     ConflictInCloud,
     ImageNotFound,
+    InputError,
     NotFoundInCloud,
     PermissionDenied,
     RequestRejected,
@@ -77,6 +78,8 @@ _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 )
 _HTML_RESIDUE = re.compile(r"<[^>]+>")
+# keystoneauth's ConnectFailure: "Unable to establish connection to URL: <cause>".
+_URL_IN_MESSAGE = re.compile(r"connection to (\S+?):? ")
 
 
 def _clean(detail: str | None) -> str:
@@ -91,7 +94,44 @@ def _request_id(response: requests.Response) -> str | None:
     )
 
 
-def translate_error(exc: BaseException, action: str) -> VolimgError:
+def _unreachable(exc: BaseException, action: str, cloud: str | None) -> CloudError:
+    """One line for a cloud that cannot be reached: which cloud, which URL, why.
+
+    keystoneauth wraps urllib3's chain of wrappers into its message; the cause an
+    operator acts on (connection refused, name not known, timed out) is the OS error
+    at the bottom of it.
+    """
+    found = _URL_IN_MESSAGE.search(str(exc))
+    url = found.group(1) if found else None
+    where = f"cloud {cloud!r}" if cloud else "the cloud"
+    at = f" at {url}" if url else ""
+    return CloudError(
+        f"cannot reach {where}{at}: {_os_cause(exc)} (while {action})",
+        hint="check auth_url in clouds.yaml (or OS_AUTH_URL) and that the endpoints are "
+        "reachable from here; -v shows keystoneauth's own account",
+    )
+
+
+def _os_cause(exc: BaseException) -> str:
+    """The OS-level reason at the bottom of an exception chain, e.g. "connection refused"."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or type(current).__name__.endswith("Timeout"):
+            return "timed out"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[0].lower() + current.strerror[1:]
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError
+        linked = [current.__cause__, current.__context__, reason, *current.args]
+        pending += [e for e in linked if isinstance(e, BaseException)]
+    return _clean(str(exc))
+
+
+def translate_error(exc: BaseException, action: str, *, cloud: str | None = None) -> VolimgError:
     """Map an SDK or keystoneauth exception to volimg's tree, with what to do next."""
     from keystoneauth1 import exceptions as ksa
     from openstack import exceptions as sdk
@@ -125,9 +165,13 @@ def translate_error(exc: BaseException, action: str) -> VolimgError:
             f"{action}: the service catalog has no usable endpoint ({exc})",
             hint="check the region (--os-region-name) and interface of this cloud",
         )
-    if isinstance(exc, (ksa.ConnectionError, ksa.DiscoveryFailure)):
+    if isinstance(exc, ksa.ConnectionError) or (
+        isinstance(exc, ksa.DiscoveryFailure) and _URL_IN_MESSAGE.search(str(exc))
+    ):
+        return _unreachable(exc, action, cloud)
+    if isinstance(exc, ksa.DiscoveryFailure):
         return CloudError(
-            f"{action}: could not reach the cloud ({_clean(str(exc))})",
+            f"{action}: could not discover the cloud's API versions ({_clean(str(exc))})",
             hint="check auth_url and that the endpoints are reachable from here",
         )
     if isinstance(exc, (ksa.MissingRequiredOptions, ksa.AuthPluginException)):
@@ -143,7 +187,7 @@ def translate_error(exc: BaseException, action: str) -> VolimgError:
 
 
 @contextmanager
-def _calling(action: str) -> Iterator[None]:
+def _calling(action: str, *, cloud: str | None = None) -> Iterator[None]:
     """Turn whatever openstacksdk or keystoneauth raises during ``action`` into volimg's."""
     from keystoneauth1.exceptions import ClientException
     from openstack.exceptions import SDKException
@@ -151,7 +195,7 @@ def _calling(action: str) -> Iterator[None]:
     try:
         yield
     except (SDKException, ClientException) as exc:
-        raise translate_error(exc, action) from exc
+        raise translate_error(exc, action, cloud=cloud) from exc
     except (KeyError, TypeError, ValueError) as exc:
         # A 2xx whose body is not what the API reference promises (ValueError covers
         # JSON that does not parse).
@@ -171,7 +215,7 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
 
     from volimg import __version__
 
-    with _calling("reading the cloud configuration"):
+    with _calling("reading the cloud configuration", cloud=cloud):
         config = OpenStackConfig(
             config_files=[config_file] if config_file else None,
             app_name="volimg",
@@ -183,19 +227,31 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
             )
         except (sdk.ConfigException, ksa.ClientException) as exc:
             where = f"cloud {cloud!r}" if cloud else "the default cloud"
-            raise ConfigError(
-                f"cannot use {where}: {exc}",
-                hint="name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
-                "OS_* variables",
-            ) from exc
-        return Gateway(connection.Connection(config=region_config))
+            # openstacksdk (openstack/config/loader.py _get_region): "Region X is not a
+            # valid region name for cloud Y. Valid choices are ...".
+            if region and "not a valid region name" in str(exc):
+                hint = (
+                    f"region {region!r} comes from --os-region-name (or OS_REGION_NAME): pass "
+                    "one of the valid regions, or leave it out to use the cloud's own"
+                )
+            else:
+                hint = (
+                    "name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
+                    "OS_* variables"
+                )
+            raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
+        return Gateway(connection.Connection(config=region_config), cloud=cloud)
 
 
 class Gateway:
     """volimg's view of one cloud: Keystone, Cinder and Glance through one connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, cloud: str | None = None) -> None:
         self._conn = conn
+        self.cloud = cloud  # its name in clouds.yaml, for messages
+
+    def _calling(self, action: str) -> AbstractContextManager[None]:
+        return _calling(action, cloud=self.cloud)
 
     def close(self) -> None:
         self._conn.close()
@@ -219,7 +275,7 @@ class Gateway:
     # --- identity ---------------------------------------------------------------
 
     def identity(self) -> CloudIdentity:
-        with _calling("authenticating"):
+        with self._calling("authenticating"):
             auth: Any = self._conn.session.auth
             access = auth.get_access(self._conn.session)
         return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
@@ -227,7 +283,7 @@ class Gateway:
     # --- Cinder -------------------------------------------------------------------
 
     def cinder_max_microversion(self) -> str | None:
-        with _calling("discovering Cinder's API versions"):
+        with self._calling("discovering Cinder's API versions"):
             data = self._conn.block_storage.get_endpoint_data()
         version = getattr(data, "max_microversion", None)
         if not version:
@@ -236,11 +292,12 @@ class Gateway:
 
     def find_volume(self, ref: str) -> Volume:
         """A volume by ID or by exact name; refuses a name several volumes share."""
+        _require_ref(ref, "volume")
         if _UUID.match(ref):
             volume = self.get_volume(ref)
             if volume is not None:
                 return volume  # else a volume may be named like a UUID: try the name
-        with _calling(f"looking up volume {ref!r}"):
+        with self._calling(f"looking up volume {ref!r}"):
             matches = [
                 v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
             ]
@@ -253,7 +310,7 @@ class Gateway:
     def get_volume(self, volume_id: str) -> Volume | None:
         from openstack import exceptions as sdk
 
-        with _calling(f"reading volume {volume_id}"):
+        with self._calling(f"reading volume {volume_id}"):
             try:
                 return _volume(self._conn.block_storage.get_volume(volume_id))
             except sdk.NotFoundException:
@@ -263,7 +320,7 @@ class Gateway:
         """The type and its ``image_service:store_id``; None if the type is not visible."""
         from openstack import exceptions as sdk
 
-        with _calling(f"reading volume type {name_or_id!r}"):
+        with self._calling(f"reading volume type {name_or_id!r}"):
             try:
                 found = self._conn.block_storage.find_type(name_or_id, ignore_missing=False)
             except sdk.NotFoundException:
@@ -282,7 +339,7 @@ class Gateway:
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
-        with _calling(f"asking Cinder to upload volume {volume_id}"):
+        with self._calling(f"asking Cinder to upload volume {volume_id}"):
             response = self._conn.block_storage.post(
                 f"/volumes/{volume_id}/action",
                 json={"os-volume_upload_image": body},
@@ -298,7 +355,7 @@ class Gateway:
         """Cinder's user messages about a volume, newest first (why an upload failed)."""
         max_version = self.cinder_max_microversion() or MESSAGES_MICROVERSION
         filtered = version_tuple(max_version) >= version_tuple(MESSAGES_FILTER_MICROVERSION)
-        with _calling(f"reading Cinder's messages about volume {volume_id}"):
+        with self._calling(f"reading Cinder's messages about volume {volume_id}"):
             response = self._conn.block_storage.get(
                 "/messages",
                 params={"resource_uuid": volume_id},
@@ -354,14 +411,14 @@ class Gateway:
 
     def glance_info(self) -> GlanceInfo:
         """Stores (GET /v2/info/stores) and import methods (GET /v2/info/import)."""
-        with _calling("reading Glance's stores"):
+        with self._calling("reading Glance's stores"):
             response = self._conn.image.get("/info/stores")
             # Glance answers 404 when enabled_backends is not set (single store).
             stores: list[Store] = []
             if response.status_code != 404:
                 _raise_for(response)
                 stores = [_store(s) for s in response.json().get("stores", [])]
-        with _calling("reading Glance's import methods"):
+        with self._calling("reading Glance's import methods"):
             response = self._conn.image.get("/info/import")
             _raise_for(response)
             methods = response.json().get("import-methods", {}).get("value", [])
@@ -369,7 +426,7 @@ class Gateway:
 
     def get_image(self, image_id: str) -> Image | None:
         """An image by ID, or None when Glance says 404 (gone, or not visible to you)."""
-        with _calling(f"reading image {image_id}"):
+        with self._calling(f"reading image {image_id}"):
             response = self._conn.image.get(f"/images/{image_id}")
             if response.status_code == 404:
                 return None
@@ -378,6 +435,7 @@ class Gateway:
 
     def find_image(self, ref: str) -> Image:
         """An image by ID or exact name; refuses a name several images share."""
+        _require_ref(ref, "image")
         if _UUID.match(ref):
             image = self.get_image(ref)
             if image is not None:
@@ -395,7 +453,7 @@ class Gateway:
         if owner:
             params["owner"] = owner
         found: list[Image] = []
-        with _calling(f"looking up images named {name!r}"):
+        with self._calling(f"looking up images named {name!r}"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -428,7 +486,7 @@ class Gateway:
             params["owner"] = owner
         params.update(properties or {})
         found: list[Image] = []
-        with _calling("listing images"):
+        with self._calling("listing images"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -448,7 +506,7 @@ class Gateway:
             {"op": "add", "path": "/" + key.replace("~", "~0").replace("/", "~1"), "value": value}
             for key, value in properties.items()
         ]
-        with _calling(f"setting properties on image {image_id}"):
+        with self._calling(f"setting properties on image {image_id}"):
             response = self._conn.image.patch(
                 f"/images/{image_id}",
                 json=ops,
@@ -458,13 +516,13 @@ class Gateway:
 
     def add_image_tag(self, image_id: str, tag: str) -> None:
         """PUT /v2/images/{id}/tags/{tag}: idempotent (glance/api/v2/image_tags.py)."""
-        with _calling(f"tagging image {image_id}"):
+        with self._calling(f"tagging image {image_id}"):
             response = self._conn.image.put(f"/images/{image_id}/tags/{tag}")
             _raise_for(response)
 
     def delete_image(self, image_id: str) -> None:
         """DELETE /v2/images/{id}, sent once (a resend after success would say 404)."""
-        with _calling(f"deleting image {image_id}"):
+        with self._calling(f"deleting image {image_id}"):
             response = self._conn.image.delete(f"/images/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("deleted image %s", image_id)
@@ -494,7 +552,7 @@ class Gateway:
             "all_stores": False,
             "all_stores_must_succeed": all_stores_must_succeed,
         }
-        with _calling(f"asking Glance to copy image {image_id} to {', '.join(stores)}"):
+        with self._calling(f"asking Glance to copy image {image_id} to {', '.join(stores)}"):
             response = self._conn.image.post(
                 f"/images/{image_id}/import",
                 json=body,
@@ -506,7 +564,7 @@ class Gateway:
 
     def image_tasks(self, image_id: str) -> list[ImportTask]:
         """GET /v2/images/{id}/tasks (Glance API 2.12): the image's import tasks."""
-        with _calling(f"reading the import tasks of image {image_id}"):
+        with self._calling(f"reading the import tasks of image {image_id}"):
             response = self._conn.image.get(f"/images/{image_id}/tasks")
             _raise_for(response)
             return [
@@ -523,10 +581,19 @@ class Gateway:
 
     def delete_from_store(self, image_id: str, store: str) -> None:
         """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
-        with _calling(f"removing image {image_id} from store {store}"):
+        with self._calling(f"removing image {image_id} from store {store}"):
             response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("removed image %s from store %s", image_id, store)
+
+
+def _require_ref(ref: str, noun: str) -> None:
+    """Cinder and Glance drop an empty name filter, so '' would match nameless resources."""
+    if not ref.strip():
+        raise InputError(
+            f"{'an empty' if not ref else 'a blank'} {noun} name or ID names no {noun}",
+            hint=f"pass the {noun}'s name or ID (an unset shell variable?)",
+        )
 
 
 def new_request_id() -> str:

@@ -6,6 +6,7 @@ stores are a tuple, not the comma-joined string Glance puts in the ``stores`` fi
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -70,7 +71,9 @@ class Volume:
 
     @property
     def label(self) -> str:
-        return self.name or self.id
+        """How messages name the volume: its name, shell-quoted when it needs it
+        ('my vol'), else its ID."""
+        return shlex.quote(self.name) if self.name else self.id
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,8 @@ class UploadFacts:
     # An image an earlier run's upload made (found by its stamp or name): the plan is
     # for finishing that upload, so a volume still 'uploading' for it is expected.
     resuming: Image | None = None
+    # IDs of the images visible to you that already carry the new image's name.
+    same_name_images: tuple[str, ...] = ()
 
     @property
     def base_image_missing(self) -> bool:
@@ -226,7 +228,12 @@ class ReplicationPlan:
 def default_image_name(volume: Volume, at: datetime) -> str:
     """``<volume name or id>-<UTC timestamp>``: unique per second and sortable."""
     stamp = at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{volume.label}-{stamp}"
+    return f"{volume.name or volume.id}-{stamp}"
+
+
+def upload_image_name(volume: Volume, options: UploadOptions, at: datetime) -> str:
+    """The name the new image will get: ``--name``, else the default."""
+    return options.image_name or default_image_name(volume, at)
 
 
 # --- checks and single decisions ------------------------------------------------------
@@ -251,16 +258,25 @@ def _check_uploadable(volume: Volume, force: bool) -> Decision:
             f"volume {volume.label} is in-use and --force was given; Cinder honours it only "
             "if enable_force_upload = true in cinder.conf",
         )
+    if volume.status.startswith("error"):
+        # Cinder never leaves an error state by itself; only an admin's reset does.
+        hint = (
+            f"the volume stays {volume.status!r} until an admin resets its state once the data "
+            f"is known to be sound: openstack volume set --state available {volume.id} "
+            f"(cinder reset-state --state available {volume.id})"
+        )
+    else:
+        hint = "wait until the volume is available, or fix its state first"
     raise VolumeNotUploadable(
         f"volume {volume.label} is {volume.status!r}; Cinder uploads only available "
         "(or, forced, in-use) volumes",
-        hint="wait until the volume is available, or fix its state first",
+        hint=hint,
     )
 
 
 def _upload_request(facts: UploadFacts, options: UploadOptions) -> UploadRequest:
     request = UploadRequest(
-        image_name=options.image_name or default_image_name(facts.volume, facts.requested_at),
+        image_name=upload_image_name(facts.volume, options, facts.requested_at),
         force=options.force,
         disk_format=options.disk_format,
         container_format=options.container_format,
@@ -278,9 +294,10 @@ def _upload_request(facts: UploadFacts, options: UploadOptions) -> UploadRequest
 
 
 def _usable_stores(
-    candidates: Sequence[str], glance: GlanceInfo, why: str
+    candidates: Sequence[str], glance: GlanceInfo, why: str, present: Sequence[str] = ()
 ) -> tuple[tuple[str, ...], list[Decision]]:
-    """Keep the stores copy-image can write to; say why each other one is left out."""
+    """Keep the stores copy-image can write to (or that already hold the image ``present``);
+    say why each other one is left out."""
     usable: list[str] = []
     decisions: list[Decision] = []
     for store_id in candidates:
@@ -293,7 +310,7 @@ def _usable_stores(
                     f"{why} names store {store_id!r}, which Glance no longer has",
                 )
             )
-        elif store.read_only:
+        elif store.read_only and store_id not in present:
             decisions.append(
                 Decision(
                     f"store {store_id}",
@@ -306,8 +323,11 @@ def _usable_stores(
     return _unique(usable), decisions
 
 
-def _explicit_stores(stores: Sequence[str], glance: GlanceInfo, option: str) -> tuple[str, ...]:
-    """Stores the operator named: unknown or read-only ones are refused outright."""
+def _explicit_stores(
+    stores: Sequence[str], glance: GlanceInfo, option: str, present: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Stores the operator named: unknown ones are refused outright, and read-only ones
+    unless the image is already there (``present``): nothing needs writing then."""
     known = ", ".join(s.id for s in glance.stores) or "none"
     for store_id in stores:
         store = glance.store(store_id)
@@ -316,7 +336,7 @@ def _explicit_stores(stores: Sequence[str], glance: GlanceInfo, option: str) -> 
                 f"{option} {store_id}: Glance has no store {store_id!r} (stores: {known})",
                 hint="run 'volimg stores' to see the stores Glance offers",
             )
-        if store.read_only:
+        if store.read_only and store_id not in present:
             raise StoreNotUsable(
                 f"{option} {store_id}: store {store_id!r} is read-only and cannot receive a copy",
                 hint="choose a writable store ('volimg stores')",
@@ -443,11 +463,70 @@ def _follow_base(
             "Cinder sends x-openstack-base-image-ref but Glance ignores it, so volimg copies "
             f"the image to the base image's stores ({', '.join(base_targets)})"
             if follow
-            else "--no-replicate: the image stays where Glance puts it"
+            else "--no-replicate: the image does not follow the base image's stores"
+            + (
+                f" (only --also-store {', '.join(options.also_stores)} is copied)"
+                if options.also_stores
+                else "; it stays where Glance puts it"
+            )
         )
     if not base_targets:
         return follow, None
     return follow, Decision("follow base image stores", "yes" if follow else "no", reason)
+
+
+def _name_taken(facts: UploadFacts, image_name: str) -> Decision | None:
+    """Warn when the new image's name is already taken: names would stop identifying it."""
+    taken = facts.same_name_images
+    if not taken:
+        return None
+    count = f"{len(taken)} image{'s' if len(taken) > 1 else ''}"
+    return Decision(
+        "image name",
+        "already taken",
+        f"{count} visible to you already named {image_name!r} ({', '.join(taken)}): "
+        "Glance allows it, but afterwards that name (volimg replicate NAME, --like NAME) is "
+        "ambiguous; choose another --name, or refer to the new image by its ID",
+    )
+
+
+def _member_warnings(
+    identity: CloudIdentity, *, copies: bool, prunes: bool, public: bool = False
+) -> list[Decision]:
+    """Steps that default policies allow only admins: say so before anything changes."""
+    if identity.is_admin:
+        return []
+    warnings: list[Decision] = []
+    if public:
+        warnings.append(
+            Decision(
+                "permission",
+                "--visibility public may be refused",
+                "Cinder's volume_extension:volume_actions:upload_public policy is admin-only "
+                "by default and you have no admin role: Cinder would refuse the upload (403) "
+                "before creating anything; leave out --visibility public, or ask an admin",
+            )
+        )
+    if copies:
+        warnings.append(
+            Decision(
+                "permission",
+                "copy may be refused",
+                "Glance's copy_image policy is admin-only by default and you have no admin "
+                "role: if Glance refuses (403), volimg says which command an admin runs",
+            )
+        )
+    if prunes:
+        warnings.append(
+            Decision(
+                "permission",
+                "--prune may be refused",
+                "removing one store's copy (DELETE /v2/stores/..., Glance's "
+                "delete_image_location policy) is admin-only by default and you have no admin "
+                "role: the copies would stay, and volimg says which command an admin runs",
+            )
+        )
+    return warnings
 
 
 # --- the two planners -----------------------------------------------------------------
@@ -469,11 +548,9 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
     else:
         decisions = [_check_uploadable(facts.volume, options.force)]
     request = _upload_request(facts, options)
-    if options.replicate is False and options.also_stores:
-        raise InputError(
-            "--also-store asks for copies and --no-replicate forbids them",
-            hint="drop one of the two options",
-        )
+    name_taken = _name_taken(facts, request.image_name)
+    if name_taken is not None:
+        decisions.append(name_taken)
 
     type_store, decision = _type_store(facts)
     decisions.append(decision)
@@ -509,16 +586,17 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
             if store_id in landing
             else Decision(f"store {store_id}", "copy", f"--also-store {store_id} was asked for")
         )
-    _check_copy_image(glance, replicate_to, "pass --no-replicate to upload only")
-    if replicate_to and not facts.identity.is_admin:
-        decisions.append(
-            Decision(
-                "permission",
-                "may be refused",
-                "Glance's copy_image policy is admin-only by default and you have no admin "
-                "role: if Glance refuses (403), volimg says which command an admin runs",
-            )
+    _check_copy_image(
+        glance, replicate_to, "pass --no-replicate (without --also-store) to upload only"
+    )
+    decisions.extend(
+        _member_warnings(
+            facts.identity,
+            copies=bool(replicate_to),
+            prunes=bool(prune_from),
+            public=request.visibility == "public",
         )
+    )
     if options.prune:
         decisions.append(
             Decision(
@@ -617,7 +695,9 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
     targets: tuple[str, ...] = ()
     if facts.like is not None:
         like_name = facts.like.name or facts.like.id
-        like_targets, skipped = _usable_stores(facts.like.stores, glance, "the --like image")
+        like_targets, skipped = _usable_stores(
+            facts.like.stores, glance, "the --like image", present=image.stores
+        )
         decisions.append(
             Decision(
                 "follow",
@@ -627,7 +707,9 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
         )
         decisions.extend(skipped)
         targets = like_targets
-    targets = _unique([*targets, *_explicit_stores(options.stores, glance, "--store")])
+    targets = _unique(
+        [*targets, *_explicit_stores(options.stores, glance, "--store", present=image.stores)]
+    )
     if not targets:
         raise InputError(
             "the --like image is in no store that can receive a copy",
@@ -654,8 +736,11 @@ def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> Re
         )
     )
     _check_copy_image(glance, replicate_to, "copy the data some other way")
+    prune_from = placement.extra_in(image.stores) if options.prune else ()
+    decisions.extend(
+        _member_warnings(facts.identity, copies=bool(replicate_to), prunes=bool(prune_from))
+    )
     if options.prune:
-        prune_from = placement.extra_in(image.stores)
         decisions.append(
             Decision(
                 "prune",

@@ -8,6 +8,7 @@ elsewhere progress is one timestamped line per change, fit for cron logs.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -92,6 +93,7 @@ def plan_doc(plan: Plan | ReplicationPlan) -> dict[str, Any]:
     if isinstance(plan, Plan):
         doc = {
             "image_name": plan.upload.image_name,
+            "image_name_taken_by": list(plan.facts.same_name_images),
             "upload_store": plan.upload_store,
             "cinder_microversion": plan.upload.microversion,
             "cinder_headers": dict(plan.cinder_headers),
@@ -180,19 +182,25 @@ def _list(items: Sequence[str]) -> str:
     return ", ".join(items) if items else "-"
 
 
+def _named(name: str, resource_id: str) -> str:
+    """``name (id)``, or the ID alone for a nameless resource: never ``id (id)``."""
+    return f"{shlex.quote(name)} ({resource_id})" if name else resource_id
+
+
 def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
     """The plan as label/value rows, shared by the table and the plain renderer."""
     rows: list[tuple[str, str]] = []
     if isinstance(plan, Plan):
         v = plan.volume
         rows.append(
-            ("volume", f"{v.label} ({v.id}): {v.status}, type {v.volume_type or '-'}, {v.size} GiB")
+            (
+                "volume",
+                f"{_named(v.name, v.id)}: {v.status}, type {v.volume_type or '-'}, {v.size} GiB",
+            )
         )
         base = plan.base_image
         if base is not None:
-            rows.append(
-                ("base image", f"{base.name or base.id} ({base.id}), in {_list(base.stores)}")
-            )
+            rows.append(("base image", f"{_named(base.name, base.id)}, in {_list(base.stores)}"))
         elif v.base_image_id:
             rows.append(("base image", f"{v.base_image_id} (gone or not visible)"))
         else:
@@ -212,9 +220,7 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
         rows.append(("lands in", plan.upload_store or "Glance's only store"))
     else:
         img = plan.image
-        rows.append(
-            ("image", f"{img.name or img.id} ({img.id}): {img.status}, in {_list(img.stores)}")
-        )
+        rows.append(("image", f"{_named(img.name, img.id)}: {img.status}, in {_list(img.stores)}"))
         if plan.like is not None:
             rows.append(("like", f"{plan.like.name or plan.like.id}, in {_list(plan.like.stores)}"))
     rows.append(("copy to", _list(plan.replicate_to)))
@@ -228,7 +234,7 @@ def outcome_rows(outcome: Outcome) -> list[tuple[str, str]]:
     image = outcome.image
     if image is not None:
         rows.append(
-            ("image", f"{image.name} ({image.id}): {image.status}, in {_list(image.stores)}")
+            ("image", f"{_named(image.name, image.id)}: {image.status}, in {_list(image.stores)}")
         )
     for report in outcome.stores:
         detail = f" ({report.detail})" if report.detail else ""
@@ -392,7 +398,9 @@ class Renderer:
             if not live.is_started:
                 live.start()
             view.update(event)
-            live.update(view.render())
+            # Refresh now: a line printed below reuses the last drawn panel, which would
+            # otherwise still say "copying" under that store's "copied" line.
+            live.update(view.render(), refresh=True)
             line = milestone(event)
             if line is not None:
                 live.console.print(line, highlight=False)

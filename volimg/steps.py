@@ -472,8 +472,9 @@ def replicate(gateway: Gateway, job: Job, image: Image) -> None:
         if not is_passing_fault(exc):
             raise
         if not _import_started_despite(gateway, job, image, request_id, exc):
+            answer = f"Glance answered {exc.status}" if exc.status else "no answer"
             for store in missing:
-                job.settle(store, FAILED, "no import started")
+                job.settle(store, FAILED, f"{answer} and no import started")
             _hold_back_prune(job, image)
             raise ImportRejected(
                 _no_import_message(image, exc, request_id) + f"; {job.where()}",
@@ -762,7 +763,7 @@ def interrupted(job: Job, _exc: KeyboardInterrupt | None = None) -> Interrupted:
             image_id = job.image.id if job.image else job.image_id
             hint = (
                 "what was already requested goes on in the cloud; once image "
-                f"{image_id} is active, run: {resume} (it also waits for the image)"
+                f"{image_id} is active (volimg replicate waits for it too), run: {resume}"
             )
     elif job.upload_requested_at is not None and isinstance(job.plan, Plan):
         name = job.plan.upload.image_name

@@ -88,11 +88,19 @@ def test_clouds_yaml_has_an_admin_and_a_member_cloud() -> None:
 
 
 def test_clouds_yaml_can_be_written_where_asked(tmp_path: Path) -> None:
-    target = tmp_path / "conf" / "clouds.yaml"
+    target = tmp_path / "clouds.yaml"
     with Sandbox(seed="empty", clouds_yaml=target) as sb:
         assert sb.clouds_yaml == target
         assert "sandbox-member" in target.read_text()
     assert target.exists()  # a file the caller asked for stays
+
+
+def test_a_clouds_yaml_in_a_missing_directory_is_refused_not_made(tmp_path: Path) -> None:
+    target = tmp_path / "conf" / "clouds.yaml"
+    with pytest.raises(FileNotFoundError) as refused:
+        Sandbox(seed="empty", clouds_yaml=target).start()
+    assert refused.value.filename == str(target)
+    assert not (tmp_path / "conf").exists()
 
 
 def test_start_and_stop_are_idempotent() -> None:

@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import CloudUnderTest
+from tests.scenarios.conftest import make_runner
+from tests.scenarios.next_steps import follow, last_clause
 from volimg import core, events
 from volimg.cli import cli
 from volimg.context import AppContext
@@ -136,6 +138,10 @@ def test_interrupt_after_the_upload_says_what_exists_and_how_to_finish(
         error.hint or ""
     )
     gateway.close()
+    volimg = make_runner(sandbox_cloud)
+    everywhere = {"fast", "cheap", "archive"}
+    follow(outcome.next_steps, volimg, sandbox_cloud, expect_stores=everywhere)
+    follow([last_clause(error.hint)], volimg, sandbox_cloud, expect_stores=everywhere)
 
 
 def test_library_use_without_click(sandbox_cloud: CloudUnderTest) -> None:

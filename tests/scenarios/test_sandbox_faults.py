@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import CloudUnderTest
 from tests.scenarios.conftest import VolimgRunner
+from tests.scenarios.next_steps import follow
 from volimg.sandbox import Sandbox
 
 
@@ -29,7 +30,7 @@ def test_dry_run_sends_not_one_mutating_request(
 
 
 def test_one_store_copy_failing_is_exit_3_with_a_per_store_report(
-    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
 ) -> None:
     sandbox.faults.fail_store_copy("archive")
 
@@ -43,10 +44,14 @@ def test_one_store_copy_failing_is_exit_3_with_a_per_store_report(
     image_id = doc["image"]["id"]
     assert set(doc["image"]["stores"]) == {"fast", "cheap"}
     assert doc["next_steps"] == [f"volimg replicate {image_id} --store cheap --store archive"]
+    sandbox.faults.clear()  # the cause is fixed
+    follow(
+        doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores={"fast", "cheap", "archive"}
+    )
 
 
 def test_with_all_stores_must_succeed_glance_undoes_every_copy(
-    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
 ) -> None:
     sandbox.faults.fail_store_copy("archive")
 
@@ -59,10 +64,17 @@ def test_with_all_stores_must_succeed_glance_undoes_every_copy(
     assert run.doc["image"]["stores"] == ["fast"]
     copy = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
     assert copy[0].json["all_stores_must_succeed"] is True
+    sandbox.faults.clear()
+    follow(
+        run.doc["next_steps"],
+        volimg_sandbox,
+        sandbox_cloud,
+        expect_stores={"fast", "cheap", "archive"},
+    )
 
 
 def test_prune_is_skipped_when_a_copy_failed(
-    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
 ) -> None:
     sandbox.faults.fail_store_copy("cheap")
 
@@ -71,6 +83,8 @@ def test_prune_is_skipped_when_a_copy_failed(
     assert run.exit_code == 3, run
     assert run.doc["replication"]["fast"] == "skipped"
     assert "fast" in run.doc["image"]["stores"]
+    sandbox.faults.clear()
+    follow(run.doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores={"cheap", "archive"})
 
 
 def test_cinder_upload_failure_is_exit_1_and_quotes_cinders_message(
@@ -160,9 +174,9 @@ def test_copy_image_is_one_import_with_a_stores_list_and_no_store_header(
 
 
 def test_timing_out_is_exit_4_and_says_how_to_finish(
-    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
 ) -> None:
-    sandbox.timings.upload = 30.0
+    sandbox.timings.upload = 3.0
 
     run = volimg_sandbox("upload", "boot-vol", "--timeout", "1", "-f", "json")
 
@@ -171,12 +185,15 @@ def test_timing_out_is_exit_4_and_says_how_to_finish(
     assert doc["error"]["type"] == "WaitTimedOut"
     assert "may still finish" in doc["error"]["message"]
     assert "volimg replicate" in doc["error"]["hint"]
+    follow(
+        doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores={"fast", "cheap", "archive"}
+    )
 
 
 def test_no_wait_returns_at_once_with_the_image_id_and_the_next_step(
-    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
 ) -> None:
-    sandbox.timings.upload = 30.0
+    sandbox.timings.upload = 2.0
 
     run = volimg_sandbox("upload", "boot-vol", "--no-wait", "-f", "json")
 
@@ -185,6 +202,9 @@ def test_no_wait_returns_at_once_with_the_image_id_and_the_next_step(
     assert doc["image"]["status"] in ("queued", "saving")
     assert doc["replication"] == {"cheap": "skipped", "archive": "skipped"}
     assert "volimg replicate" in doc["next_steps"][0]
+    follow(
+        doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores={"fast", "cheap", "archive"}
+    )
 
 
 def test_progress_is_timestamped_lines_on_stderr_when_not_a_terminal(
@@ -305,7 +325,9 @@ def test_a_lost_answer_to_copy_image_is_followed_by_its_request_id(
     assert task.request_id == sent.header("X-OpenStack-Request-ID")
 
 
-def test_a_503_on_copy_image_is_not_resent(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> None:
+def test_a_503_on_copy_image_is_not_resent(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
+) -> None:
     # openstacksdk would have keystoneauth retry Glance 503s five times, for any method.
     sandbox.faults.respond("POST", r"/images/[^/]+/import$", 503)
 
@@ -315,6 +337,12 @@ def test_a_503_on_copy_image_is_not_resent(volimg_sandbox: VolimgRunner, sandbox
     assert run.exit_code == 3, run
     assert run.doc["replication"] == {"cheap": "failed", "archive": "failed"}
     assert run.doc["next_steps"][0].startswith("volimg replicate ")
+    follow(
+        run.doc["next_steps"],
+        volimg_sandbox,
+        sandbox_cloud,
+        expect_stores={"fast", "cheap", "archive"},
+    )
 
 
 def _json_shape(doc: dict[str, Any]) -> None:
@@ -344,6 +372,7 @@ def _json_shape(doc: dict[str, Any]) -> None:
         "expected_stores",
         "reasons",
         "cinder_headers",
+        "image_name_taken_by",
     ):
         assert key in doc["plan"], key
     for reason in doc["plan"]["reasons"]:
@@ -378,7 +407,7 @@ def test_json_documents_match_the_documented_contract(
 
     for run in (ok, planned, partial):
         _json_shape(run.doc)
-    assert planned.doc["command"] == "upload"
+    assert planned.doc["command"] == "plan"
     assert planned.doc["result"] == "planned"
 
     failed = volimg_sandbox("upload", "twin", "-f", "json")

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import CloudUnderTest
 from tests.scenarios.conftest import VolimgRunner
+from tests.scenarios.next_steps import follow
 
 
 def stores_of(conn: Any, image_id: str) -> set[str]:
@@ -175,6 +176,8 @@ def test_member_gets_exit_5_with_the_admin_hint_and_an_admin_finishes_the_job(
     assert stores_of(admin_conn, image_id) == {"fast"}
     assert "copy_image policy" in run.stderr
 
+    # What the member was told to ask an admin to run finishes the job.
+    follow(doc["next_steps"], volimg, cloud, expect_stores={"fast", "cheap", "archive"})
     finish = volimg("replicate", image_id, "--like", base.id, "-f", "json")
 
     assert finish.exit_code == 0, finish

@@ -156,6 +156,13 @@ CASES = [
         reason_mentions=("--no-replicate",),
     ),
     Case(
+        "--no-replicate --also-store: only the named store is copied",
+        options={"replicate": False, "also_stores": ("cheap",)},
+        replicate_to=("cheap",),
+        targets=("fast", "cheap"),
+        reason_mentions=("only --also-store cheap is copied",),
+    ),
+    Case(
         "--also-store adds an explicit target",
         base_image=base("cheap"),
         options={"also_stores": ("archive",)},
@@ -276,10 +283,10 @@ REFUSALS = [
         max_mv="3.0",
     ),
     Refusal(
-        "--no-replicate with --also-store",
-        InputError,
-        "--no-replicate",
-        options={"replicate": False, "also_stores": ("cheap",)},
+        "an error volume needs an admin's reset, not a wait",
+        VolumeNotUploadable,
+        "openstack volume set --state available",
+        vol=volume("error"),
     ),
     Refusal(
         "type store unknown to Glance",
@@ -428,3 +435,82 @@ def test_replicate_refusals(kwargs: dict[str, Any], mentions: str) -> None:
     with pytest.raises(InputError) as info:
         replication(**kwargs)
     assert mentions in info.value.message
+
+
+def test_an_error_volume_is_not_told_to_wait() -> None:
+    with pytest.raises(VolumeNotUploadable) as info:
+        plan_upload(facts(Case("x", vol=volume("error"))), UploadOptions())
+    assert "wait" not in (info.value.hint or "")
+    assert "admin" in (info.value.hint or "")
+    assert "reset-state" in (info.value.hint or "")
+
+
+def test_a_taken_image_name_is_warned_about() -> None:
+    taken = UploadFacts(
+        volume=volume(),
+        volume_type=STANDARD,
+        base_image=base("cheap"),
+        glance=THREE_STORES,
+        identity=ADMIN,
+        requested_at=AT,
+        same_name_images=("img-1",),
+    )
+    plan = plan_upload(taken, UploadOptions(image_name="golden"))
+    (warning,) = [d for d in plan.decisions if d.topic == "image name"]
+    assert warning.outcome == "already taken"
+    assert "'golden'" in warning.reason
+    assert "img-1" in warning.reason
+    free = plan_upload(facts(Case("x")), UploadOptions(image_name="golden"))
+    assert not [d for d in free.decisions if d.topic == "image name"]
+
+
+@pytest.mark.parametrize(
+    ("options", "outcomes"),
+    [
+        ({}, ["copy may be refused"]),
+        ({"prune": True}, ["copy may be refused", "--prune may be refused"]),
+        (
+            {"visibility": "public", "replicate": False},
+            ["--visibility public may be refused"],
+        ),
+        ({"visibility": "shared", "replicate": False}, []),
+    ],
+)
+def test_a_member_is_warned_of_every_admin_only_step(
+    options: dict[str, Any], outcomes: list[str]
+) -> None:
+    member = plan_upload(facts(Case("x", identity=MEMBER)), UploadOptions(**options))
+    assert [d.outcome for d in member.decisions if d.topic == "permission"] == outcomes
+    admin = plan_upload(facts(Case("x")), UploadOptions(**options))
+    assert [d for d in admin.decisions if d.topic == "permission"] == []
+
+
+def test_a_member_replicating_is_warned_about_copy_and_prune() -> None:
+    plan = plan_replication(
+        ReplicationFacts(image=NEW, like=None, glance=THREE_STORES, identity=MEMBER),
+        ReplicationOptions(stores=("cheap",), prune=True),
+    )
+    assert [d.outcome for d in plan.decisions if d.topic == "permission"] == [
+        "copy may be refused",
+        "--prune may be refused",
+    ]
+
+
+def test_a_read_only_store_that_holds_the_image_is_already_present() -> None:
+    held = Image(id="new", name="x", status="active", stores=("fast", "http"))
+    named = replication(image=held, glance=WITH_READ_ONLY, stores=("http",))
+    assert named.replicate_to == ()
+    assert named.placement.target_stores == ("http",)
+    liked = replication(image=held, glance=WITH_READ_ONLY, like=base("cheap", "http"))
+    assert liked.replicate_to == ("cheap",)
+    assert liked.placement.target_stores == ("cheap", "http")
+    with pytest.raises(StoreNotUsable):
+        replication(glance=WITH_READ_ONLY, stores=("http",))  # not there: still refused
+
+
+def test_a_nameless_volume_is_named_by_its_id_and_a_spaced_name_is_quoted() -> None:
+    nameless = volume(name="")
+    assert nameless.label == nameless.id
+    assert volume(name="my vol").label == "'my vol'"
+    assert default_image_name(volume(name="my vol"), AT) == "my vol-20261125T131502Z"
+    assert default_image_name(nameless, AT) == f"{nameless.id}-20261125T131502Z"

@@ -331,8 +331,7 @@ class Sandbox:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="volimg-sandbox-"))
             path = self._temp_dir / "clouds.yaml"
         else:
-            path = self._clouds_yaml_wanted
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = self._clouds_yaml_wanted  # its directory must exist: none is made
         path.write_text(
             render_clouds_yaml(
                 self.auth_url, {self.admin_cloud: self.admin, self.member_cloud: self.member}
