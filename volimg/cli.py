@@ -454,10 +454,11 @@ def sandbox(app: AppContext, /, **options: Any) -> None:
 @cli.command()
 @click.argument("shell", type=click.Choice(complete.SHELLS))
 def completion(shell: str) -> None:
-    """Print the completion script for SHELL (bash, zsh or fish); docs/guide.md installs it.
+    """Print the completion script for SHELL (bash, zsh or fish).
 
-    Commands, options and their values complete, and VOLUME, IMAGE and STORE from the
-    cloud (cached for a minute under $XDG_CACHE_HOME/volimg).
+    Install it with eval "$(volimg completion bash)" in ~/.bashrc (zsh: the same in
+    ~/.zshrc; fish: save it as ~/.config/fish/completions/volimg.fish). Commands,
+    options and their values complete, and VOLUME, IMAGE and STORE from the cloud.
     """
     root = click.get_current_context().find_root().command
     click.echo(complete.script(root, shell))
