@@ -21,6 +21,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -75,8 +76,11 @@ def test_the_wheel_ships_the_man_page_naming_every_command(wheel: Path) -> None:
         page = archive.read(page_name).decode()
         shipped = set(archive.namelist())
     assert page.startswith(".TH VOLIMG 1 ")
-    for name in cli.commands:
+    for name, command in cli.commands.items():
         assert f'.SS "volimg {name} ' in page, name
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.opts[-1].replace("-", "\\-") in page, (name, param.opts)
     modules = {
         f"volimg/{p.relative_to(REPO_ROOT / 'volimg')}"
         for p in (REPO_ROOT / "volimg").rglob("*.py")

@@ -77,8 +77,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-class VolimgGroup(click.Group):
-    """The error boundary: expected failures become one message and one exit code."""
+class EnvvarGroup(click.Group):
+    """A group whose commands' --help show each option's environment variable."""
+
+    # A group made with @group.group() is an EnvvarGroup too (click: type = "my class").
+    group_class: type[click.Group] | type[type] | None = type
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +90,12 @@ class VolimgGroup(click.Group):
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         show_envvars(cmd)
         super().add_command(cmd, name)
+
+
+class VolimgGroup(EnvvarGroup):
+    """The error boundary: expected failures become one message and one exit code."""
+
+    group_class = EnvvarGroup  # one error boundary: nested groups do not repeat it
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["volimg.args"] = list(args)

@@ -133,6 +133,18 @@ def test_volume_names_come_from_the_cloud_then_from_the_cache(
     assert client_requests(sandbox) == asked
 
 
+def test_names_complete_on_every_cloud(cloud: CloudUnderTest) -> None:
+    """The same listings from the real Cinder and Glance (real tier) as from the sandbox."""
+    volumes = names(complete(f"volimg --os-cloud {cloud.admin_cloud} upload b"))
+    assert {"boot-vol", "busy-vol"} <= set(volumes)
+    assert "data-vol" not in volumes
+    assert "cirros-base" in names(
+        complete(f"volimg --os-cloud {cloud.admin_cloud} replicate --like c")
+    )
+    stores = complete(f"volimg --os-cloud {cloud.admin_cloud} replicate x --store ")
+    assert {"fast", "cheap", "archive"} <= set(stores)
+
+
 def test_a_volume_id_completes_once_its_first_characters_are_typed(
     sandbox_cloud: CloudUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

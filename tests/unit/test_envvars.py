@@ -140,6 +140,25 @@ def test_help_shows_every_options_environment_variable(
         assert f"env var: {variable(path, option)}" in help_text, option.opts
 
 
+def test_a_nested_group_added_later_shows_its_commands_variables_too() -> None:
+    """For commands the lead adds as groups (e.g. ``volimg audit run``)."""
+    from volimg.cli import VolimgGroup
+
+    root = VolimgGroup("volimg", context_settings={"auto_envvar_prefix": "VOLIMG"})
+
+    @root.group()
+    def audit() -> None:
+        """Audit."""
+
+    @audit.command()
+    @click.option("--keep", type=int)
+    def run(keep: int) -> None:
+        """Run."""
+
+    result = CliRunner().invoke(root, ["audit", "run", "--help"], terminal_width=200)
+    assert "[env var: VOLIMG_AUDIT_RUN_KEEP]" in result.stdout
+
+
 def _default(option: click.Option) -> str:
     default = option.default
     if option.is_flag and option.secondary_opts and isinstance(default, bool):
