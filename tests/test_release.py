@@ -89,18 +89,42 @@ def test_the_wheel_ships_the_man_page_naming_every_command(wheel: Path) -> None:
     assert "volimg/py.typed" in shipped
 
 
+def _its_own_volimg(env_prefix: Path, volimg: Path, cwd: Path) -> subprocess.Popen[str]:
+    """Check ``volimg --version`` and where volimg comes from; start ``volimg demo``."""
+    where = _run(
+        [env_prefix / "bin" / "python", "-c", "import volimg; print(volimg.__file__)"], cwd=cwd
+    )
+    assert where.stdout.startswith(str(_site_packages(env_prefix))), (
+        where.stdout
+    )  # not the checkout's
+    version = _run([volimg, "--version"], cwd=cwd)
+    assert version.stdout.startswith(f"volimg {__version__} (openstacksdk "), version.stdout
+    assert f"Python {sys.version.split()[0]}" in version.stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.Popen(
+        [volimg, "demo"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_the_wheel_installed_in_a_venv_and_with_pipx_runs_version_and_demo(
     wheel: Path, tmp_path: Path
 ) -> None:
-    # A plain venv.
+    # A plain venv; its demo runs (seconds, at human pace) while pipx installs.
     prefix = tmp_path / "venv"
     venv.create(prefix, with_pip=False)
-    python = prefix / "bin" / "python"
     _run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel],
+        [sys.executable, "-m", "pip", "--python", prefix / "bin" / "python", "install", "-q",
+         "--no-deps", wheel],
         cwd=tmp_path,
-    )
+    )  # fmt: skip
     _see_dependencies(prefix)
+    assert (prefix / "share" / "man" / "man1" / "volimg.1").is_file()
+    demos = [_its_own_volimg(prefix, prefix / "bin" / "volimg", tmp_path)]
 
     # pipx, with its home, binaries and man pages under tmp_path.
     pipx_env = {
@@ -110,31 +134,10 @@ def test_the_wheel_installed_in_a_venv_and_with_pipx_runs_version_and_demo(
     }
     _run([sys.executable, "-m", "pipx", "install", wheel], cwd=tmp_path, env=pipx_env)
     assert (tmp_path / "man" / "man1" / "volimg.1").is_file()  # pipx links the wheel's man page
-    assert (prefix / "share" / "man" / "man1" / "volimg.1").is_file()
+    pipx_venv = tmp_path / "pipx" / "venvs" / "volimg"
+    demos.append(_its_own_volimg(pipx_venv, tmp_path / "bin" / "volimg", tmp_path))
 
-    # Each runs its own copy of volimg, not the checkout's.
-    for env_prefix in (prefix, tmp_path / "pipx" / "venvs" / "volimg"):
-        where = _run(
-            [env_prefix / "bin" / "python", "-c", "import volimg; print(volimg.__file__)"],
-            cwd=tmp_path,
-        )
-        assert where.stdout.startswith(str(_site_packages(env_prefix))), where.stdout
-
-    demos = []
-    for volimg in (prefix / "bin" / "volimg", tmp_path / "bin" / "volimg"):
-        version = _run([volimg, "--version"], cwd=tmp_path)
-        assert version.stdout.startswith(f"volimg {__version__} (openstacksdk "), version.stdout
-        assert f"Python {sys.version.split()[0]}" in version.stdout
-        demos.append(
-            subprocess.Popen(
-                [volimg, "demo"],
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for demo in demos:  # both at once: the demo takes seconds at human pace
+    for demo in demos:
         stdout, stderr = demo.communicate(timeout=120)
         assert demo.returncode == 0, stderr
         assert "store cheap    copied" in stdout
