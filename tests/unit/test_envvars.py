@@ -73,8 +73,11 @@ def _clear_volimg_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def _context(path: list[str], args: list[str]) -> click.Context:
-    """Parse ``args`` for the command at ``path`` as volimg would, without running it."""
+def _context(path: list[str], args: list[str], under_test: click.Option) -> click.Context:
+    """Parse ``args`` for the command at ``path`` as volimg would, without running it.
+
+    Arguments, and options that are required, get a placeholder value.
+    """
     if not path:
         return cli.make_context("volimg", [*args, "stores"])
     ctx = cli.make_context("volimg", [], resilient_parsing=True)
@@ -84,15 +87,21 @@ def _context(path: list[str], args: list[str]) -> click.Context:
         command = command.commands[word]
         if word != path[-1]:
             ctx = command.make_context(word, [], parent=ctx, resilient_parsing=True)
+    required = [
+        word
+        for p in command.params
+        if isinstance(p, click.Option) and p.required and p is not under_test
+        for word in (p.opts[-1], "x")
+    ]
     arguments = [
-        p.type.choices[0] if isinstance(p.type, click.Choice) else "x"
+        str(p.type.choices[0]) if isinstance(p.type, click.Choice) else "x"
         for p in command.params
         if isinstance(p, click.Argument)
     ]
-    return command.make_context(path[-1], [*args, *map(str, arguments)], parent=ctx)
+    return command.make_context(path[-1], [*args, *required, *arguments], parent=ctx)
 
 
-def _values(option: click.Option) -> tuple[str, Any, list[str], Any]:
+def _values(option: click.Option, files: Path) -> tuple[str, Any, list[str], Any]:
     """(environment value, what it parses to, command-line words, what they parse to)."""
     flag = option.opts[-1]
     if option.count:
@@ -106,27 +115,43 @@ def _values(option: click.Option) -> tuple[str, Any, list[str], Any]:
         return str(first), first, [flag, str(last)], last
     if isinstance(option.type, (click.types.IntParamType, click.types.FloatParamType)):
         return "7", 7, [flag, "9"], 9
+    if isinstance(option.type, (click.File, click.Path)):  # files that exist, for click.File
+        for name in ("from-env", "from-cli", "other"):
+            (files / name).write_text("")
+        from_env, from_cli, other = (str(files / n) for n in ("from-env", "from-cli", "other"))
+    else:
+        from_env, from_cli, other = "from-env", "from-cli", "other"
     if option.multiple:
-        return "from-env other", ("from-env", "other"), [flag, "from-cli"], ("from-cli",)
-    return "from-env", "from-env", [flag, "from-cli"], "from-cli"
+        return f"{from_env} {other}", (from_env, other), [flag, from_cli], (from_cli,)
+    return from_env, from_env, [flag, from_cli], from_cli
+
+
+def _plain(value: Any) -> Any:
+    """A click.File or a pathlib.Path as the path string it was given."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) and not isinstance(value, str) else value
 
 
 @pytest.mark.parametrize(("path", "option"), every_option())
 def test_an_environment_variable_sets_the_option_and_the_command_line_wins(
-    path: list[str], option: click.Option, monkeypatch: pytest.MonkeyPatch
+    path: list[str], option: click.Option, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _clear_volimg_environment(monkeypatch)
-    env_value, from_env, cli_words, from_cli = _values(option)
+    env_value, from_env, cli_words, from_cli = _values(option, tmp_path)
     monkeypatch.setenv(variable(path, option), env_value)
     assert option.name is not None
 
-    ctx = _context(path, [])
-    assert ctx.get_parameter_source(option.name) is ParameterSource.ENVIRONMENT
-    assert ctx.params[option.name] == from_env
+    with _context(path, [], option) as ctx:
+        assert ctx.get_parameter_source(option.name) is ParameterSource.ENVIRONMENT
+        assert _plain(ctx.params[option.name]) == from_env
 
-    ctx = _context(path, cli_words)
-    assert ctx.get_parameter_source(option.name) is ParameterSource.COMMANDLINE
-    assert ctx.params[option.name] == from_cli
+    with _context(path, cli_words, option) as ctx:
+        assert ctx.get_parameter_source(option.name) is ParameterSource.COMMANDLINE
+        assert _plain(ctx.params[option.name]) == from_cli
 
 
 @pytest.mark.parametrize(("path", "command"), list(commands()), ids=lambda v: str(v))
