@@ -263,6 +263,7 @@ def _upload_options(kwargs: dict[str, Any]) -> Any:
     "--os-cloud",
     envvar="OS_CLOUD",
     metavar="NAME",
+    shell_complete=complete.complete_clouds,
     help="Cloud from clouds.yaml; without it openstacksdk reads the OS_* variables.",
 )
 @click.option("--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="Region.")

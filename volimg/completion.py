@@ -247,6 +247,20 @@ def complete_stores(
     ]
 
 
+def complete_clouds(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """--os-cloud: the clouds in clouds.yaml (a local read, no request: not cached)."""
+    try:
+        with _silenced():
+            from volimg.gateway import cloud_names
+
+            names = cloud_names()
+    except VolimgError:
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 SHELLS = ("bash", "zsh", "fish")
 
 

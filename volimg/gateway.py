@@ -205,6 +205,16 @@ def connect(
         return Gateway(connection.Connection(config=region_config))
 
 
+def cloud_names() -> list[str]:
+    """The clouds that clouds.yaml (and secure.yaml) name, as openstacksdk finds them."""
+    from openstack.config import OpenStackConfig
+
+    with _calling("reading the cloud configuration"):
+        config = OpenStackConfig()
+        # Without a file, openstacksdk makes up a cloud named "defaults": no name to offer.
+        return sorted(config.get_cloud_names()) if config.config_filename else []
+
+
 class Gateway:
     """volimg's view of one cloud: Keystone, Cinder and Glance through one connection."""
 

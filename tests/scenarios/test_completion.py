@@ -112,6 +112,20 @@ def test_format_completes_its_choices(name: str) -> None:
     assert "json" in complete(f"volimg {name} -f j")
 
 
+def test_os_cloud_completes_the_clouds_of_clouds_yaml(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert complete("volimg --os-cloud ") == ["sandbox", "sandbox-member"]
+    assert complete("volimg --os-cloud sandbox-") == ["sandbox-member"]
+    assert sandbox_cloud.sandbox is not None
+    assert len(sandbox_cloud.sandbox.requests) == 0  # a local read, no request
+
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/openstack/clouds.yaml either
+    monkeypatch.chdir(tmp_path)
+    assert complete("volimg --os-cloud ") == []
+
+
 def test_the_completion_command_completes_its_shells() -> None:
     assert complete("volimg completion ") == list(completion.SHELLS)
 
