@@ -15,8 +15,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "volimg", "tests"],
-        ["ruff", "format", "--check", "volimg", "tests"],
+        ["ruff", "check", "volimg", "tests", "setup.py"],
+        ["ruff", "format", "--check", "volimg", "tests", "setup.py"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],

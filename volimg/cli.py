@@ -10,6 +10,7 @@ import functools
 import io
 import logging
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from volimg import __version__
+from volimg import completion as complete
 from volimg.context import AppContext
 from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 from volimg.provenance import Period
@@ -62,18 +64,66 @@ class NameOrId(click.types.StringParamType):
 NAME_OR_ID = NameOrId()
 
 
-def _wants_json(args: Sequence[str]) -> bool:
-    """Before options are parsed (a usage error), did the caller ask for JSON?"""
+ENVVAR_PREFIX = "VOLIMG"
+
+
+def _wants_json(args: Sequence[str], command: str = "") -> bool:
+    """Before options are parsed (a usage error), did the caller ask for JSON?
+
+    The command line wins; else the command's VOLIMG_<COMMAND>_OUTPUT_FORMAT.
+    """
     for i, arg in enumerate(args):
-        if arg in ("-f", "--format") and i + 1 < len(args) and args[i + 1] == "json":
-            return True
-        if arg in ("--format=json", "-fjson"):
-            return True
-    return False
+        if arg in ("-f", "--format") and i + 1 < len(args):
+            return args[i + 1] == "json"
+        if arg.startswith(("--format=", "-f")) and arg not in ("-f", "--format"):
+            return arg.removeprefix("--format=").removeprefix("-f") == "json"
+    variable = f"{ENVVAR_PREFIX}_{command.upper().replace('-', '_')}_OUTPUT_FORMAT"
+    return bool(command) and os.environ.get(variable) == "json"
 
 
-class VolimgGroup(click.Group):
+def show_envvars(command: click.Command) -> None:
+    """Have --help show each option's environment variable, in subcommands too."""
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_eager:
+            param.show_envvar = True
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            show_envvars(sub)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """volimg's, openstacksdk's and Python's versions, without importing openstacksdk."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sdk = version("openstacksdk")
+    except PackageNotFoundError:
+        sdk = "not installed"
+    click.echo(f"volimg {__version__} (openstacksdk {sdk}, Python {platform.python_version()})")
+    ctx.exit()
+
+
+class EnvvarGroup(click.Group):
+    """A group whose commands' --help show each option's environment variable."""
+
+    # A group made with @group.group() is an EnvvarGroup too (click: type = "my class").
+    group_class: type[click.Group] | type[type] | None = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        show_envvars(self)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        show_envvars(cmd)
+        super().add_command(cmd, name)
+
+
+class VolimgGroup(EnvvarGroup):
     """The error boundary: expected failures become one message and one exit code."""
+
+    group_class = EnvvarGroup  # one error boundary: nested groups do not repeat it
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["volimg.args"] = list(args)
@@ -117,7 +167,7 @@ class VolimgGroup(click.Group):
 
     def _report_usage_error(self, ctx: click.Context, exc: click.UsageError) -> None:
         """In JSON mode a usage error still prints its one document."""
-        if _wants_json(ctx.meta.get("volimg.args", [])):
+        if _wants_json(ctx.meta.get("volimg.args", []), ctx.invoked_subcommand or ""):
             from volimg.render import dump_json, failure_doc
 
             problem = UsageProblem(exc.format_message(), hint="see --help")
@@ -242,6 +292,7 @@ def placement_options(f: F) -> F:
             type=NAME_OR_ID,
             multiple=True,
             metavar="STORE",
+            shell_complete=complete.complete_stores,
             help="Also copy to this store (repeatable).",
         ),
         click.option(
@@ -303,22 +354,37 @@ def _upload_options(kwargs: dict[str, Any]) -> Any:
     )
 
 
-@click.group(cls=VolimgGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=VolimgGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENVVAR_PREFIX},
+)
 @click.option(
     "--os-cloud",
     envvar="OS_CLOUD",
     metavar="NAME",
-    help="Cloud from clouds.yaml (env OS_CLOUD); without it openstacksdk reads OS_* variables.",
+    shell_complete=complete.complete_clouds,
+    help="Cloud from clouds.yaml; without it openstacksdk reads the OS_* variables.",
 )
-@click.option(
-    "--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="env OS_REGION_NAME"
-)
+@click.option("--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="Region.")
 @click.option("-v", "--verbose", count=True, help="-v: volimg's steps; -vv: HTTP requests too.")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.version_option(__version__, prog_name="volimg")
+@click.option("--no-color", is_flag=True, help="No colour (as does a set NO_COLOR).")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show volimg's, openstacksdk's and Python's versions and exit.",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, os_cloud: str | None, os_region_name: str | None, verbose: int, debug: bool
+    ctx: click.Context,
+    os_cloud: str | None,
+    os_region_name: str | None,
+    verbose: int,
+    debug: bool,
+    no_color: bool,
 ) -> None:
     """Upload a Cinder volume to Glance and put the image in every store its base image is in.
 
@@ -336,6 +402,7 @@ def cli(
     if os_region_name:
         app.region = os_region_name
     app.verbose, app.debug = verbose, debug
+    app.no_color = app.no_color or no_color
     app.configure_logging()
     source = ctx.get_parameter_source("os_cloud")
     log.info(
@@ -413,7 +480,13 @@ def batch_options(f: F) -> F:
 
 
 @cli.command()
-@click.argument("volumes", nargs=-1, metavar="[VOLUME]...", type=NAME_OR_ID)
+@click.argument(
+    "volumes",
+    nargs=-1,
+    metavar="[VOLUME]...",
+    type=NAME_OR_ID,
+    shell_complete=complete.complete_volumes,
+)
 @placement_options
 @wait_options("the upload and the copies")
 @batch_options
@@ -527,7 +600,7 @@ def _run_batch(
 
 
 @cli.command()
-@click.argument("volume", type=NAME_OR_ID)
+@click.argument("volume", type=NAME_OR_ID, shell_complete=complete.complete_volumes)
 @placement_options
 @with_app
 def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
@@ -548,12 +621,13 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
 
 
 @cli.command()
-@click.argument("image", type=NAME_OR_ID)
+@click.argument("image", type=NAME_OR_ID, shell_complete=complete.complete_images)
 @click.option(
     "--like",
     "like",
     type=NAME_OR_ID,
     metavar="BASE_IMAGE",
+    shell_complete=complete.complete_base_images,
     help="Copy to every store this image is in.",
 )
 @click.option(
@@ -562,6 +636,7 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
     type=NAME_OR_ID,
     multiple=True,
     metavar="STORE",
+    shell_complete=complete.complete_stores,
     help="Copy to this store (repeatable).",
 )
 @click.option(
@@ -609,13 +684,21 @@ def replicate(
 
 @cli.command()
 @click.option(
-    "--image", "images", multiple=True, metavar="IMAGE", help="Audit this image (repeatable)."
+    "--image",
+    "images",
+    multiple=True,
+    metavar="IMAGE",
+    type=NAME_OR_ID,
+    shell_complete=complete.complete_images,
+    help="Audit this image (repeatable).",
 )
 @click.option(
     "--volume",
     "volumes",
     multiple=True,
     metavar="VOLUME",
+    type=NAME_OR_ID,
+    shell_complete=complete.complete_volumes,
     help="Audit the images made from this volume (repeatable).",
 )
 @click.option("--all-projects", is_flag=True, help="Every project's stamped images (admin).")
@@ -686,9 +769,22 @@ def audit(
 
 
 @cli.command()
-@click.argument("image")
-@click.option("--base", required=True, metavar="BASE_IMAGE", help="The image it was made from.")
-@click.option("--volume", metavar="VOLUME", help="The volume it was uploaded from, if known.")
+@click.argument("image", type=NAME_OR_ID, shell_complete=complete.complete_images)
+@click.option(
+    "--base",
+    required=True,
+    metavar="BASE_IMAGE",
+    type=NAME_OR_ID,
+    shell_complete=complete.complete_base_images,
+    help="The image it was made from.",
+)
+@click.option(
+    "--volume",
+    metavar="VOLUME",
+    type=NAME_OR_ID,
+    shell_complete=complete.complete_volumes,
+    help="The volume it was uploaded from, if known.",
+)
 @click.option(
     "--prune-intent",
     is_flag=True,
@@ -748,3 +844,16 @@ def sandbox(app: AppContext, /, **options: Any) -> None:
     from volimg.demo import serve_sandbox
 
     serve_sandbox(app, **options)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(complete.SHELLS))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish).
+
+    Install it with eval "$(volimg completion bash)" in ~/.bashrc (zsh: the same in
+    ~/.zshrc; fish: save it as ~/.config/fish/completions/volimg.fish). Commands,
+    options and their values complete, and VOLUME, IMAGE and STORE from the cloud.
+    """
+    root = click.get_current_context().find_root().command
+    click.echo(complete.script(root, shell))

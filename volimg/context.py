@@ -36,6 +36,7 @@ class AppContext:
     stdout: TextIO | None = None  # None: the process's streams at the time of use
     stderr: TextIO | None = None
     force_terminal: bool | None = None  # None: ask the stream
+    no_color: bool = False  # --no-color; rich honours NO_COLOR by itself
     # Set from the global options.
     cloud: str | None = None
     region: str | None = None
@@ -78,6 +79,7 @@ class AppContext:
             return Console(
                 file=stream,
                 force_terminal=self.force_terminal,
+                no_color=True if self.no_color else None,  # None: rich reads NO_COLOR
                 highlight=False,
                 soft_wrap=False,
             )

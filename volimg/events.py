@@ -29,12 +29,14 @@ class PhaseStarted(Event):
 class UploadStarted(Event):
     image_id: str
     image_name: str
+    store: str | None = None  # where the upload lands (the plan's upload store), if known
 
 
 @dataclass(frozen=True)
 class UploadProgress(Event):
     image_status: str
     volume_status: str
+    image_size: int | None = None  # bytes: the image's ``size`` once Glance reports it
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,18 @@ class UploadFinished(Event):
 
 @dataclass(frozen=True)
 class CopyRequested(Event):
-    stores: tuple[str, ...]
+    stores: tuple[str, ...]  # in the order Glance copies them, one after another
     request_id: str | None
+    image_size: int | None = None  # bytes: what each store's copy will hold
 
 
 @dataclass(frozen=True)
 class CopyProgress(Event):
     task_status: str
-    message: str
+    message: str  # Glance's task message, e.g. "Copied 512 MiB" for the store in progress
     done: tuple[str, ...]
     failed: tuple[str, ...]
+    image_size: int | None = None  # bytes, when known
 
 
 @dataclass(frozen=True)

@@ -202,11 +202,22 @@ def _calling(action: str, *, cloud: str | None = None) -> Iterator[None]:
         raise CloudError(f"{action}: unexpected answer from the cloud ({exc!r})") from exc
 
 
-def connect(cloud: str | None, region: str | None, *, config_file: str | None = None) -> Gateway:
+def connect(
+    cloud: str | None,
+    region: str | None,
+    *,
+    config_file: str | None = None,
+    timeout: float | None = None,
+    retries: bool = True,
+) -> Gateway:
     """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
 
     ``config_file`` names one clouds.yaml to read instead of the usual search path
     (``volimg demo`` uses it for the sandbox's); authentication happens on first use.
+    ``timeout`` bounds every request (openstacksdk's ``api_timeout``); ``retries=False``
+    turns keystoneauth's transport retries off, including the five that openstacksdk
+    gives Glance's 503s (``image_status_code_retries``): shell completion must answer
+    quickly or not at all.
     """
     from keystoneauth1 import exceptions as ksa
     from openstack import connection
@@ -215,6 +226,11 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
 
     from volimg import __version__
 
+    options: dict[str, Any] = {"connect_retries": CONNECT_RETRIES}
+    if not retries:
+        options = {"connect_retries": 0, "status_code_retries": 0, "image_status_code_retries": 0}
+    if timeout is not None:
+        options["api_timeout"] = timeout
     with _calling("reading the cloud configuration", cloud=cloud):
         config = OpenStackConfig(
             config_files=[config_file] if config_file else None,
@@ -222,9 +238,7 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
             app_version=__version__,
         )
         try:
-            region_config = config.get_one(
-                cloud=cloud, region_name=region, connect_retries=CONNECT_RETRIES
-            )
+            region_config = config.get_one(cloud=cloud, region_name=region, **options)
         except (sdk.ConfigException, ksa.ClientException) as exc:
             where = f"cloud {cloud!r}" if cloud else "the default cloud"
             # openstacksdk (openstack/config/loader.py _get_region): "Region X is not a
@@ -241,6 +255,16 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
                 )
             raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
         return Gateway(connection.Connection(config=region_config), cloud=cloud)
+
+
+def cloud_names() -> list[str]:
+    """The clouds that clouds.yaml (and secure.yaml) name, as openstacksdk finds them."""
+    from openstack.config import OpenStackConfig
+
+    with _calling("reading the cloud configuration"):
+        config = OpenStackConfig()
+        # Without a file, openstacksdk makes up a cloud named "defaults": no name to offer.
+        return sorted(config.get_cloud_names()) if config.config_filename else []
 
 
 class Gateway:
@@ -306,6 +330,15 @@ class Gateway:
         if len(matches) > 1:
             raise AmbiguousVolume(ref, sorted(v.id for v in matches))
         return _volume(matches[0])
+
+    def list_volume_names(self) -> dict[str, str]:
+        """Every volume of the caller's project: id and name (shell completion).
+
+        The summary list (``GET /v3/volumes``, not ``/detail``) is enough, and Cinder
+        shows an admin only their own project's volumes unless asked for all_tenants.
+        """
+        with _calling("listing volume names"):
+            return {v.id: v.name or "" for v in self._conn.block_storage.volumes(details=False)}
 
     def get_volume(self, volume_id: str) -> Volume | None:
         from openstack import exceptions as sdk
@@ -423,6 +456,26 @@ class Gateway:
             _raise_for(response)
             methods = response.json().get("import-methods", {}).get("value", [])
         return GlanceInfo(stores=tuple(stores), import_methods=tuple(methods))
+
+    def list_image_names(
+        self, *, owner: str | None = None, visibility: str | None = None
+    ) -> dict[str, str]:
+        """Every image's id and name (shell completion), filtered by Glance, all pages."""
+        params: dict[str, Any] = {"limit": IMAGE_PAGE}
+        if owner:
+            params["owner"] = owner
+        if visibility:
+            params["visibility"] = visibility
+        found: dict[str, str] = {}
+        with _calling("listing image names"):
+            while True:
+                response = self._conn.image.get("/images", params=params)
+                _raise_for(response)
+                page = response.json()["images"]
+                found.update((i["id"], i.get("name") or "") for i in page)
+                if len(page) < IMAGE_PAGE:
+                    return found
+                params["marker"] = page[-1]["id"]
 
     def get_image(self, image_id: str) -> Image | None:
         """An image by ID, or None when Glance says 404 (gone, or not visible to you)."""
@@ -572,9 +625,11 @@ class Gateway:
                     id=t["id"],
                     status=t["status"],
                     message=t.get("message") or "",
-                    request_id=t.get("request_id"),
+                    # The API reference's sample spells it request-id.
+                    request_id=t.get("request_id") or t.get("request-id"),
                     created_at=t.get("created_at"),
                     updated_at=t.get("updated_at"),
+                    stores=tuple((t.get("input") or {}).get("backend") or ()),
                 )
                 for t in response.json()["tasks"]
             ]

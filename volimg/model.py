@@ -175,6 +175,9 @@ class ImportTask:
     request_id: str | None
     created_at: str | None = None
     updated_at: str | None = None
+    # The stores the task copies to (its ``input.backend``), set before the 202, unlike
+    # the image's os_glance_importing_to_stores, which the task sets a moment later.
+    stores: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:

@@ -8,15 +8,19 @@ elsewhere progress is one timestamped line per change, fit for cron logs.
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
@@ -388,7 +392,7 @@ class Renderer:
         The live panel starts with the first event, so whatever is printed before it
         (the demo's plan) is not drawn over.
         """
-        if not self.err.is_terminal:
+        if not self.err.is_terminal or self.err.is_dumb_terminal:  # TERM=dumb: plain lines
             yield _LineLog(self.err, self.wall_clock).write
             return
         view = _LiveView()
@@ -411,21 +415,110 @@ class Renderer:
             live.stop()
 
 
+MIB = 1024 * 1024
+PERCENT_EVERY = 10.0
+"""Seconds between two plain progress lines that only report more bytes copied."""
+_COPIED = re.compile(r"Copied (\d+) MiB")
+
+
+def human_bytes(count: float) -> str:
+    """Binary units, as Glance counts: 512.0 MiB, 1.0 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _CopyTracker:
+    """Which store Glance is copying, and how many bytes it has copied there.
+
+    Glance copies the requested stores one after another, in the order asked
+    (glance/async_/flows/api_image_import.py builds one linear flow), and its task
+    message "Copied N MiB" counts the store in progress (``_ImportToStore`` reports
+    ``total_bytes`` of the current ``set_image_data``). The message the store before
+    left stays until the next store's first report, so a message seen when a store
+    becomes current is not counted for it.
+    """
+
+    def __init__(self) -> None:
+        self.order: tuple[str, ...] = ()
+        self.size: int | None = None
+        self.finished: set[str] = set()
+        self.current: str | None = None
+        self.copied: int | None = None  # bytes in the current store, once reported
+        self._stale_message = ""
+
+    def update(self, event: ev.Event) -> None:
+        if isinstance(event, ev.UploadFinished):
+            self.size = event.image.size or self.size
+        elif isinstance(event, ev.CopyRequested):
+            self.order, self.finished = event.stores, set()
+            self.size = event.image_size or self.size
+            self._advance("")
+        elif isinstance(event, ev.CopyProgress):
+            self.size = event.image_size or self.size
+            self.finished.update(event.done, event.failed)
+            self._advance(event.message)
+            match = _COPIED.search(event.message)
+            if match and self.current is not None and event.message != self._stale_message:
+                self.copied = int(match.group(1)) * MIB
+        elif isinstance(event, ev.StoreSettled) and event.store in self.order:
+            self.finished.add(event.store)
+            self._advance(self._stale_message)
+
+    def _advance(self, message: str) -> None:
+        current = next((s for s in self.order if s not in self.finished), None)
+        if current != self.current:
+            self.current, self.copied, self._stale_message = current, None, message
+
+    def percent(self) -> int | None:
+        if self.copied is None or not self.size:
+            return None
+        return min(100, self.copied * 100 // self.size)
+
+    def summary(self) -> str:
+        """E.g. "archive 50% of 1.0 GiB" ("" while nothing is known)."""
+        percent = self.percent()
+        if percent is None or self.current is None or self.size is None:
+            return ""
+        return f"{self.current} {percent}% of {human_bytes(self.size)}"
+
+
 class _LineLog:
-    """Plain progress: one line per change, with a UTC timestamp, for logs and cron."""
+    """Plain progress: one line per change, with a UTC timestamp, for logs and cron.
+
+    A change of state is a line at once; a line that only says more was copied comes
+    at most every PERCENT_EVERY seconds (of the run's own clock).
+    """
 
     def __init__(self, console: Console, wall_clock: Callable[[], datetime]) -> None:
         self.file = console.file
         self.wall_clock = wall_clock
+        self.tracker = _CopyTracker()
         self.last: tuple[object, ...] | None = None
+        self.last_state: tuple[object, ...] | None = None
+        self.last_progress_at = float("-inf")
 
     def write(self, event: ev.Event) -> None:
+        self.tracker.update(event)
         text = describe(event)
         if text is None:
             return
+        state: tuple[object, ...] | None = None
+        if isinstance(event, ev.CopyProgress):
+            state = (type(event), event.task_status, event.done, event.failed)
+            summary = self.tracker.summary()
+            text += f"; {summary}" if summary else ""
+        elif isinstance(event, ev.UploadProgress):
+            state = (type(event), event.image_status, event.volume_status)
         key = (type(event), text)
         if key == self.last:
             return
+        if state is not None:
+            if state == self.last_state and event.elapsed - self.last_progress_at < PERCENT_EVERY:
+                return
+            self.last_state, self.last_progress_at = state, event.elapsed
         self.last = key
         stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         self.file.write(f"{stamp} {text}\n")
@@ -456,7 +549,8 @@ def milestone(event: ev.Event) -> str | None:
 def describe(event: ev.Event) -> str | None:
     """One line for any event, progress included (the plain, non-terminal log)."""
     if isinstance(event, ev.UploadProgress):
-        return f"wait: image {event.image_status}, volume {event.volume_status}"
+        size = f" ({human_bytes(event.image_size)})" if event.image_size else ""
+        return f"wait: image {event.image_status}{size}, volume {event.volume_status}"
     if isinstance(event, ev.CopyProgress):
         message = f", {event.message}" if event.message else ""
         return (
@@ -466,31 +560,150 @@ def describe(event: ev.Event) -> str | None:
     return milestone(event)
 
 
-class _LiveView:
-    """The terminal panel: phase, elapsed time, statuses, and each store's state."""
+# --- the terminal panel ----------------------------------------------------------------
+
+_MARKS = {"done": ("✓", "green"), "failed": ("✗", "red"), "waiting": ("·", "dim")}
+_FAILED_OUTCOMES = frozenset({"failed", "prune-failed"})
+
+
+class _MarkColumn(ProgressColumn):
+    """A spinner while the cloud works on a row; ✓, ✗ or · once it does not."""
 
     def __init__(self) -> None:
+        super().__init__()
+        self.spinner = Spinner("dots", style="cyan")
+
+    def render(self, task: Task) -> RenderableType:
+        mark = task.fields["mark"]
+        if mark == "active":
+            return self.spinner.render(task.get_time())
+        symbol, style = _MARKS[mark]
+        return Text(symbol, style=style)
+
+
+class _BarColumn(ProgressColumn):
+    """A bar where bytes are known; a pulse while unknown; nothing once settled."""
+
+    def __init__(self, bar_width: int) -> None:
+        super().__init__()
+        self.bar = BarColumn(bar_width=bar_width)
+
+    def render(self, task: Task) -> RenderableType:
+        if task.total is None and task.fields["mark"] != "active":
+            return Text("")
+        return self.bar.render(task)
+
+
+class _BytesColumn(ProgressColumn):
+    """ "512.0 MiB/1.0 GiB 50%" when Glance reports bytes; the size alone when known."""
+
+    def render(self, task: Task) -> RenderableType:
+        size, copied = task.fields["size"], task.fields["copied"]
+        if copied is not None and size:
+            percent = min(100, copied * 100 // size)
+            return Text(f"{human_bytes(copied)}/{human_bytes(size)} {percent:>3d}%")
+        if copied is not None:
+            return Text(f"{human_bytes(copied)}/?")
+        return Text(human_bytes(size) if size else "")
+
+
+class _RateColumn(ProgressColumn):
+    """Bytes per second over the last reports (rich's own estimate), while copying."""
+
+    def render(self, task: Task) -> RenderableType:
+        speed = task.speed
+        if task.finished or speed is None or task.fields["mark"] != "active":
+            return Text("")
+        return Text(f"{human_bytes(speed)}/s", style="dim")
+
+
+class _LiveView:
+    """The terminal panel: phase, elapsed time, status, and a row per store.
+
+    The upload's row is a spinner (Cinder reports no bytes while it uploads) that
+    shows the image's size once Glance knows it; a copy's row is a bar of the bytes
+    Glance reports ("Copied N MiB") against the image's size, with a rate, or a pulse
+    until the first report. ``clock`` drives the animation and the rate.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.phase = "starting"
         self.elapsed = 0.0
         self.status = ""
-        self.message = ""
-        self.stores: dict[str, str] = {}
+        self.tracker = _CopyTracker()
+        self.progress = Progress(
+            _MarkColumn(),
+            TextColumn("{task.description}", style="bold"),
+            _BarColumn(bar_width=30),
+            _BytesColumn(),
+            _RateColumn(),
+            TextColumn("{task.fields[state]}"),
+            get_time=clock,
+            speed_estimate_period=300,  # Glance reports bytes about once a minute
+            auto_refresh=False,
+        )
+        self.rows: dict[str, TaskID] = {}
+
+    def _row(self, key: str, label: str, **fields: Any) -> None:
+        if key not in self.rows:
+            defaults: dict[str, Any] = {
+                "mark": "waiting",
+                "state": "",
+                "size": None,
+                "copied": None,
+            }
+            self.rows[key] = self.progress.add_task(label, total=None, **defaults)
+        task_id = self.rows[key]
+        self.progress.update(task_id, **fields)
+        task = self.progress.tasks[self.progress.task_ids.index(task_id)]
+        size, copied = task.fields["size"], task.fields["copied"]
+        if copied is not None:  # without a size: bytes and rate, and a pulse for a bar
+            self.progress.update(task_id, total=size or None, completed=min(copied, size or copied))
 
     def update(self, event: ev.Event) -> None:
         self.elapsed = event.elapsed
+        self.tracker.update(event)
         if isinstance(event, ev.PhaseStarted):
             self.phase = event.phase
+        elif isinstance(event, ev.UploadStarted):
+            label = f"upload → {event.store}" if event.store else "upload"
+            self._row("upload", label, mark="active", state="uploading")
         elif isinstance(event, ev.UploadProgress):
             self.status = f"image {event.image_status}, volume {event.volume_status}"
+            self._row("upload", "upload", mark="active", size=event.image_size)
+        elif isinstance(event, ev.UploadFinished):
+            size = event.image.size
+            self._row("upload", "upload", mark="done", state="uploaded", size=size, copied=size)
         elif isinstance(event, ev.CopyRequested):
-            self.stores.update(dict.fromkeys(event.stores, "copying"))
-        elif isinstance(event, ev.CopyProgress):
-            self.message = event.message
-            self.status = f"task {event.task_status}"
-            self.stores.update(dict.fromkeys(event.done, "copied"))
-            self.stores.update(dict.fromkeys(event.failed, "failed"))
-        elif isinstance(event, ev.StoreSettled):
-            self.stores[event.store] = event.outcome
+            for store in event.stores:
+                self._row(store, store, mark="waiting", state="waiting", size=self.tracker.size)
+        elif isinstance(event, (ev.CopyProgress, ev.StoreSettled)):
+            if isinstance(event, ev.CopyProgress):
+                self.status = f"task {event.task_status}"
+            self._copy_rows(event)
+
+    def _copy_rows(self, event: ev.CopyProgress | ev.StoreSettled) -> None:
+        tracker = self.tracker
+        for store in tracker.order:
+            if store in tracker.finished or store not in self.rows:
+                continue
+            if store == tracker.current:
+                self._row(
+                    store, store, mark="active", state="copying", size=tracker.size,
+                    copied=tracker.copied,
+                )  # fmt: skip
+            else:
+                self._row(store, store, size=tracker.size)
+        if isinstance(event, ev.CopyProgress):
+            for store in event.done:
+                self._row(store, store, mark="done", state="copied", size=tracker.size,
+                          copied=tracker.size)  # fmt: skip
+            for store in event.failed:
+                self._row(store, store, mark="failed", state="failed")
+        else:
+            failed = event.outcome in _FAILED_OUTCOMES
+            state = f"{event.outcome} ({event.detail})" if event.detail else event.outcome
+            self._row(event.store, event.store, mark="failed" if failed else "done", state=state)
 
     def render(self) -> Group:
         minutes, seconds = divmod(int(self.elapsed), 60)
@@ -498,8 +711,6 @@ class _LiveView:
             (f"{self.phase:<10}", "bold cyan"), f" {minutes:02d}:{seconds:02d}  ", self.status
         )
         parts: list[Any] = [head]
-        if self.stores:
-            parts.append(Text("  ".join(f"{s}: {state}" for s, state in self.stores.items())))
-        if self.message:
-            parts.append(Text(self.message, style="dim"))
+        if self.rows:
+            parts.append(self.progress)
         return Group(*parts)

@@ -225,7 +225,12 @@ def request_upload(gateway: Gateway, job: Job, plan: Plan) -> str:
     else:
         job.image_id = accepted.image_id
         job.upload_request_id = accepted.request_id
-    job.emit(ev.UploadStarted, image_id=job.image_id, image_name=plan.upload.image_name)
+    job.emit(
+        ev.UploadStarted,
+        image_id=job.image_id,
+        image_name=plan.upload.image_name,
+        store=plan.upload_store,
+    )
     return job.image_id
 
 
@@ -326,6 +331,7 @@ def wait_for_upload(gateway: Gateway, job: Job, volume: Volume) -> Image:
             ev.UploadProgress,
             image_status=image.status if image else "being written",
             volume_status=current.status if current else "gone",
+            image_size=image.size if image else None,
         )
 
     image, current = job.wait(
@@ -481,7 +487,7 @@ def replicate(gateway: Gateway, job: Job, image: Image) -> None:
                 hint=f"running it again is safe: {job.resume()}",
             ) from exc
     job.copying = missing
-    job.emit(ev.CopyRequested, stores=missing, request_id=request_id)
+    job.emit(ev.CopyRequested, stores=missing, request_id=request_id, image_size=image.size)
     if not job.settings.wait:
         for store in missing:
             job.settle(store, PENDING, "--no-wait: copy-image requested, not awaited")
@@ -548,13 +554,17 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
     wanted = set(job.placement.missing_from(image.stores))
     if not wanted:
         return image
-    overlaps = not image.importing_to_stores or wanted & set(image.importing_to_stores)
     try:
         tasks = gateway.image_tasks(image.id)
     except NotFoundInCloud:
         return image
     task = next((t for t in tasks if t.id == lock), None)
-    if task is None or task.finished or not overlaps:
+    if task is None or task.finished:
+        return image
+    # The task's own stores are known from the 202 on; the image's importing list
+    # only a moment later.
+    copying_to = set(task.stores or image.importing_to_stores)
+    if copying_to and not wanted & copying_to:
         return image
     takeover = task.takeover_at()
     if takeover is not None and job.settings.clock.wall() >= takeover:
@@ -567,10 +577,10 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
     job.emit(
         ev.Notice,
         message=f"an import of image {image.id} to "
-        f"{', '.join(image.importing_to_stores) or 'its stores'} is already running "
+        f"{', '.join(sorted(copying_to)) or 'its stores'} is already running "
         f"(task {lock}): following it to its end",
     )
-    following = tuple(sorted(wanted & set(image.importing_to_stores))) or tuple(sorted(wanted))
+    following = tuple(sorted(wanted & copying_to)) or tuple(sorted(wanted))
     job.copying = following
     _wait_for_copy(gateway, job, image, following, lambda t: t.id == lock)
     job.copying = ()
@@ -661,8 +671,11 @@ def _wait_for_copy(
                 tasks_api = False
             else:
                 task = next((t for t in tasks if is_ours(t)), None)
-                if task is not None and not task.finished and job.image is not None:
-                    return task, job.image  # still copying: the image can wait
+                # While a single store is being copied only the task moves; with more,
+                # the image's stores show which copies are done already.
+                running = task is not None and not task.finished
+                if running and len(stores) == 1 and job.image is not None:
+                    return task, job.image
         current = gateway.get_image(image.id)
         if current is None:
             raise NotFoundInCloud(f"image {image.id} disappeared while volimg was copying it")
@@ -687,6 +700,7 @@ def _wait_for_copy(
             message=task.message if task else "",
             done=tuple(s for s in stores if s in current.stores),
             failed=tuple(s for s in stores if s in current.failed_import),
+            image_size=current.size,
         )
 
     task, _ = job.wait(

@@ -219,8 +219,9 @@ def test_interrupt_while_cinder_answers_the_upload_does_not_claim_nothing_exists
 
 
 def test_the_live_panel_on_a_terminal_ends_with_the_result_table(
-    sandbox_cloud: CloudUnderTest,
+    sandbox_cloud: CloudUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TERM", "xterm")  # TERM=dumb would get plain lines
     app = AppContext(poll_interval=0.02, force_terminal=True)
     result = CliRunner().invoke(
         cli, ["--os-cloud", sandbox_cloud.admin_cloud, "upload", "boot-vol"], obj=app

@@ -32,10 +32,15 @@ def test_help_and_version_do_not_import_openstacksdk() -> None:
         assert not {m for m in modules if m.split(".")[0] in ("openstack", "keystoneauth1")}, args
 
 
-def test_version() -> None:
+def test_version_names_volimg_openstacksdk_and_python() -> None:
+    from importlib.metadata import version
+    from platform import python_version
+
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
-    assert __version__ in result.stdout
+    assert result.stdout == (
+        f"volimg {__version__} (openstacksdk {version('openstacksdk')}, Python {python_version()})\n"
+    )
 
 
 def test_python_dash_m_works() -> None:
