@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -230,6 +231,7 @@ class StampFilter:
                 request_id,
             )
             return
+        started = time.perf_counter()
         try:
             repo, not_visible = self.repos(context)
             outcome = stamp(repo, upload, self.clock(), not_visible)
@@ -246,11 +248,12 @@ class StampFilter:
             )
             return
         LOG.info(
-            "volimg_stamp: image %s, base image %s, store %s: %s (request %s)",
+            "volimg_stamp: image %s, base image %s, store %s: %s in %.1f ms (request %s)",
             upload.image_id,
             upload.base_image,
             upload.type_store or "-",
             outcome.value,
+            (time.perf_counter() - started) * 1000,
             request_id,
         )
 

@@ -13,7 +13,11 @@ its own emulation (volimg/sandbox). Everything lives in one state directory::
 ``DIR``, initialises the SQLite databases, starts Keystone and Glance under uWSGI and
 Cinder (api + scheduler + volume) as one process, seeds the cloud (``seed.py``) and
 writes ``DIR/clouds.yaml`` and ``DIR/stack.json``. When the stack is already up and
-healthy it returns at once.
+healthy it returns at once, after restarting any service whose rendered configs or
+loaded code changed since it started (``DIR/run/started.json``).
+
+Glance runs with volimg's paste filter (``volimg.glance_filter``) in its keystone
+pipeline, copied from this checkout into ``DIR/glance/pylib``; ``--glance-filter off`` renders ``enabled = false``.
 
 Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
 services run in their own venv, never in volimg's.
@@ -61,7 +65,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 CONSTRAINTS = HERE / "constraints.txt"
 SEED = HERE / "seed.py"
-CHECKOUT = HERE.parent.parent  # glance-api loads volimg.glance_filter from here
+CHECKOUT = HERE.parent.parent  # glance-api's volimg.glance_filter comes from here
 
 REQUIREMENTS = (
     "keystone==30.0.0",
@@ -351,23 +355,23 @@ SERVICE_CODE = {
     "glance": (
         "realstack/glance_app.py",
         "realstack/sqlite_txn.py",
-        # The paste filter under test, loaded from this checkout (glance-uwsgi.ini).
-        "../../volimg/glance_filter.py",
-        "../../volimg/provenance.py",
-        "../../volimg/__init__.py",
+        # The paste filter under test, copied from this checkout (see render).
+        *(f"../../volimg/{name}" for name in ("__init__.py", "provenance.py", "glance_filter.py")),
     ),
     "cinder": ("realstack/cinder_all.py", "realstack/file_driver.py"),
 }
+#: What glance-api needs of volimg (stdlib + volimg.provenance): copied into the state
+#: dir, so that the running Glance never depends on the checkout that started it.
+FILTER_FILES = ("__init__.py", "provenance.py", "glance_filter.py")
 
 
-def rendered(stack: Stack) -> dict[str, tuple[Path, str]]:
+def rendered(stack: Stack, pkgdir: str | None = None) -> dict[str, tuple[Path, str]]:
     """Every config from templates/ (string.Template, ${name} placeholders): target, text."""
     values = {
         "state": str(stack.state),
         "venv": str(stack.venv),
         "logs": str(stack.logs),
-        "pkgdir": str(HERE),
-        "checkout": str(CHECKOUT),
+        "pkgdir": pkgdir or str(HERE),
         "keystone_port": str(stack.port("keystone")),
         "glance_port": str(stack.port("glance")),
         "cinder_port": str(stack.port("cinder")),
@@ -391,15 +395,23 @@ def rendered(stack: Stack) -> dict[str, tuple[Path, str]]:
 
 
 def render(stack: Stack) -> None:
-    """Write every config from templates/."""
+    """Write every config from templates/, and copy the filter's code for glance-api."""
     for target, text in rendered(stack).values():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    pylib = stack.state / "glance" / "pylib" / "volimg"
+    pylib.mkdir(parents=True, exist_ok=True)
+    for name in FILTER_FILES:
+        shutil.copyfile(CHECKOUT / "volimg" / name, pylib / name)
 
 
 def service_digests(stack: Stack) -> dict[str, str]:
-    """Per service, a digest of its rendered configs and of the code it loads."""
-    configs = rendered(stack)
+    """Per service, a digest of its rendered configs and of the code it loads.
+
+    The checkout's path is left out: several checkouts (git worktrees) may share one
+    stack, and only a change of what runs should restart it.
+    """
+    configs = rendered(stack, pkgdir="<checkout>/tests/realcloud")
     return {
         service: digest(
             *(configs[t][1] for t in SERVICE_TEMPLATES[service]),

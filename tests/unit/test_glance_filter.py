@@ -8,10 +8,14 @@ real tier (tests/scenarios/test_glance_filter_real.py) runs the filter inside Gl
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import string
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,7 +207,9 @@ def test_a_base_image_the_uploader_cannot_see_is_not_recorded(caplog: Any) -> No
     assert repo.saved == []
     assert repo.images[IMAGE].extra_properties == {}
     assert repo.images[IMAGE].tags == set()
-    assert "base image not visible to the uploader (request req-4c1d)" in caplog.text
+    assert re.search(
+        r"base image not visible to the uploader in [0-9.]+ ms \(request req-4c1d\)", caplog.text
+    )
 
 
 def test_a_deleted_base_image_is_not_recorded() -> None:
@@ -377,3 +383,60 @@ def test_the_cli_never_imports_the_filter() -> None:
     )
     assert "volimg.cli" in proc.stderr
     assert "volimg.glance_filter" not in proc.stderr
+
+
+# -- docs/glance-filter.md's claims -----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DOC = ROOT / "docs" / "glance-filter.md"
+PASTE_TEMPLATE = ROOT / "tests" / "realcloud" / "templates" / "glance-api-paste.ini"
+
+
+def _doc_paste_block() -> list[str]:
+    blocks = re.findall(r"```ini\n(.*?)```", DOC.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "[composite:api]" in b]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_docs_paste_lines_are_the_real_tiers() -> None:
+    template = string.Template(PASTE_TEMPLATE.read_text()).safe_substitute(
+        glance_filter_enabled="true"
+    )
+    template_lines = template.splitlines()
+    doc_lines = _doc_paste_block()
+    assert [line for line in doc_lines if line not in template_lines] == []
+    pipelines = [line for line in template_lines if line.startswith("keystone")]
+    assert len(pipelines) == 3
+    assert all(line in doc_lines for line in pipelines)
+    assert all(" context volimg_stamp " in line for line in pipelines)
+
+
+def test_the_three_files_the_doc_names_are_enough_without_site_packages(tmp_path: Path) -> None:
+    named = re.findall(r"`(volimg/[a-z_]+\.py)`", DOC.read_text())
+    assert sorted(set(named)) == [
+        "volimg/__init__.py",
+        "volimg/glance_filter.py",
+        "volimg/provenance.py",
+    ]
+    (tmp_path / "volimg").mkdir()
+    for name in set(named):
+        shutil.copy(ROOT / name, tmp_path / name)
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import volimg.glance_filter as f;"
+        " app = lambda environ, start_response: [];"
+        " assert isinstance(f.filter_factory({}, enabled='true')(app), f.StampFilter)"
+    )
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_glance_release_the_doc_names_is_the_one_the_real_tier_runs() -> None:
+    stack = (ROOT / "tests" / "realcloud" / "stack.py").read_text()
+    (version,) = re.findall(r'"glance==([0-9.]+)"', stack)
+    assert f"Glance {version} (with Cinder" in DOC.read_text()
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "on", "1", "false", "no", "off", "0"])
+def test_the_enabled_values_the_doc_lists_are_accepted(value: str) -> None:
+    assert "true/false (or yes/no, on/off, 1/0)" in DOC.read_text()
+    assert parse_enabled(value) is (value in ("true", "yes", "on", "1"))
