@@ -116,13 +116,18 @@ UPLOADERS = {"sdk": upload_with_sdk, "openstackclient": upload_with_openstackcli
 
 
 def uploaded_image(conn: Any, volume: Any, image_id: str) -> Any:
-    """The image once ``active`` and the volume back to ``available`` (upload done)."""
+    """The image once the volume is back to ``available`` and the image ``active``.
+
+    The volume first: Glance makes the image active a few milliseconds before the filter
+    stamps it and answers 204, and Cinder makes the volume available only after the 204.
+    An image read before the volume read could be the unstamped active image.
+    """
 
     def done() -> Any:
+        vol = conn.block_storage.get_volume(volume.id)
         image = conn.image.get_image(image_id)
         assert image.status not in ("killed", "deleted"), image.status
-        vol = conn.block_storage.get_volume(volume.id)
-        return image if image.status == "active" and vol.status == "available" else None
+        return image if vol.status == "available" and image.status == "active" else None
 
     return wait_for(f"image {image_id} active and volume {volume.id} available", done)
 
