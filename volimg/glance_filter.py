@@ -15,10 +15,10 @@ needs only the standard library and ``volimg.provenance``; Glance is imported on
 first stamp, so volimg needs no dependency inside glance-api's environment.
 
 Safety: the upload's response (status, headers, body) is returned as the app made it;
-the stamp is written before the response leaves (a few milliseconds, docs/glance-filter.md
-quotes the measurement) so that the image is stamped by the time the uploader sees the
-204; any failure is logged with the request id and swallowed; ``os_glance*`` keys are
-never written.
+the stamp is written before the response leaves (one image save in Glance's database;
+docs/glance-filter.md quotes the measured cost) so that the image is stamped by the time
+the uploader sees the 204; any failure is logged with the request id and swallowed;
+``os_glance*`` keys are never written.
 """
 
 from __future__ import annotations
