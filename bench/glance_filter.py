@@ -12,6 +12,8 @@ counted). Per upload it records:
 - the whole upload as a client sees it: from Cinder's 202 to the image ``active`` and
   the volume ``available`` again.
 
+Each upload is also checked: stamped by the filter when it is on, not stamped when off.
+
 Usage (volimg's venv has openstacksdk; the stack must be up)::
 
     .venv/bin/python bench/glance_filter.py --state .realcloud [--port-base 25000] [--uploads 24]
@@ -39,8 +41,17 @@ WARMUP = 2  # uploads after each restart, not counted (each uWSGI worker loads G
 
 def stack_up(state: Path, port_base: int, mode: str) -> None:
     subprocess.run(
-        [sys.executable, str(STACK), "up", "--state", str(state), "--port-base", str(port_base),
-         "--glance-filter", mode],
+        [
+            sys.executable,
+            str(STACK),
+            "up",
+            "--state",
+            str(state),
+            "--port-base",
+            str(port_base),
+            "--glance-filter",
+            mode,
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -59,17 +70,22 @@ def put_msecs(log: Path, image_id: str) -> int:
     raise RuntimeError(f"no PUT line for {image_id} in {log}")
 
 
-def upload_once(conn: Any, volume: Any, index: int) -> tuple[str, float]:
+def upload_once(conn: Any, volume: Any, index: int, filter_on: bool) -> tuple[str, float]:
     started = time.perf_counter()
     answer = conn.block_storage.upload_volume_to_image(
         volume, f"bench-filter-{index}", disk_format="qcow2", container_format="bare"
     )
     image_id = str(answer["image_id"])
     while True:
-        image = conn.image.get_image(image_id)
+        # The volume first: the image is active a few ms before the filter stamps it.
         vol = conn.block_storage.get_volume(volume.id)
+        image = conn.image.get_image(image_id)
         if image.status == "active" and vol.status == "available":
-            return image_id, time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            stamped = image.properties.get("volimg_stamped_by") == "glance-filter"
+            if stamped != filter_on:  # the mode really is what we think it is
+                raise RuntimeError(f"filter {'on' if filter_on else 'off'}, stamp: {stamped}")
+            return image_id, seconds
         if image.status in ("killed", "deleted") or vol.status == "error":
             raise RuntimeError(f"upload {image_id} failed: {image.status} / {vol.status}")
         time.sleep(0.05)
@@ -108,7 +124,7 @@ def main() -> int:
                 conn = openstack.connect(cloud=info["admin_cloud"])
                 for n in range(WARMUP + per_block):
                     index += 1
-                    image_id, seconds = upload_once(conn, volume, index)
+                    image_id, seconds = upload_once(conn, volume, index, mode == "on")
                     made.append(image_id)
                     if n >= WARMUP:
                         results[mode]["put_ms"].append(put_msecs(log, image_id))
@@ -133,7 +149,9 @@ def main() -> int:
         print(f"{mode:4}  {median(r['put_ms']):10.1f}  {median(r['upload_s']):12.3f}")
     put_delta = median(results["on"]["put_ms"]) - median(results["off"]["put_ms"])
     up_delta = median(results["on"]["upload_s"]) - median(results["off"]["upload_s"])
-    print(f"added by the filter: PUT /file {put_delta:+.1f} ms; whole upload {up_delta * 1000:+.0f} ms")
+    print(
+        f"added by the filter: PUT /file {put_delta:+.1f} ms; whole upload {up_delta * 1000:+.0f} ms"
+    )
     print(json.dumps(results))
     return 0
 

@@ -17,7 +17,8 @@ healthy it returns at once, after restarting any service whose rendered configs 
 loaded code changed since it started (``DIR/run/started.json``).
 
 Glance runs with volimg's paste filter (``volimg.glance_filter``) in its keystone
-pipeline, copied from this checkout into ``DIR/glance/pylib``; ``--glance-filter off`` renders ``enabled = false``.
+pipeline, copied from this checkout into ``DIR/glance/pylib``; ``--glance-filter off``
+renders ``enabled = false``.
 
 Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
 services run in their own venv, never in volimg's.
@@ -350,19 +351,19 @@ SERVICE_TEMPLATES = {
     "glance": ("glance-api.conf", "glance-uwsgi.ini", "glance-api-paste.ini"),
     "cinder": ("cinder.conf",),
 }
+#: What glance-api needs of volimg (stdlib + volimg.provenance): copied into the state
+#: dir, so that the running Glance never depends on the checkout that started it.
+FILTER_FILES = ("__init__.py", "provenance.py", "glance_filter.py")
 SERVICE_CODE = {
     "keystone": ("realstack/keystone_app.py", "realstack/sqlite_txn.py"),
     "glance": (
         "realstack/glance_app.py",
         "realstack/sqlite_txn.py",
         # The paste filter under test, copied from this checkout (see render).
-        *(f"../../volimg/{name}" for name in ("__init__.py", "provenance.py", "glance_filter.py")),
+        *(f"../../volimg/{name}" for name in FILTER_FILES),
     ),
     "cinder": ("realstack/cinder_all.py", "realstack/file_driver.py"),
 }
-#: What glance-api needs of volimg (stdlib + volimg.provenance): copied into the state
-#: dir, so that the running Glance never depends on the checkout that started it.
-FILTER_FILES = ("__init__.py", "provenance.py", "glance_filter.py")
 
 
 def rendered(stack: Stack, pkgdir: str | None = None) -> dict[str, tuple[Path, str]]:
