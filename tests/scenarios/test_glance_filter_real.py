@@ -241,6 +241,35 @@ def test_a_base_image_the_uploader_cannot_see_gets_no_stamp(
     assert_filter_stamp(admin_image, private.id)
 
 
+def test_a_stamp_cinder_copies_from_the_base_image_is_replaced(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    """Cinder copies a base image's custom properties, volimg's stamp included.
+
+    A volume made from a stamped image carries that stamp in its image metadata, and
+    the image uploaded from it starts with it (``volimg_image`` naming the ancestor).
+    The filter replaces it whole: none of the ancestor's keys survive.
+    """
+    conn = conns["admin"]
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    volume = make_volume(conn, image_id=base.id)
+    ancestor = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "admin"))
+    assert_filter_stamp(ancestor, base.id)
+    extra = {provenance.KEY_ALSO_STORES: "fast", provenance.KEY_PERIOD: "2026-11-30"}
+    conn.image.patch(
+        f"/images/{ancestor.id}",
+        json=[{"op": "add", "path": f"/{k}", "value": v} for k, v in extra.items()],
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+    ).raise_for_status()
+
+    child_volume = make_volume(conn, image_id=ancestor.id)
+    inherited = conn.block_storage.get_volume(child_volume.id).volume_image_metadata
+    assert inherited[provenance.KEY_IMAGE] == ancestor.id  # Cinder copied the stamp
+    assert inherited[provenance.KEY_ALSO_STORES] == "fast"
+    image = uploaded_image(conn, child_volume, upload_with_sdk(conn, real, child_volume, "admin"))
+    assert_filter_stamp(image, ancestor.id)  # exactly the filter's keys: no also/period
+
+
 def test_the_filter_logs_each_decision_with_the_request_id(
     conns: dict[str, Any], real: CloudUnderTest
 ) -> None:
