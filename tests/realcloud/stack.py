@@ -13,7 +13,12 @@ its own emulation (volimg/sandbox). Everything lives in one state directory::
 ``DIR``, initialises the SQLite databases, starts Keystone and Glance under uWSGI and
 Cinder (api + scheduler + volume) as one process, seeds the cloud (``seed.py``) and
 writes ``DIR/clouds.yaml`` and ``DIR/stack.json``. When the stack is already up and
-healthy it returns at once.
+healthy it returns at once, after restarting any service whose rendered configs or
+loaded code changed since it started (``DIR/run/started.json``).
+
+Glance runs with volimg's paste filter (``volimg.glance_filter``) in its keystone
+pipeline, copied from this checkout into ``DIR/glance/pylib``; ``--glance-filter off``
+renders ``enabled = false``.
 
 Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
 services run in their own venv, never in volimg's.
@@ -61,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 CONSTRAINTS = HERE / "constraints.txt"
 SEED = HERE / "seed.py"
+CHECKOUT = HERE.parent.parent  # glance-api's volimg.glance_filter comes from here
 
 REQUIREMENTS = (
     "keystone==30.0.0",
@@ -126,6 +132,7 @@ class Stack:
     port_base: int
     python: str
     debug: bool = False
+    glance_filter: bool = True  # `enabled` of volimg's paste filter in glance-api
 
     # -- layout ---------------------------------------------------------------
 
@@ -148,6 +155,10 @@ class Stack:
     @property
     def pids_file(self) -> Path:
         return self.run / "pids.json"
+
+    @property
+    def started_file(self) -> Path:
+        return self.run / "started.json"
 
     @property
     def stack_json(self) -> Path:
@@ -333,31 +344,102 @@ def ensure_venv(stack: Stack) -> None:
     say(f"installed in {time.monotonic() - started:.0f}s")
 
 
-def render(stack: Stack) -> None:
-    """Write every config from templates/ (string.Template, ${name} placeholders)."""
+#: Per service: the templates rendered for it and the code it loads. When any of them
+#: differs from what the running service was started with, `up` restarts it.
+SERVICE_TEMPLATES = {
+    "keystone": ("keystone.conf", "keystone-uwsgi.ini"),
+    "glance": ("glance-api.conf", "glance-uwsgi.ini", "glance-api-paste.ini"),
+    "cinder": ("cinder.conf",),
+}
+#: What glance-api needs of volimg (stdlib + volimg.provenance): copied into the state
+#: dir, so that the running Glance never depends on the checkout that started it.
+FILTER_FILES = ("__init__.py", "provenance.py", "glance_filter.py")
+SERVICE_CODE = {
+    "keystone": ("realstack/keystone_app.py", "realstack/sqlite_txn.py"),
+    "glance": (
+        "realstack/glance_app.py",
+        "realstack/sqlite_txn.py",
+        # The paste filter under test, copied from this checkout (see render).
+        *(f"../../volimg/{name}" for name in FILTER_FILES),
+    ),
+    "cinder": ("realstack/cinder_all.py", "realstack/file_driver.py"),
+}
+
+
+def rendered(stack: Stack, pkgdir: str | None = None) -> dict[str, tuple[Path, str]]:
+    """Every config from templates/ (string.Template, ${name} placeholders): target, text."""
     values = {
         "state": str(stack.state),
         "venv": str(stack.venv),
         "logs": str(stack.logs),
-        "pkgdir": str(HERE),
+        "pkgdir": pkgdir or str(HERE),
         "keystone_port": str(stack.port("keystone")),
         "glance_port": str(stack.port("glance")),
         "cinder_port": str(stack.port("cinder")),
         "service_password": SERVICE_PASSWORD,
         "default_volume_type": DEFAULT_VOLUME_TYPE,
         "debug": "true" if stack.debug else "false",
+        "glance_filter_enabled": "true" if stack.glance_filter else "false",
     }
     targets = {
         "keystone.conf": stack.state / "keystone" / "keystone.conf",
         "keystone-uwsgi.ini": stack.state / "keystone" / "uwsgi.ini",
         "glance-api.conf": stack.state / "glance" / "glance-api.conf",
         "glance-uwsgi.ini": stack.state / "glance" / "uwsgi.ini",
+        "glance-api-paste.ini": stack.state / "glance" / "glance-api-paste.ini",
         "cinder.conf": stack.state / "cinder" / "cinder.conf",
     }
-    for template, target in targets.items():
-        text = string.Template((TEMPLATES / template).read_text()).substitute(values)
+    return {
+        template: (target, string.Template((TEMPLATES / template).read_text()).substitute(values))
+        for template, target in targets.items()
+    }
+
+
+def render(stack: Stack) -> None:
+    """Write every config from templates/, and copy the filter's code for glance-api."""
+    for target, text in rendered(stack).values():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    pylib = stack.state / "glance" / "pylib" / "volimg"
+    pylib.mkdir(parents=True, exist_ok=True)
+    for name in FILTER_FILES:
+        shutil.copyfile(CHECKOUT / "volimg" / name, pylib / name)
+
+
+def service_digests(stack: Stack) -> dict[str, str]:
+    """Per service, a digest of its rendered configs and of the code it loads.
+
+    The checkout's path is left out: several checkouts (git worktrees) may share one
+    stack, and only a change of what runs should restart it.
+    """
+    configs = rendered(stack, pkgdir="<checkout>/tests/realcloud")
+    return {
+        service: digest(
+            *(configs[t][1] for t in SERVICE_TEMPLATES[service]),
+            *((HERE / path).read_bytes() for path in SERVICE_CODE[service]),
+        )
+        for service in SERVICES
+    }
+
+
+def stale_services(stack: Stack) -> list[str]:
+    """Running services started with other configs or code (or before this was recorded)."""
+    try:
+        started = json.loads(stack.started_file.read_text())
+    except (OSError, ValueError):
+        started = {}
+    wanted = service_digests(stack)
+    return [s for s in SERVICES if started.get(s) != wanted[s]]
+
+
+def record_started(stack: Stack, services: list[str] | tuple[str, ...]) -> None:
+    try:
+        started = json.loads(stack.started_file.read_text())
+    except (OSError, ValueError):
+        started = {}
+    wanted = service_digests(stack)
+    started.update({s: wanted[s] for s in services})
+    stack.started_file.write_text(json.dumps(started, indent=2))
 
 
 def reset_data_if_moved(stack: Stack) -> None:
@@ -561,6 +643,7 @@ def init_and_start(stack: Stack) -> None:
     for thread in threads:
         thread.join()
     stack.pids_file.write_text(json.dumps(pids, indent=2))
+    record_started(stack, tuple(pids))
     if errors:
         for line in stop(stack):
             say(f"stopping after failure: {line}")
@@ -695,9 +778,10 @@ def exclusive(stack: Stack) -> Iterator[None]:
         yield
 
 
-def stop(stack: Stack, timeout: float = 20.0) -> list[str]:
+def stop(stack: Stack, timeout: float = 20.0, services: tuple[str, ...] = SERVICES) -> list[str]:
     """SIGTERM each recorded process group, wait, then SIGKILL what is left."""
-    pids = stack.read_pids()
+    recorded = stack.read_pids()
+    pids = {s: p for s, p in recorded.items() if s in services}
     report = []
     alive = {s: p for s, p in pids.items() if stack.is_ours(s, p)}
     for pid in alive.values():
@@ -714,9 +798,34 @@ def stop(stack: Stack, timeout: float = 20.0) -> list[str]:
     for service, pid in pids.items():
         if service not in alive:
             report.append(f"{service} (pid {pid}) stopped")
-    with contextlib.suppress(FileNotFoundError):
-        stack.pids_file.unlink()
+    left = {s: p for s, p in recorded.items() if s not in services}
+    if left:
+        stack.pids_file.write_text(json.dumps(left, indent=2))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            stack.pids_file.unlink()
     return report
+
+
+def restart_stale(stack: Stack) -> None:
+    """Restart the services whose configs or code changed since they started.
+
+    A stack started before this was recorded restarts all three once, so that an old
+    stack picks up new templates (e.g. volimg's paste filter in glance-api).
+    """
+    stale = tuple(stale_services(stack))
+    if not stale:
+        return
+    say(f"restarting {', '.join(stale)}: configs or code changed since they started")
+    render(stack)
+    for line in stop(stack, services=stale):
+        say(f"restarting: {line}")
+    pids = stack.read_pids()
+    for service in stale:
+        pids[service] = start_service(stack, service)
+    stack.pids_file.write_text(json.dumps(pids, indent=2))
+    record_started(stack, stale)
+    wait_answering(stack, stale)
 
 
 def _reaped(pid: int) -> bool:
@@ -731,6 +840,7 @@ def _reaped(pid: int) -> bool:
 def cmd_up(stack: Stack) -> int:
     problem = stack.services_problem()
     if problem is None:
+        restart_stale(stack)
         if stack.is_seeded():
             say(f"already up: {stack.stack_json}")
             return 0
@@ -823,6 +933,13 @@ def main(argv: list[str] | None = None) -> int:
         default=bool(os.environ.get("VOLIMG_REALCLOUD_DEBUG")),
         help="debug logging in the services",
     )
+    parser.add_argument(
+        "--glance-filter",
+        choices=("on", "off"),
+        default=os.environ.get("VOLIMG_REALCLOUD_GLANCE_FILTER", "on"),
+        help="volimg's paste filter in glance-api: on (default) or off (enabled = false);"
+        " changing it restarts Glance",
+    )
     args = parser.parse_args(argv)
     stack = Stack(
         state=args.state.resolve(),
@@ -831,6 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter (the venv marker hashes this path).
         python=os.path.realpath(args.python),
         debug=args.debug,
+        glance_filter=args.glance_filter == "on",
     )
     command = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
     try:

@@ -1,0 +1,308 @@
+"""volimg's Glance filter inside real Glance 33, with real Cinder 29 uploading.
+
+The real stack runs glance-api with ``volimg_stamp`` in its keystone pipeline, loaded
+from this checkout (tests/realcloud/templates/glance-api-paste.ini). Volumes are
+uploaded the way other clients do, never through volimg: openstacksdk's
+``upload_volume_to_image`` (Cinder's ``os-volume_upload_image`` action) and
+python-openstackclient's ``openstack image create --volume``, as admin and as member.
+Cinder itself sends ``x-openstack-base-image-ref`` on the data upload
+(cinder/volume/volume_utils.py ``upload_volume``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REALCLOUD_STATE, CloudUnderTest, _use
+from tests.scenarios.conftest import make_runner
+from volimg import provenance
+
+pytestmark = pytest.mark.realcloud
+
+BASE_IMAGE = "cirros-base"  # seeded in the stores cheap and archive, public
+TIMEOUT = 120.0
+
+
+@pytest.fixture
+def real(realstack: CloudUnderTest, monkeypatch: pytest.MonkeyPatch) -> CloudUnderTest:
+    return _use(realstack, monkeypatch)
+
+
+@pytest.fixture
+def conns(real: CloudUnderTest) -> Iterator[dict[str, Any]]:
+    import openstack
+
+    opened = {
+        "admin": openstack.connect(cloud=real.admin_cloud),
+        "member": openstack.connect(cloud=real.member_cloud),
+    }
+    yield opened
+    for conn in opened.values():
+        conn.close()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def make_volume(conn: Any, image_id: str | None = None, volume_type: str | None = None) -> Any:
+    volume = conn.block_storage.create_volume(
+        size=1, name=unique("filter-vol"), image_id=image_id, volume_type=volume_type
+    )
+    return conn.block_storage.wait_for_status(volume, "available", failures=["error"], wait=TIMEOUT)
+
+
+def upload_with_sdk(conn: Any, real: CloudUnderTest, volume: Any, role: str) -> str:
+    """openstacksdk straight to Cinder's os-volume_upload_image."""
+    answer = conn.block_storage.upload_volume_to_image(
+        volume, unique("filter-sdk"), disk_format="qcow2", container_format="bare"
+    )
+    return str(answer["image_id"])
+
+
+def upload_with_openstackclient(conn: Any, real: CloudUnderTest, volume: Any, role: str) -> str:
+    """``openstack image create --volume`` from the stack's python-openstackclient."""
+    venv = Path(json.loads((REALCLOUD_STATE / "stack.json").read_text())["venv"])
+    cloud = real.admin_cloud if role == "admin" else real.member_cloud
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            str(venv / "bin" / "openstack"),
+            "--os-cloud",
+            cloud,
+            "image",
+            "create",
+            "--volume",
+            volume.id,
+            "--disk-format",
+            "qcow2",
+            "--container-format",
+            "bare",
+            "-f",
+            "json",
+            unique("filter-osc"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stdout}\n{proc.stderr}"
+    return str(json.loads(proc.stdout)["image_id"])
+
+
+UPLOADERS = {"sdk": upload_with_sdk, "openstackclient": upload_with_openstackclient}
+
+
+def uploaded_image(conn: Any, volume: Any, image_id: str) -> Any:
+    """The image once the volume is back to ``available`` and the image ``active``.
+
+    The volume first: Glance makes the image active a few milliseconds before the filter
+    stamps it and answers 204, and Cinder makes the volume available only after the 204.
+    An image read before the volume read could be the unstamped active image.
+    """
+
+    def done() -> Any:
+        vol = conn.block_storage.get_volume(volume.id)
+        image = conn.image.get_image(image_id)
+        assert image.status not in ("killed", "deleted"), image.status
+        return image if vol.status == "available" and image.status == "active" else None
+
+    return wait_for(f"image {image_id} active and volume {volume.id} available", done)
+
+
+def stores_of(conn: Any, image_id: str) -> set[str]:
+    """The image's stores as Glance reports them (a comma-separated string; admin only)."""
+    body = conn.image.get(f"/images/{image_id}").json()
+    return {s for s in body.get("stores", "").split(",") if s}
+
+
+def stamp_keys(image: Any) -> dict[str, str]:
+    return {k: v for k, v in image.properties.items() if k.startswith("volimg_")}
+
+
+def assert_filter_stamp(image: Any, base_id: str, type_store: str | None = None) -> None:
+    props = stamp_keys(image)
+    stamp = provenance.Stamp.from_properties(image.id, props)
+    assert stamp is not None, props
+    assert stamp.stamped_by is provenance.StampedBy.GLANCE_FILTER
+    assert stamp.base_image == base_id
+    assert stamp.type_store == type_store
+    assert stamp.rule is (provenance.Rule.TYPE_STORE if type_store else provenance.Rule.BASE_STORES)
+    assert stamp.source_volume is None
+    assert not stamp.prune
+    # Exactly the keys the stamp writes, nothing else with volimg's prefix.
+    assert props == {**stamp.properties(), provenance.KEY_STAMPED_AT: stamp.stamped_at}
+    assert provenance.TAG in image.tags
+
+
+#: Images the filter stamped in this session, for the audit test: (image id, base id).
+STAMPED: list[tuple[str, str]] = []
+
+
+@pytest.mark.parametrize("role", ["admin", "member"])
+@pytest.mark.parametrize("client", sorted(UPLOADERS))
+def test_a_volume_upload_by_any_client_is_stamped_with_its_base_image(
+    conns: dict[str, Any], real: CloudUnderTest, client: str, role: str
+) -> None:
+    conn = conns[role]
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    volume = make_volume(conn, image_id=base.id)
+    image_id = UPLOADERS[client](conn, real, volume, role)
+    image = uploaded_image(conn, volume, image_id)
+    assert image.owner == conn.current_project_id
+    assert_filter_stamp(image, base.id)
+    STAMPED.append((image.id, base.id))
+
+
+def test_a_pinned_types_store_header_is_recorded_as_the_type_store(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    conn = conns["member"]  # a member cannot read the type's extra spec; Cinder sends it
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    volume = make_volume(conn, image_id=base.id, volume_type="pinned-archive")
+    image = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "member"))
+    assert_filter_stamp(image, base.id, type_store="archive")
+    assert stores_of(conns["admin"], image.id) == {"archive"}  # stores: admin only
+
+
+@pytest.mark.parametrize("role", ["admin", "member"])
+@pytest.mark.parametrize("client", sorted(UPLOADERS))
+def test_a_volume_without_a_base_image_gets_no_stamp(
+    conns: dict[str, Any], real: CloudUnderTest, client: str, role: str
+) -> None:
+    conn = conns[role]
+    volume = make_volume(conn)
+    image = uploaded_image(conn, volume, UPLOADERS[client](conn, real, volume, role))
+    assert stamp_keys(image) == {}
+    assert provenance.TAG not in image.tags
+
+
+def test_a_base_image_the_uploader_cannot_see_gets_no_stamp(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    """A member points their volume at another project's private image.
+
+    Cinder lets a project member set a volume's image metadata, ``image_id`` included
+    (policy ``volume_extension:volume_image_metadata:set``: project member), and then
+    sends that id as ``x-openstack-base-image-ref`` with the member's own token.
+    """
+    admin, member = conns["admin"], conns["member"]
+    private = admin.image.create_image(
+        name=unique("filter-private"),
+        disk_format="raw",
+        container_format="bare",
+        visibility="private",
+        data=io.BytesIO(b"\0" * 1024),
+    )
+    assert member.image.find_image(private.id) is None  # hidden from the member
+    volume = make_volume(member)
+    member.block_storage.post(
+        f"/volumes/{volume.id}/action",
+        json={"os-set_image_metadata": {"metadata": {"image_id": private.id}}},
+    ).raise_for_status()
+    assert member.block_storage.get_volume(volume.id).volume_image_metadata == {
+        "image_id": private.id
+    }
+    image = uploaded_image(member, volume, upload_with_sdk(member, real, volume, "member"))
+    assert stamp_keys(image) == {}
+    assert provenance.TAG not in image.tags
+
+    # The same header from an uploader who can see the image is recorded.
+    admin_volume = make_volume(admin)
+    admin.block_storage.post(
+        f"/volumes/{admin_volume.id}/action",
+        json={"os-set_image_metadata": {"metadata": {"image_id": private.id}}},
+    ).raise_for_status()
+    admin_image = uploaded_image(
+        admin, admin_volume, upload_with_sdk(admin, real, admin_volume, "admin")
+    )
+    assert_filter_stamp(admin_image, private.id)
+
+
+def test_a_stamp_cinder_copies_from_the_base_image_is_replaced(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    """Cinder copies a base image's custom properties, volimg's stamp included.
+
+    A volume made from a stamped image carries that stamp in its image metadata, and
+    the image uploaded from it starts with it (``volimg_image`` naming the ancestor).
+    The filter replaces it whole: none of the ancestor's keys survive.
+    """
+    conn = conns["admin"]
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    volume = make_volume(conn, image_id=base.id)
+    ancestor = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "admin"))
+    assert_filter_stamp(ancestor, base.id)
+    extra = {provenance.KEY_ALSO_STORES: "fast", provenance.KEY_PERIOD: "2026-11-30"}
+    conn.image.patch(
+        f"/images/{ancestor.id}",
+        json=[{"op": "add", "path": f"/{k}", "value": v} for k, v in extra.items()],
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+    ).raise_for_status()
+
+    child_volume = make_volume(conn, image_id=ancestor.id)
+    inherited = conn.block_storage.get_volume(child_volume.id).volume_image_metadata
+    assert inherited[provenance.KEY_IMAGE] == ancestor.id  # Cinder copied the stamp
+    assert inherited[provenance.KEY_ALSO_STORES] == "fast"
+    image = uploaded_image(conn, child_volume, upload_with_sdk(conn, real, child_volume, "admin"))
+    assert_filter_stamp(image, ancestor.id)  # exactly the filter's keys: no also/period
+
+
+def test_the_filter_logs_each_decision_with_the_request_id(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    conn = conns["member"]
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    volume = make_volume(conn, image_id=base.id)
+    image = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "member"))
+    log = Path(json.loads((REALCLOUD_STATE / "stack.json").read_text())["logs"]) / "glance.log"
+    lines = [line for line in log.read_text().splitlines() if f"image {image.id}," in line]
+    assert len(lines) == 1, lines
+    assert re.search(
+        rf"base image {base.id}, store -: stamped in [0-9.]+ ms \(request req-[0-9a-f-]+\)",
+        lines[0],
+    )
+
+
+def test_audit_fix_puts_every_stamped_image_in_its_base_images_stores(
+    conns: dict[str, Any], real: CloudUnderTest
+) -> None:
+    admin = conns["admin"]
+    stamped = list(STAMPED)
+    if not stamped:  # run alone: make one stamped image by each role first
+        for role in ("admin", "member"):
+            conn = conns[role]
+            base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+            volume = make_volume(conn, image_id=base.id)
+            image = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, role))
+            assert_filter_stamp(image, base.id)
+            stamped.append((image.id, base.id))
+    # The shared stack holds other tests' leftovers: audit exactly these images.
+    images = [arg for image_id, _ in stamped for arg in ("--image", image_id)]
+    run = make_runner(real)("audit", "--fix", "--all-projects", *images, "-f", "json")
+    assert run.exit_code == 0, run
+    assert {f["stamp"]["stamped_by"] for f in run.doc["findings"]} == {"glance-filter"}
+    for image_id, base_id in stamped:
+        assert stores_of(admin, base_id) <= stores_of(admin, image_id), image_id
