@@ -562,14 +562,14 @@ class _Run:
             steps()
         except VolimgError as exc:
             error = exc
-        except KeyboardInterrupt:
-            error = self._interrupted()
+        except KeyboardInterrupt as exc:
+            error = self._interrupted(exc)
         for store in self.copying:
             if store not in self.reports:
                 self.settle(store, PENDING, "copy-image was requested; Glance may still finish")
         return self.outcome(error)
 
-    def _interrupted(self) -> Interrupted:
+    def _interrupted(self, exc: KeyboardInterrupt | None = None) -> Interrupted:
         resume = self.resume()
         if resume:
             hint = f"what was already requested goes on in the cloud; to finish, run: {resume}"
@@ -581,7 +581,9 @@ class _Run:
             )
         else:
             hint = "nothing was changed; run the command again"
-        return Interrupted(f"interrupted; {self.where()}", hint=hint)
+        return Interrupted(
+            f"interrupted; {self.where()}", hint=hint, signum=Interrupted.signal_of(exc)
+        )
 
 
 def _not_before(created_at: str | None, moment: datetime) -> bool:

@@ -13,9 +13,11 @@ carry authentication, the service catalog, microversions and transport retries.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -63,7 +65,16 @@ log = logging.getLogger(__name__)
 # create or delete something go out with NO_RETRY: a resent upload could create a
 # second image; a resent copy-image would meet its own import lock.
 CONNECT_RETRIES = 3
+# Reads answered 503 are sent again this many times by keystoneauth (0.5, 1, 2 s apart;
+# it does not read Retry-After). openstacksdk already does so for Glance (5 times);
+# this extends it to Cinder and Keystone. Requests that change something never are.
+STATUS_CODE_RETRIES = 3
 NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
+
+# Seconds one HTTP request may take before keystoneauth gives up on it, unless the cloud
+# sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
+# service that accepted a connection and never answered would hang volimg for ever.
+DEFAULT_HTTP_TIMEOUT = 60.0
 
 # Cinder lists user messages from microversion 3.3 and filters them (resource_uuid)
 # only from 3.5 (cinder/api/microversions.py MESSAGES, RESOURCE_FILTER).
@@ -81,7 +92,7 @@ _HTML_RESIDUE = re.compile(r"<[^>]+>")
 
 def _clean(detail: str | None) -> str:
     """Glance's JSON error messages keep HTML residue such as '<br /><br />'."""
-    text = _HTML_RESIDUE.sub(" ", detail or "")
+    text = html.unescape(_HTML_RESIDUE.sub(" ", detail or ""))
     return " ".join(text.split())
 
 
@@ -152,17 +163,30 @@ def _calling(action: str) -> Iterator[None]:
         yield
     except (SDKException, ClientException) as exc:
         raise translate_error(exc, action) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        # A 2xx whose body is not what the API reference promises (ValueError covers
-        # JSON that does not parse).
-        raise CloudError(f"{action}: unexpected answer from the cloud ({exc!r})") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A 2xx whose body is not what the API reference promises: a missing field, a
+        # wrong type, JSON that does not parse (ValueError).
+        raise CloudError(
+            f"{action}: the answer is not what the API promises ({type(exc).__name__}: "
+            f"{_clean(str(exc))})",
+            hint="a proxy in between may have cut or replaced the answer; run again, or with "
+            "-vv to see it",
+        ) from exc
 
 
-def connect(cloud: str | None, region: str | None, *, config_file: str | None = None) -> Gateway:
+def connect(
+    cloud: str | None,
+    region: str | None,
+    *,
+    config_file: str | None = None,
+    insecure: bool = False,
+) -> Gateway:
     """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
 
     ``config_file`` names one clouds.yaml to read instead of the usual search path
     (``volimg demo`` uses it for the sandbox's); authentication happens on first use.
+    ``insecure`` turns TLS verification off, as ``verify: false`` in clouds.yaml does;
+    ``Gateway.verifies_tls`` says which it is, so the CLI can warn once.
     """
     from keystoneauth1 import exceptions as ksa
     from openstack import connection
@@ -179,7 +203,10 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
         )
         try:
             region_config = config.get_one(
-                cloud=cloud, region_name=region, connect_retries=CONNECT_RETRIES
+                cloud=cloud,
+                region_name=region,
+                connect_retries=CONNECT_RETRIES,
+                status_code_retries=STATUS_CODE_RETRIES,
             )
         except (sdk.ConfigException, ksa.ClientException) as exc:
             where = f"cloud {cloud!r}" if cloud else "the default cloud"
@@ -188,14 +215,28 @@ def connect(cloud: str | None, region: str | None, *, config_file: str | None = 
                 hint="name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
                 "OS_* variables",
             ) from exc
-        return Gateway(connection.Connection(config=region_config))
+        if region_config.config.get("api_timeout") is None:
+            region_config.config["api_timeout"] = DEFAULT_HTTP_TIMEOUT
+        if insecure:
+            region_config.config["insecure"] = True
+        verifies_tls = not (
+            region_config.config.get("insecure") or region_config.config.get("verify") is False
+        )
+        if not verifies_tls:
+            # volimg says it once; urllib3 would say it on every request.
+            import urllib3
+
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        return Gateway(connection.Connection(config=region_config), verifies_tls=verifies_tls)
 
 
 class Gateway:
     """volimg's view of one cloud: Keystone, Cinder and Glance through one connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, verifies_tls: bool = True) -> None:
         self._conn = conn
+        self.verifies_tls = verifies_tls
+        """False when TLS certificates are not checked (--insecure, verify: false)."""
 
     def close(self) -> None:
         self._conn.close()
@@ -203,7 +244,7 @@ class Gateway:
     # --- identity ---------------------------------------------------------------
 
     def identity(self) -> CloudIdentity:
-        with _calling("authenticating"):
+        with _calling("authenticating with Keystone"):
             auth: Any = self._conn.session.auth
             access = auth.get_access(self._conn.session)
         return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
@@ -224,20 +265,20 @@ class Gateway:
             volume = self.get_volume(ref)
             if volume is not None:
                 return volume  # else a volume may be named like a UUID: try the name
-        with _calling(f"looking up volume {ref!r}"):
+        with _calling(f"looking up volume {ref!r} in Cinder"):
             matches = [
                 v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
             ]
-        if not matches:
-            raise VolumeNotFound(ref)
-        if len(matches) > 1:
-            raise AmbiguousVolume(ref, sorted(v.id for v in matches))
-        return _volume(matches[0])
+            if not matches:
+                raise VolumeNotFound(ref)
+            if len(matches) > 1:
+                raise AmbiguousVolume(ref, sorted(v.id for v in matches))
+            return _volume(matches[0])
 
     def get_volume(self, volume_id: str) -> Volume | None:
         from openstack import exceptions as sdk
 
-        with _calling(f"reading volume {volume_id}"):
+        with _calling(f"reading volume {volume_id} from Cinder"):
             try:
                 return _volume(self._conn.block_storage.get_volume(volume_id))
             except sdk.NotFoundException:
@@ -247,7 +288,7 @@ class Gateway:
         """The type and its ``image_service:store_id``; None if the type is not visible."""
         from openstack import exceptions as sdk
 
-        with _calling(f"reading volume type {name_or_id!r}"):
+        with _calling(f"reading volume type {name_or_id!r} from Cinder"):
             try:
                 found = self._conn.block_storage.find_type(name_or_id, ignore_missing=False)
             except sdk.NotFoundException:
@@ -320,7 +361,7 @@ class Gateway:
 
     def get_image(self, image_id: str) -> Image | None:
         """An image by ID, or None when Glance says 404 (gone, or not visible to you)."""
-        with _calling(f"reading image {image_id}"):
+        with _calling(f"reading image {image_id} from Glance"):
             response = self._conn.image.get(f"/images/{image_id}")
             if response.status_code == 404:
                 return None
@@ -346,7 +387,7 @@ class Gateway:
         if owner:
             params["owner"] = owner
         found: list[Image] = []
-        with _calling(f"looking up images named {name!r}"):
+        with _calling(f"looking up images named {name!r} in Glance"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -379,7 +420,7 @@ class Gateway:
             params["owner"] = owner
         params.update(properties or {})
         found: list[Image] = []
-        with _calling("listing images"):
+        with _calling("listing Glance's images"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -399,7 +440,7 @@ class Gateway:
             {"op": "add", "path": "/" + key.replace("~", "~0").replace("/", "~1"), "value": value}
             for key, value in properties.items()
         ]
-        with _calling(f"setting properties on image {image_id}"):
+        with _calling(f"setting properties on Glance image {image_id}"):
             response = self._conn.image.patch(
                 f"/images/{image_id}",
                 json=ops,
@@ -409,13 +450,13 @@ class Gateway:
 
     def add_image_tag(self, image_id: str, tag: str) -> None:
         """PUT /v2/images/{id}/tags/{tag}: idempotent (glance/api/v2/image_tags.py)."""
-        with _calling(f"tagging image {image_id}"):
+        with _calling(f"tagging Glance image {image_id}"):
             response = self._conn.image.put(f"/images/{image_id}/tags/{tag}")
             _raise_for(response)
 
     def delete_image(self, image_id: str) -> None:
         """DELETE /v2/images/{id}, sent once (a resend after success would say 404)."""
-        with _calling(f"deleting image {image_id}"):
+        with _calling(f"deleting Glance image {image_id}"):
             response = self._conn.image.delete(f"/images/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("deleted image %s", image_id)
@@ -457,7 +498,7 @@ class Gateway:
 
     def image_tasks(self, image_id: str) -> list[ImportTask]:
         """GET /v2/images/{id}/tasks (Glance API 2.12): the image's import tasks."""
-        with _calling(f"reading the import tasks of image {image_id}"):
+        with _calling(f"reading Glance's import tasks of image {image_id}"):
             response = self._conn.image.get(f"/images/{image_id}/tasks")
             _raise_for(response)
             return [
@@ -473,7 +514,7 @@ class Gateway:
 
     def delete_from_store(self, image_id: str, store: str) -> None:
         """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
-        with _calling(f"removing image {image_id} from store {store}"):
+        with _calling(f"asking Glance to remove image {image_id} from store {store}"):
             response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("removed image %s from store %s", image_id, store)
@@ -490,7 +531,15 @@ def _raise_for(response: requests.Response) -> None:
     sdk.raise_from_response(response)
 
 
+def _required(kind: str, **fields: Any) -> None:
+    """Raise TypeError (an unreadable answer) when a field volimg relies on is no string."""
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{kind} {name} is {value!r}, not a string")
+
+
 def _volume(resource: Any) -> Volume:
+    _required("volume", id=resource.id, status=resource.status)
     metadata: Mapping[str, Any] = resource.volume_image_metadata or {}
     return Volume(
         id=resource.id,
@@ -533,6 +582,7 @@ def _custom_properties(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _image(data: Mapping[str, Any]) -> Image:
+    _required("image", id=data["id"], status=data.get("status"))
     return Image(
         id=data["id"],
         name=data.get("name") or "",

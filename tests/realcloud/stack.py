@@ -335,6 +335,25 @@ def ensure_venv(stack: Stack) -> None:
 
 def render(stack: Stack) -> None:
     """Write every config from templates/ (string.Template, ${name} placeholders)."""
+    for target, text in rendered(stack).items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def stale_config(stack: Stack) -> str | None:
+    """Which config the running services were started without (templates changed since)."""
+    for target, text in rendered(stack).items():
+        try:
+            current = target.read_text()
+        except OSError:
+            current = None
+        if current != text:
+            return f"{target.name} of {target.parent.name} changed"
+    return None
+
+
+def rendered(stack: Stack) -> dict[Path, str]:
+    """Every config as the templates make it now, by the path it is written to."""
     values = {
         "state": str(stack.state),
         "venv": str(stack.venv),
@@ -354,10 +373,10 @@ def render(stack: Stack) -> None:
         "glance-uwsgi.ini": stack.state / "glance" / "uwsgi.ini",
         "cinder.conf": stack.state / "cinder" / "cinder.conf",
     }
-    for template, target in targets.items():
-        text = string.Template((TEMPLATES / template).read_text()).substitute(values)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+    return {
+        target: string.Template((TEMPLATES / template).read_text()).substitute(values)
+        for template, target in targets.items()
+    }
 
 
 def reset_data_if_moved(stack: Stack) -> None:
@@ -729,7 +748,9 @@ def _reaped(pid: int) -> bool:
 
 
 def cmd_up(stack: Stack) -> int:
-    problem = stack.services_problem()
+    # The configs on disk are what the running services were started with (render runs
+    # right before they start), so a template changed since means a restart.
+    problem = stack.services_problem() or stale_config(stack)
     if problem is None:
         if stack.is_seeded():
             say(f"already up: {stack.stack_json}")
