@@ -156,3 +156,20 @@ def test_docs_reliability_md_shows_the_matrix_as_the_test_runs_it() -> None:
     assert fm.with_table(document) == document, (
         "docs/reliability.md is out of date: run python -m tests.scenarios.fault_matrix --write"
     )
+
+
+def test_every_request_has_a_timeout_unless_clouds_yaml_sets_one(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from volimg.gateway import DEFAULT_HTTP_TIMEOUT, connect
+
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sandbox.clouds_yaml))
+    default = connect(sandbox.admin_cloud, None)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml_with_timeout(sandbox, tmp_path)))
+    configured = connect(sandbox.admin_cloud, None)
+    try:
+        assert default._conn.session.timeout == DEFAULT_HTTP_TIMEOUT == 60
+        assert configured._conn.session.timeout == fm.CLIENT_TIMEOUT
+    finally:
+        default.close()
+        configured.close()
