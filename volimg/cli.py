@@ -130,20 +130,27 @@ class VolimgGroup(EnvvarGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from volimg import signals
+
         app = ctx.ensure_object(AppContext)
         try:
-            return super().invoke(ctx)
+            with signals.handled():
+                return super().invoke(ctx)
         except VolimgError as exc:
             if app.debug:
                 raise
             app.renderer().error(exc, command=ctx.invoked_subcommand or "")
             ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if app.debug:
                 raise
             # The executor reports interrupts itself; one that reaches here came while
             # volimg was still reading the cloud, before any request that changes it.
-            interrupted = Interrupted("interrupted while reading the cloud; nothing was changed")
+            interrupted = Interrupted(
+                "interrupted while reading the cloud; nothing was changed",
+                hint="run the command again",
+                signum=Interrupted.signal_of(exc),
+            )
             app.renderer().error(interrupted, command=ctx.invoked_subcommand or "")
             ctx.exit(int(interrupted.exit_code))
         except click.NoSuchOption as exc:
@@ -211,6 +218,10 @@ def _run_and_report(app: AppContext, work: Callable[[EventSink], Outcome]) -> No
     with renderer.progress() as sink:
         outcome = work(sink)
     renderer.outcome(outcome)
+    if app.debug and outcome.error is not None:
+        # --debug promises the traceback at any step: the executor folds errors into
+        # the outcome (which is printed above), so raise the one it caught.
+        raise outcome.error
     _exit_with(int(outcome.exit_code))
 
 
@@ -270,7 +281,8 @@ def placement_options(f: F) -> F:
         click.option(
             "--visibility",
             type=click.Choice(VISIBILITIES),
-            help="Image visibility (sent at Cinder API 3.1) [default: Cinder's, private].",
+            help="Image visibility (sent at Cinder API 3.1) [default: shared: without it "
+            "volimg uses API 3.0, where Cinder sends none and Glance's default applies].",
         ),
         click.option(
             "--protected/--unprotected",
@@ -370,6 +382,11 @@ def _upload_options(kwargs: dict[str, Any]) -> Any:
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.option("--no-color", is_flag=True, help="No colour (as does a set NO_COLOR).")
 @click.option(
+    "--insecure",
+    is_flag=True,
+    help="Do not verify TLS certificates (as verify: false in clouds.yaml); warns once.",
+)
+@click.option(
     "--version",
     is_flag=True,
     expose_value=False,
@@ -385,6 +402,7 @@ def cli(
     verbose: int,
     debug: bool,
     no_color: bool,
+    insecure: bool,
 ) -> None:
     """Upload a Cinder volume to Glance and put the image in every store its base image is in.
 
@@ -394,7 +412,9 @@ def cli(
     through Cinder, and copies the image with Glance's copy-image import.
 
     Exit codes: 0 done, 1 failed, 2 bad usage or input, 3 partial (a store copy
-    failed), 4 timed out waiting, 5 authentication or permission refused.
+    failed), 4 timed out waiting, 5 authentication or permission refused, 75 another
+    run holds the lock, 130 interrupted (Ctrl-C), 141 stdout closed (broken pipe),
+    143 terminated (SIGTERM).
     """
     app = ctx.ensure_object(AppContext)
     if os_cloud:
@@ -403,6 +423,7 @@ def cli(
         app.region = os_region_name
     app.verbose, app.debug = verbose, debug
     app.no_color = app.no_color or no_color
+    app.insecure = app.insecure or insecure
     app.configure_logging()
     source = ctx.get_parameter_source("os_cloud")
     log.info(
@@ -838,6 +859,11 @@ def demo(app: AppContext) -> None:
     help="Simulated durations of uploads and copies.",
 )
 @click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address.")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve HTTPS with a certificate made at start; clouds.yaml names its CA (cacert).",
+)
 @click.pass_obj
 def sandbox(app: AppContext, /, **options: Any) -> None:
     """Serve the sandbox cloud (Keystone, Cinder, Glance) until interrupted."""

@@ -22,15 +22,17 @@ if TYPE_CHECKING:
     from volimg.render import Renderer
 
 
-def _connect(cloud: str | None, region: str | None, config_file: str | None) -> Gateway:
+def _connect(
+    cloud: str | None, region: str | None, config_file: str | None, *, insecure: bool = False
+) -> Gateway:
     from volimg.gateway import connect
 
-    return connect(cloud, region, config_file=config_file)
+    return connect(cloud, region, config_file=config_file, insecure=insecure)
 
 
 @dataclass
 class AppContext:
-    connect: Callable[[str | None, str | None, str | None], Gateway] = _connect
+    connect: Callable[..., Gateway] = _connect  # (cloud, region, config_file, *, insecure)
     clock: Clock = field(default_factory=Clock)
     poll_interval: float = DEFAULT_POLL_INTERVAL
     stdout: TextIO | None = None  # None: the process's streams at the time of use
@@ -43,6 +45,7 @@ class AppContext:
     config_file: str | None = None  # one clouds.yaml instead of openstacksdk's search path
     verbose: int = 0
     debug: bool = False
+    insecure: bool = False  # --insecure: no TLS verification
     output_format: str = "table"
     _gateway: Gateway | None = field(default=None, init=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, init=False, repr=False)
@@ -51,7 +54,14 @@ class AppContext:
     def gateway(self) -> Gateway:
         """One connection per command, opened on first use."""
         if self._gateway is None:
-            self._gateway = self.connect(self.cloud, self.region, self.config_file)
+            self._gateway = self.connect(
+                self.cloud, self.region, self.config_file, insecure=self.insecure
+            )
+            if not self._gateway.verifies_tls:
+                self.renderer().notice(
+                    "warning: TLS certificates are not verified (--insecure, or verify: false "
+                    "in clouds.yaml); anyone on the path can read the credentials"
+                )
         return self._gateway
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ def serve_sandbox(
     clouds_yaml: str | None,
     speed: str,
     allow_remote: bool,
+    tls: bool = False,
 ) -> None:
     """Serve a sandbox cloud until interrupted (Ctrl-C or SIGTERM)."""
     from volimg.sandbox import Sandbox, SandboxBindRefused, Timings
@@ -90,6 +91,7 @@ def serve_sandbox(
             clouds_yaml=Path(clouds_yaml) if clouds_yaml else None,
             timings=timings,
             allow_remote=allow_remote,
+            tls=tls,
         )
         sandbox.start()
     except SandboxBindRefused as exc:

@@ -7,6 +7,7 @@ errors to process exit codes; the CLI's error boundary reads ``error.exit_code``
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from enum import IntEnum
 
@@ -23,6 +24,12 @@ class ExitCode(IntEnum):
     LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C / SIGINT, after saying what exists
     BROKEN_PIPE = 141  # stdout's reader went away (128 + SIGPIPE, as a shell reports it)
+    TERMINATED = 143  # SIGTERM, after saying what exists (128 + 15, as shells report it)
+
+
+def exit_code_for_signal(signum: int) -> ExitCode:
+    """130 for SIGINT, 143 for SIGTERM: what a shell reports for a process they stop."""
+    return ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED
 
 
 class VolimgError(Exception):
@@ -147,9 +154,18 @@ class OperationFailed(VolimgError):
 class CloudError(OperationFailed):
     """A service answered with an unexpected error, or could not be reached."""
 
-    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        in_flight: bool = False,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+        # The request timed out: it may have reached the service and still be acted on.
+        self.in_flight = in_flight
 
 
 class NotFoundInCloud(CloudError):
@@ -196,4 +212,18 @@ class WaitTimedOut(VolimgError):
 
 
 class Interrupted(VolimgError):
+    """The run was stopped by SIGINT (exit 130) or SIGTERM (exit 143)."""
+
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, signum: int = signal.SIGINT
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.signum = signum
+        self.exit_code = exit_code_for_signal(signum)
+
+    @staticmethod
+    def signal_of(exc: BaseException | None) -> int:
+        """The signal behind a KeyboardInterrupt (volimg.signals.Interrupt), else SIGINT."""
+        return int(getattr(exc, "signum", signal.SIGINT))

@@ -96,7 +96,7 @@ def run_upload(
                 + (f" --base {plan.volume.base_image_id}" if plan.volume.base_image_id else ""),
             )
 
-    return finish(job, "upload", steps)
+    return finish(job, "upload", steps, gateway)
 
 
 def _keep_stamp(gateway: Gateway, job: Job, image: Image, plan: Plan, period: str | None) -> None:
@@ -138,4 +138,4 @@ def run_replication(
         replicate(gateway, job, image)
         prune(gateway, job, job.image or image)
 
-    return finish(job, "replicate", steps)
+    return finish(job, "replicate", steps, gateway)

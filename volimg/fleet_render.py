@@ -40,7 +40,16 @@ def volume_doc(result: VolumeResult) -> dict[str, Any]:
             single.pop(key)
         doc.update(single)
     else:
-        doc.update(volume=_volume_doc(result.volume), image=None, next_steps=[])
+        doc.update(
+            volume=_volume_doc(result.volume),
+            base_image=None,
+            volume_type_store=None,
+            plan=None,
+            image=None,
+            replication={},
+            details={},
+            next_steps=[],
+        )
     doc["error"] = error_doc(result.error)
     doc["retention"] = [
         {

@@ -13,9 +13,11 @@ carry authentication, the service catalog, microversions and transport retries.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -64,7 +66,16 @@ log = logging.getLogger(__name__)
 # create or delete something go out with NO_RETRY: a resent upload could create a
 # second image; a resent copy-image would meet its own import lock.
 CONNECT_RETRIES = 3
+# Reads answered 503 are sent again this many times by keystoneauth (0.5, 1, 2 s apart;
+# it does not read Retry-After). openstacksdk already does so for Glance (5 times);
+# this extends it to Cinder and Keystone. Requests that change something never are.
+STATUS_CODE_RETRIES = 3
 NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
+
+# Seconds one HTTP request may take before keystoneauth gives up on it, unless the cloud
+# sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
+# service that accepted a connection and never answered would hang volimg for ever.
+DEFAULT_HTTP_TIMEOUT = 60.0
 
 # Cinder lists user messages from microversion 3.3 and filters them (resource_uuid)
 # only from 3.5 (cinder/api/microversions.py MESSAGES, RESOURCE_FILTER).
@@ -84,7 +95,7 @@ _URL_IN_MESSAGE = re.compile(r"connection to (\S+?):? ")
 
 def _clean(detail: str | None) -> str:
     """Glance's JSON error messages keep HTML residue such as '<br /><br />'."""
-    text = _HTML_RESIDUE.sub(" ", detail or "")
+    text = html.unescape(_HTML_RESIDUE.sub(" ", detail or ""))
     return " ".join(text.split())
 
 
@@ -105,10 +116,15 @@ def _unreachable(exc: BaseException, action: str, cloud: str | None) -> CloudErr
     url = found.group(1) if found else None
     where = f"cloud {cloud!r}" if cloud else "the cloud"
     at = f" at {url}" if url else ""
+    from keystoneauth1 import exceptions as ksa
+
     return CloudError(
         f"cannot reach {where}{at}: {_os_cause(exc)} (while {action})",
         hint="check auth_url in clouds.yaml (or OS_AUTH_URL) and that the endpoints are "
         "reachable from here; -v shows keystoneauth's own account",
+        # keystoneauth turns requests' read timeout into ConnectTimeout: the request was
+        # sent, and the service may still act on it.
+        in_flight=isinstance(exc, ksa.ConnectTimeout),
     )
 
 
@@ -196,10 +212,15 @@ def _calling(action: str, *, cloud: str | None = None) -> Iterator[None]:
         yield
     except (SDKException, ClientException) as exc:
         raise translate_error(exc, action, cloud=cloud) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        # A 2xx whose body is not what the API reference promises (ValueError covers
-        # JSON that does not parse).
-        raise CloudError(f"{action}: unexpected answer from the cloud ({exc!r})") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # A 2xx whose body is not what the API reference promises: a missing field, a
+        # wrong type, JSON that does not parse (ValueError).
+        raise CloudError(
+            f"{action}: the answer is not what the API promises ({type(exc).__name__}: "
+            f"{_clean(str(exc))})",
+            hint="a proxy in between may have cut or replaced the answer; run again, or with "
+            "-vv to see it",
+        ) from exc
 
 
 def connect(
@@ -209,6 +230,7 @@ def connect(
     config_file: str | None = None,
     timeout: float | None = None,
     retries: bool = True,
+    insecure: bool = False,
 ) -> Gateway:
     """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
 
@@ -218,6 +240,8 @@ def connect(
     turns keystoneauth's transport retries off, including the five that openstacksdk
     gives Glance's 503s (``image_status_code_retries``): shell completion must answer
     quickly or not at all.
+    ``insecure`` turns TLS verification off, as ``verify: false`` in clouds.yaml does;
+    ``Gateway.verifies_tls`` says which it is, so the CLI can warn once.
     """
     from keystoneauth1 import exceptions as ksa
     from openstack import connection
@@ -226,7 +250,10 @@ def connect(
 
     from volimg import __version__
 
-    options: dict[str, Any] = {"connect_retries": CONNECT_RETRIES}
+    options: dict[str, Any] = {
+        "connect_retries": CONNECT_RETRIES,
+        "status_code_retries": STATUS_CODE_RETRIES,
+    }
     if not retries:
         options = {"connect_retries": 0, "status_code_retries": 0, "image_status_code_retries": 0}
     if timeout is not None:
@@ -254,7 +281,21 @@ def connect(
                     "OS_* variables"
                 )
             raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
-        return Gateway(connection.Connection(config=region_config), cloud=cloud)
+        if region_config.config.get("api_timeout") is None:
+            region_config.config["api_timeout"] = DEFAULT_HTTP_TIMEOUT
+        if insecure:
+            region_config.config["insecure"] = True
+        verifies_tls = not (
+            region_config.config.get("insecure") or region_config.config.get("verify") is False
+        )
+        if not verifies_tls:
+            # volimg says it once; urllib3 would say it on every request.
+            import urllib3
+
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        return Gateway(
+            connection.Connection(config=region_config), cloud=cloud, verifies_tls=verifies_tls
+        )
 
 
 def cloud_names() -> list[str]:
@@ -270,9 +311,13 @@ def cloud_names() -> list[str]:
 class Gateway:
     """volimg's view of one cloud: Keystone, Cinder and Glance through one connection."""
 
-    def __init__(self, conn: Connection, *, cloud: str | None = None) -> None:
+    def __init__(
+        self, conn: Connection, *, cloud: str | None = None, verifies_tls: bool = True
+    ) -> None:
         self._conn = conn
         self.cloud = cloud  # its name in clouds.yaml, for messages
+        self.verifies_tls = verifies_tls
+        """False when TLS certificates are not checked (--insecure, verify: false)."""
 
     def _calling(self, action: str) -> AbstractContextManager[None]:
         return _calling(action, cloud=self.cloud)
@@ -294,12 +339,14 @@ class Gateway:
 
         region = copy.copy(self._conn.config)
         region._keystone_session = None  # CloudRegion.get_session() builds a new one
-        return Gateway(connection.Connection(config=region))
+        return Gateway(
+            connection.Connection(config=region), cloud=self.cloud, verifies_tls=self.verifies_tls
+        )
 
     # --- identity ---------------------------------------------------------------
 
     def identity(self) -> CloudIdentity:
-        with self._calling("authenticating"):
+        with self._calling("authenticating with Keystone"):
             auth: Any = self._conn.session.auth
             access = auth.get_access(self._conn.session)
         return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
@@ -321,15 +368,15 @@ class Gateway:
             volume = self.get_volume(ref)
             if volume is not None:
                 return volume  # else a volume may be named like a UUID: try the name
-        with self._calling(f"looking up volume {ref!r}"):
+        with self._calling(f"looking up volume {ref!r} in Cinder"):
             matches = [
                 v for v in self._conn.block_storage.volumes(details=True, name=ref) if v.name == ref
             ]
-        if not matches:
-            raise VolumeNotFound(ref)
-        if len(matches) > 1:
-            raise AmbiguousVolume(ref, sorted(v.id for v in matches))
-        return _volume(matches[0])
+            if not matches:
+                raise VolumeNotFound(ref)
+            if len(matches) > 1:
+                raise AmbiguousVolume(ref, sorted(v.id for v in matches))
+            return _volume(matches[0])
 
     def list_volume_names(self) -> dict[str, str]:
         """Every volume of the caller's project: id and name (shell completion).
@@ -343,7 +390,7 @@ class Gateway:
     def get_volume(self, volume_id: str) -> Volume | None:
         from openstack import exceptions as sdk
 
-        with self._calling(f"reading volume {volume_id}"):
+        with self._calling(f"reading volume {volume_id} from Cinder"):
             try:
                 return _volume(self._conn.block_storage.get_volume(volume_id))
             except sdk.NotFoundException:
@@ -353,7 +400,7 @@ class Gateway:
         """The type and its ``image_service:store_id``; None if the type is not visible."""
         from openstack import exceptions as sdk
 
-        with self._calling(f"reading volume type {name_or_id!r}"):
+        with self._calling(f"reading volume type {name_or_id!r} from Cinder"):
             try:
                 found = self._conn.block_storage.find_type(name_or_id, ignore_missing=False)
             except sdk.NotFoundException:
@@ -479,7 +526,7 @@ class Gateway:
 
     def get_image(self, image_id: str) -> Image | None:
         """An image by ID, or None when Glance says 404 (gone, or not visible to you)."""
-        with self._calling(f"reading image {image_id}"):
+        with self._calling(f"reading image {image_id} from Glance"):
             response = self._conn.image.get(f"/images/{image_id}")
             if response.status_code == 404:
                 return None
@@ -506,7 +553,7 @@ class Gateway:
         if owner:
             params["owner"] = owner
         found: list[Image] = []
-        with self._calling(f"looking up images named {name!r}"):
+        with self._calling(f"looking up images named {name!r} in Glance"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -539,7 +586,7 @@ class Gateway:
             params["owner"] = owner
         params.update(properties or {})
         found: list[Image] = []
-        with self._calling("listing images"):
+        with self._calling("listing Glance's images"):
             while True:
                 response = self._conn.image.get("/images", params=params)
                 _raise_for(response)
@@ -559,7 +606,7 @@ class Gateway:
             {"op": "add", "path": "/" + key.replace("~", "~0").replace("/", "~1"), "value": value}
             for key, value in properties.items()
         ]
-        with self._calling(f"setting properties on image {image_id}"):
+        with self._calling(f"setting properties on Glance image {image_id}"):
             response = self._conn.image.patch(
                 f"/images/{image_id}",
                 json=ops,
@@ -569,13 +616,13 @@ class Gateway:
 
     def add_image_tag(self, image_id: str, tag: str) -> None:
         """PUT /v2/images/{id}/tags/{tag}: idempotent (glance/api/v2/image_tags.py)."""
-        with self._calling(f"tagging image {image_id}"):
+        with self._calling(f"tagging Glance image {image_id}"):
             response = self._conn.image.put(f"/images/{image_id}/tags/{tag}")
             _raise_for(response)
 
     def delete_image(self, image_id: str) -> None:
         """DELETE /v2/images/{id}, sent once (a resend after success would say 404)."""
-        with self._calling(f"deleting image {image_id}"):
+        with self._calling(f"deleting Glance image {image_id}"):
             response = self._conn.image.delete(f"/images/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("deleted image %s", image_id)
@@ -617,7 +664,7 @@ class Gateway:
 
     def image_tasks(self, image_id: str) -> list[ImportTask]:
         """GET /v2/images/{id}/tasks (Glance API 2.12): the image's import tasks."""
-        with self._calling(f"reading the import tasks of image {image_id}"):
+        with self._calling(f"reading Glance's import tasks of image {image_id}"):
             response = self._conn.image.get(f"/images/{image_id}/tasks")
             _raise_for(response)
             return [
@@ -636,7 +683,7 @@ class Gateway:
 
     def delete_from_store(self, image_id: str, store: str) -> None:
         """DELETE /v2/stores/{store}/{image}: remove one store's copy (admin by default)."""
-        with self._calling(f"removing image {image_id} from store {store}"):
+        with self._calling(f"asking Glance to remove image {image_id} from store {store}"):
             response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("removed image %s from store %s", image_id, store)
@@ -662,7 +709,15 @@ def _raise_for(response: requests.Response) -> None:
     sdk.raise_from_response(response)
 
 
+def _required(kind: str, **fields: Any) -> None:
+    """Raise TypeError (an unreadable answer) when a field volimg relies on is no string."""
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{kind} {name} is {value!r}, not a string")
+
+
 def _volume(resource: Any) -> Volume:
+    _required("volume", id=resource.id, status=resource.status)
     image_metadata: Mapping[str, Any] = resource.volume_image_metadata or {}
     metadata: Mapping[str, Any] = resource.metadata or {}
     return Volume(
@@ -708,6 +763,7 @@ def _custom_properties(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _image(data: Mapping[str, Any]) -> Image:
+    _required("image", id=data["id"], status=data.get("status"))
     return Image(
         id=data["id"],
         name=data.get("name") or "",

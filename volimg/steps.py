@@ -11,6 +11,7 @@ Steps emit events and never print. Requests that create something are sent once
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Callable
@@ -56,6 +57,24 @@ T = TypeVar("T")
 
 # Glance's copy task reports progress as "Copied N MiB": not an explanation of a failure.
 _PROGRESS_MESSAGE = re.compile(r"^Copied \d+ MiB$")
+
+
+# How long to keep looking for the effect of a request that timed out (it may still be
+# acted on), within the run's own deadline.
+IN_FLIGHT_GRACE = 30.0
+
+
+def watch_in_flight(job: Job, look: Callable[[], T], *, seen: Callable[[T], bool]) -> T:
+    """Look again (bounded) for what a timed-out request may still bring about.
+
+    Never resends the request: it only reads, until ``seen`` holds, the grace period
+    ends, or the run's deadline does.
+    """
+    grace = Deadline(job.settings.clock, min(IN_FLIGHT_GRACE, job.deadline.remaining))
+    try:
+        return poll(look, done=seen, deadline=grace, interval=job.settings.poll_interval)
+    except PollTimedOut as timed_out:
+        return timed_out.last  # type: ignore[return-value]
 
 
 def resume_command(image_id: str, placement: Placement) -> str:
@@ -145,11 +164,19 @@ class Job:
         # volimg replicate waits for an image that is still being uploaded.
         return (f"once image {self.image.id if self.image else self.image_id} is active: {resume}",)
 
+    def known_image(self) -> Image | None:
+        """The image as last read; one Cinder created but volimg could not read yet is
+        named by its id, with status ``unknown``."""
+        if self.image is not None or self.image_id is None or self.upload_failed:
+            return self.image
+        name = self.plan.upload.image_name if isinstance(self.plan, Plan) else ""
+        return Image(id=self.image_id, name=name, status="unknown")
+
     def outcome(self, command: str, error: VolimgError | None) -> Outcome:
         return Outcome(
             command=command,
             plan=self.plan,
-            image=self.image,
+            image=self.known_image(),
             stores=tuple(self.reports.values()),
             error=error,
             waited=self.settings.wait,
@@ -242,8 +269,31 @@ def _reconcile_lost_upload(gateway: Gateway, job: Job, plan: Plan, exc: CloudErr
     planned name, created since the request, means Cinder accepted it.
     """
     name = plan.upload.image_name
-    found = images_of_upload(gateway, plan, since=job.upload_requested_at)
-    volume = gateway.get_volume(plan.volume.id)
+
+    def look() -> tuple[list[Image], Volume | None]:
+        return (
+            images_of_upload(gateway, plan, since=job.upload_requested_at),
+            gateway.get_volume(plan.volume.id),
+        )
+
+    def something_came(seen: tuple[list[Image], Volume | None]) -> bool:
+        images, current = seen
+        return bool(images) or current is None or current.status == "uploading"
+
+    found, volume = look()
+    if exc.in_flight and not something_came((found, volume)):
+        job.emit(
+            ev.Notice,
+            message=f"the upload request timed out ({exc.message}); Cinder may still act on "
+            "it: looking for its image before saying anything",
+        )
+        found, volume = watch_in_flight(job, look, seen=something_came)
+        if volume is not None and volume.status == "uploading" and not found:
+            found = watch_in_flight(
+                job,
+                lambda: images_of_upload(gateway, plan, since=job.upload_requested_at),
+                seen=bool,
+            )
     if len(found) == 1:
         job.emit(
             ev.Notice,
@@ -520,13 +570,18 @@ def _import_started_despite(
     image's tasks say it for certain (API 2.12). Without the tasks API, the import
     lock tells: volimg sent the only import it knows of.
     """
-    try:
-        tasks = gateway.image_tasks(image.id)
-    except NotFoundInCloud:
-        current = job.reread(gateway, image.id)
-        started = current.import_task is not None
-    else:
-        started = any(t.request_id == request_id for t in tasks)
+
+    def look() -> bool:
+        try:
+            tasks = gateway.image_tasks(image.id)
+        except NotFoundInCloud:
+            return job.reread(gateway, image.id).import_task is not None
+        return any(t.request_id == request_id for t in tasks)
+
+    started = look()
+    if not started and exc.in_flight:
+        # The request timed out: Glance may still be working on it. Look for our task.
+        started = watch_in_flight(job, look, seen=bool)
     if started:
         what = (
             f"Glance answered {exc.status}"
@@ -746,29 +801,72 @@ def prune(gateway: Gateway, job: Job, image: Image) -> None:
                 f"by default); {job.where()}",
                 hint=f"ask an admin to run: {job.resume()}",
             ) from exc
+        except CloudError as exc:
+            if _removed_despite(gateway, job, image, store, exc):
+                continue
+            job.settle(store, PRUNE_FAILED, exc.message)
+            raise CloudError(
+                f"could not remove image {image.id} from store {store}: {exc.message}; "
+                f"{job.where()}",
+                hint=f"once the cause is fixed, run: {job.resume()}",
+                status=exc.status,
+            ) from exc
         job.settle(store, PRUNED)
     job.reread(gateway, image.id)
+
+
+def _removed_despite(gateway: Gateway, job: Job, image: Image, store: str, exc: CloudError) -> bool:
+    """After a failed store deletion: is the copy gone all the same? Look, never resend."""
+
+    def look() -> Image:
+        return job.reread(gateway, image.id)
+
+    def removed(seen: Image) -> bool:
+        return store not in seen.stores
+
+    current = look()
+    if not removed(current) and exc.in_flight:
+        current = watch_in_flight(job, look, seen=removed)
+    if removed(current):
+        job.settle(store, PRUNED, f"Glance removed it, though its answer was lost ({exc.message})")
+        return True
+    return False
 
 
 # --- ending -------------------------------------------------------------------------------
 
 
-def finish(job: Job, command: str, steps: Callable[[], None]) -> Outcome:
+def finish(
+    job: Job, command: str, steps: Callable[[], None], gateway: Gateway | None = None
+) -> Outcome:
     """Run the steps; whatever stops them, return what exists and how to go on."""
     error: VolimgError | None = None
     try:
         steps()
     except VolimgError as exc:
         error = exc
+        if gateway is not None and job.image is None and job.image_id and not job.upload_failed:
+            # Cinder made an image volimg has not read yet: one more (safe) read, so
+            # the report says what exists.
+            with contextlib.suppress(VolimgError):
+                job.image = gateway.get_image(job.image_id)
     except KeyboardInterrupt as exc:
         error = interrupted(job, exc)
     for store in job.copying:
         if store not in job.reports:
             job.settle(store, PENDING, "copy-image was requested; Glance may still finish")
+    landing = job.plan.upload_store if isinstance(job.plan, Plan) else None
+    still_uploading = (
+        job.image_id is not None
+        and not job.upload_failed
+        and (job.image is None or not job.image.is_active)
+    )
+    if error is not None and landing and still_uploading and landing not in job.reports:
+        job.settle(landing, PENDING, "Cinder's upload was still running; it lands here")
     return job.outcome(command, error)
 
 
-def interrupted(job: Job, _exc: KeyboardInterrupt | None = None) -> Interrupted:
+def interrupted(job: Job, exc: KeyboardInterrupt | None = None) -> Interrupted:
     """Interrupted (Ctrl-C, or a signal the CLI turned into one): say what exists."""
     resume = job.resume()
     if resume:
@@ -787,7 +885,7 @@ def interrupted(job: Job, _exc: KeyboardInterrupt | None = None) -> Interrupted:
         )
     else:
         hint = "nothing was changed; run the command again"
-    return Interrupted(f"interrupted; {job.where()}", hint=hint)
+    return Interrupted(f"interrupted; {job.where()}", hint=hint, signum=Interrupted.signal_of(exc))
 
 
 def _not_before(created_at: str | None, moment: datetime) -> bool:

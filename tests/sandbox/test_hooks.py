@@ -229,3 +229,72 @@ def test_stopping_wakes_long_jobs_quickly() -> None:
     began = time.monotonic()
     sb.stop()
     assert time.monotonic() - began < 3
+
+
+def test_refuse_connection_resets_and_the_service_never_acts(
+    sb_admin: Api, sandbox: Sandbox
+) -> None:
+    sandbox.faults.refuse_connection("POST", IMAGES)
+    with pytest.raises(requests.ConnectionError):
+        sb_admin.image(
+            "POST",
+            "/v2/images",
+            json={"name": "never", "disk_format": "raw", "container_format": "bare"},
+        )
+    assert sandbox.cloud.images_named("never") == []
+    refused = sandbox.requests.filter(method="POST", path=IMAGES)[0]
+    assert (refused.status, refused.fault) == (0, "refuse_connection")
+    assert sb_admin.image("GET", "/v2/images").status_code == 200
+
+
+def test_proxy_error_is_an_html_page_with_retry_after(sb_admin: Api, sandbox: Sandbox) -> None:
+    sandbox.faults.proxy_error("GET", IMAGES, 503, retry_after=7)
+    answer = sb_admin.image("GET", "/v2/images")
+    assert answer.status_code == 503
+    assert answer.headers["Content-Type"] == "text/html"
+    assert answer.headers["Retry-After"] == "7"
+    assert answer.text.startswith("<html>")
+    assert "503 Service Unavailable" in answer.text
+    assert sb_admin.image("GET", "/v2/images").status_code == 200
+
+
+def test_respond_with_a_raw_body_replaces_the_error_document(
+    sb_admin: Api, sandbox: Sandbox
+) -> None:
+    sandbox.faults.respond("GET", IMAGES, 200, body="not json at all", content_type="text/plain")
+    answer = sb_admin.image("GET", "/v2/images")
+    assert (answer.status_code, answer.text) == (200, "not json at all")
+    with pytest.raises(ValueError):  # noqa: PT011 - requests' JSONDecodeError is a ValueError
+        answer.json()
+
+
+@pytest.mark.parametrize("mode", ["truncate", "not-json", "html"])
+def test_corrupt_answer_lets_the_service_act_and_spoils_the_body(
+    sb_admin: Api, sandbox: Sandbox, mode: str
+) -> None:
+    sandbox.faults.corrupt_answer("POST", IMAGES, mode)
+    answer = sb_admin.image(
+        "POST",
+        "/v2/images",
+        json={"name": "made", "disk_format": "raw", "container_format": "bare"},
+    )
+    assert answer.status_code == 201
+    assert answer.headers["Content-Type"] == "application/json"
+    with pytest.raises(ValueError):  # noqa: PT011 - requests' JSONDecodeError is a ValueError
+        answer.json()
+    assert [i.name for i in sandbox.cloud.images_named("made")] == ["made"]
+    assert sandbox.requests.filter(method="POST", path=IMAGES)[0].fault == "corrupt_answer"
+
+
+def test_corrupt_answer_refuses_an_unknown_mode(sandbox: Sandbox) -> None:
+    with pytest.raises(ValueError, match="mode must be one of"):
+        sandbox.faults.corrupt_answer("GET", IMAGES, "sideways")
+
+
+def test_expire_token_makes_the_matching_request_401(sb_admin: Api, sandbox: Sandbox) -> None:
+    sandbox.faults.expire_token("GET", IMAGES, nth=2)
+    assert sb_admin.image("GET", "/v2/images").status_code == 200
+    answer = sb_admin.image("GET", "/v2/images")
+    assert answer.status_code == 401
+    assert sandbox.requests.filter(path=IMAGES)[1].fault == "expire_token"
+    assert sandbox.cloud.valid_token(sb_admin.token) is None

@@ -101,7 +101,7 @@ def test_sandbox_command_refuses_a_non_loopback_address() -> None:
 
 
 def test_interrupt_before_anything_changed_is_exit_130() -> None:
-    def interrupted(*_args: Any) -> Any:
+    def interrupted(*_args: Any, **_kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
     result = CliRunner().invoke(cli, ["plan", "boot-vol"], obj=AppContext(connect=interrupted))

@@ -123,6 +123,7 @@ def test_an_older_cinder_message_is_not_blamed_for_this_upload(
     gateway = connect(sandbox_cloud.admin_cloud, None)
     settings = RunSettings(poll_interval=0.02)
     first = core.upload(gateway, "boot-vol", UploadOptions(image_name="first"), settings)
+    assert first.exit_code == 1
     assert first.error is not None
     assert "Cinder says" in first.error.message
 
@@ -147,8 +148,10 @@ def test_an_older_cinder_message_is_not_blamed_for_this_upload(
 def test_the_upload_request_carries_the_right_microversion_and_headers(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    volimg_sandbox("upload", "pinned-vol", "--visibility", "shared")
-    volimg_sandbox("upload", "boot-vol")
+    pinned = volimg_sandbox("upload", "pinned-vol", "--visibility", "shared")
+    boot = volimg_sandbox("upload", "boot-vol")
+
+    assert (pinned.exit_code, boot.exit_code) == (0, 0), (pinned, boot)
 
     actions = [r for r in sandbox.requests if r.path.endswith("/action")]
     versions = [r.headers.get("OpenStack-API-Version") for r in actions]
@@ -164,8 +167,9 @@ def test_the_upload_request_carries_the_right_microversion_and_headers(
 def test_copy_image_is_one_import_with_a_stores_list_and_no_store_header(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    volimg_sandbox("upload", "boot-vol")
+    run = volimg_sandbox("upload", "boot-vol")
 
+    assert run.exit_code == 0, run
     imports = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
     assert len(imports) == 1
     assert imports[0].json["method"] == {"name": "copy-image"}

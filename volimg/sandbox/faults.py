@@ -1,18 +1,20 @@
 """Fault hooks: make the sandbox misbehave the ways real clouds do.
 
-HTTP-level hooks (`respond`, `drop_connection`, `delay`) act on the N-th request that
-matches a method and a path regex, before the service sees it; `lose_answer` lets the
-service act and then drops the answer. The other hooks act inside the services'
-asynchronous work instead: a Glance copy to a given store failing, a Cinder upload
-failing the way Cinder's volume manager fails one, and a Glance import task that never
-ends - either alive forever (`hang_import`) or dead with its lock still held
-(`abandon_import`), the two cases Glance's stale-lock rule tells apart.
+HTTP-level hooks (`respond`, `refuse_connection`, `drop_connection`, `delay`,
+`expire_token`) act on the N-th request that matches a method and a path regex, before
+the service sees it; `lose_answer` and `corrupt_answer` let the service act and then
+drop or spoil the answer. The other hooks act inside the services' asynchronous work
+instead: a Glance copy to a given store failing, a Cinder upload failing the way
+Cinder's volume manager fails one, and a Glance import task that never ends - either
+alive forever (`hang_import`) or dead with its lock still held (`abandon_import`), the
+two cases Glance's stale-lock rule tells apart.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -27,18 +29,36 @@ class _HttpRule:
     status: int = 0
     message: str | None = None
     seconds: float = 0.0
+    body: bytes | None = None
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    mode: str = ""
     seen: int = 0
     fired: int = 0
 
 
+# What a proxy in front of a service answers when the service behind it fails.
+PROXY_PAGE = (
+    "<html><head><title>{status} {reason}</title></head><body>\n"
+    "<h1>{status} {reason}</h1>\n"
+    "The server is temporarily unable to service your request.\n"
+    "</body></html>\n"
+)
+CORRUPTIONS = ("truncate", "not-json", "html")
+
+
 @dataclass(frozen=True)
 class FaultAction:
-    """What to do to one request: "respond", "drop_connection", "lose_answer" or "delay"."""
+    """What to do to one request: the kind of the rule that fired, and its settings."""
 
     kind: str
     status: int = 0
     message: str | None = None
     seconds: float = 0.0
+    body: bytes | None = None
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    mode: str = ""
 
 
 @dataclass
@@ -66,7 +86,9 @@ def _check_counts(nth: int, times: int | None) -> None:
 class Faults:
     """The fault hooks of one sandbox (`Sandbox.faults`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, expire_tokens: Callable[[], None] | None = None) -> None:
+        self.expire_tokens = expire_tokens or (lambda: None)
+        """Called by the server for an `expire_token` rule (the sandbox's Cloud.expire_tokens)."""
         self._lock = threading.Lock()
         self._rules: list[_HttpRule] = []
         self._store_failures: list[_Countdown] = []
@@ -85,13 +107,111 @@ class Faults:
         times: int | None = 1,
         message: str | None = None,
         origin: str | None = "client",
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Answer the nth matching request (and `times` in all) with `status` and a JSON error.
 
         The service never sees those requests. `path_regex` is searched in the full path
         (e.g. "/image/v2/images/.*/import"); `origin=None` also matches Cinder's own calls.
+        `body` (with `content_type`) replaces the service's error document, e.g. a proxy's
+        HTML page or a 200 that is not JSON; `headers` are added (e.g. Retry-After).
         """
-        self._add("respond", method, path_regex, nth, times, origin, status=status, message=message)
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        self._add(
+            "respond",
+            method,
+            path_regex,
+            nth,
+            times,
+            origin,
+            status=status,
+            message=message,
+            body=raw,
+            content_type=content_type,
+            headers=tuple(headers),
+        )
+
+    def proxy_error(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        retry_after: int | None = None,
+        origin: str | None = "client",
+    ) -> None:
+        """Answer with a load balancer's HTML error page instead of the service's JSON."""
+        from volimg.sandbox.http import reason
+
+        page = PROXY_PAGE.format(status=status, reason=reason(status))
+        extra = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
+        self.respond(
+            method,
+            path_regex,
+            status,
+            nth=nth,
+            times=times,
+            origin=origin,
+            body=page,
+            content_type="text/html",
+            headers=extra,
+        )
+
+    def refuse_connection(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Reset the TCP connection (RST) of the nth matching request; the service never acts.
+
+        What a client sees when nothing listens behind the endpoint: requests raises
+        ConnectionError and keystoneauth ConnectFailure, as for ECONNREFUSED.
+        """
+        self._add("refuse_connection", method, path_regex, nth, times, origin)
+
+    def corrupt_answer(
+        self,
+        method: str,
+        path_regex: str,
+        mode: str = "truncate",
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Let the service act, then spoil its answer (status kept).
+
+        `mode`: "truncate" sends the first half of the body (declared length matches,
+        so the client reads broken JSON), "not-json" a plain-text body, "html" an HTML
+        page, both still labelled application/json as a broken proxy would.
+        """
+        if mode not in CORRUPTIONS:
+            raise ValueError(f"mode must be one of {', '.join(CORRUPTIONS)}")
+        self._add("corrupt_answer", method, path_regex, nth, times, origin, mode=mode)
+
+    def expire_token(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        origin: str | None = "client",
+    ) -> None:
+        """Expire every issued token just before the nth matching request is handled.
+
+        The service then answers 401, as keystonemiddleware does for a token that
+        expired while the client held it.
+        """
+        self._add("expire_token", method, path_regex, nth, times, origin)
 
     def drop_connection(
         self,
@@ -164,7 +284,18 @@ class Faults:
                 if rule.seen < rule.nth or (rule.times is not None and rule.fired >= rule.times):
                     continue
                 rule.fired += 1
-                actions.append(FaultAction(rule.kind, rule.status, rule.message, rule.seconds))
+                actions.append(
+                    FaultAction(
+                        rule.kind,
+                        rule.status,
+                        rule.message,
+                        rule.seconds,
+                        rule.body,
+                        rule.content_type,
+                        rule.headers,
+                        rule.mode,
+                    )
+                )
         return actions
 
     # -- service-level hooks -------------------------------------------------------------

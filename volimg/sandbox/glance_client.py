@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +34,19 @@ class GlanceReply:
 class InternalGlanceClient:
     """Calls Glance at `base_url` + `prefix` as Cinder's glanceclient would."""
 
-    def __init__(self, host: str, port: int, prefix: str, secret: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        prefix: str,
+        secret: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.prefix = prefix
         self.secret = secret
+        self.tls = tls
 
     def call(
         self,
@@ -58,7 +67,11 @@ class InternalGlanceClient:
             ORIGIN_HEADER: self.secret,
             **(headers or {}),
         }
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        connection = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.tls)
+            if self.tls is not None
+            else http.client.HTTPConnection(self.host, self.port, timeout=30)
+        )
         try:
             connection.request(method, self.prefix + path, body=body, headers=all_headers)
             response = connection.getresponse()

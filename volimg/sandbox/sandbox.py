@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
+from volimg.files import write_private_file
 from volimg.sandbox.cinder import Cinder
 from volimg.sandbox.cinder_manager import BLANK_VOLUME, VolumeManager, volume_image_metadata
 from volimg.sandbox.diskformat import to_raw
@@ -40,6 +41,7 @@ from volimg.sandbox.server import Dispatcher, SandboxHTTPServer
 from volimg.sandbox.service import Service
 from volimg.sandbox.state import CLOCK, Cloud, CloudConfig, Volume, new_id, now
 from volimg.sandbox.timings import Timings
+from volimg.sandbox.tls import TlsFiles, make_certificates
 
 DEFAULT_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 _WILDCARDS = ("0.0.0.0", "::", "")
@@ -86,6 +88,7 @@ class Sandbox:
         import_methods: tuple[str, ...] = DEFAULT_IMPORT_METHODS,
         read_only_stores: tuple[str, ...] = (),
         token_ttl: float = 3600,
+        tls: bool = False,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise SandboxBindRefused.for_host(host)
@@ -95,7 +98,6 @@ class Sandbox:
         self.port = port
         self.seed = seed
         self.timings = timings or Timings()
-        self.faults = Faults()
         self.requests = RequestLog()
         self.cloud = Cloud(
             CloudConfig(
@@ -104,6 +106,7 @@ class Sandbox:
                 token_ttl=float(token_ttl),
             )
         )
+        self.faults = Faults(expire_tokens=self.cloud.expire_tokens)
         self._read_only_stores = tuple(read_only_stores)
         self._clouds_yaml_wanted = Path(clouds_yaml) if clouds_yaml is not None else None
         self._clouds_yaml: Path | None = None
@@ -115,6 +118,9 @@ class Sandbox:
         self._stopped = False
         self._runner: ImportRunner | None = None
         self._clock_advanced = 0.0
+        self.tls = tls
+        self.tls_files: TlsFiles | None = None
+        """With `tls`: the CA (also named as `cacert` in clouds.yaml), certificate and key."""
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -125,7 +131,14 @@ class Sandbox:
             raise RuntimeError("a stopped sandbox cannot start again; make a new one")
         secret = secrets.token_hex(16)
         dispatcher = Dispatcher([], self.faults, self.requests, secret)
-        server = SandboxHTTPServer((self.host, self.port), dispatcher)
+        if self.tls:
+            self._temp_dir = self._temp_dir or Path(tempfile.mkdtemp(prefix="volimg-sandbox-"))
+            self.tls_files = make_certificates(self._temp_dir, self.host)
+        server = SandboxHTTPServer(
+            (self.host, self.port),
+            dispatcher,
+            tls=self.tls_files.server_context() if self.tls_files else None,
+        )
         ready = False
         try:
             self.port = int(server.server_address[1])
@@ -152,7 +165,13 @@ class Sandbox:
 
     def _services(self, secret: str) -> list[Service]:
         internal_host = "127.0.0.1" if self.host in _WILDCARDS else self.host
-        glance_client = InternalGlanceClient(internal_host, self.port, Glance.prefix, secret)
+        glance_client = InternalGlanceClient(
+            internal_host,
+            self.port,
+            Glance.prefix,
+            secret,
+            tls=self.tls_files.client_context() if self.tls_files else None,
+        )
         timings = lambda: self.timings  # noqa: E731 - the live Timings, tests may swap it
         runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
         self._runner = runner
@@ -298,7 +317,8 @@ class Sandbox:
         host = "127.0.0.1" if self.host in _WILDCARDS else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def auth_url(self) -> str:
@@ -328,20 +348,26 @@ class Sandbox:
 
     def _write_clouds_yaml(self) -> None:
         if self._clouds_yaml_wanted is None:
-            self._temp_dir = Path(tempfile.mkdtemp(prefix="volimg-sandbox-"))
+            self._temp_dir = self._temp_dir or Path(tempfile.mkdtemp(prefix="volimg-sandbox-"))
             path = self._temp_dir / "clouds.yaml"
         else:
             path = self._clouds_yaml_wanted  # its directory must exist: none is made
-        path.write_text(
+        # It holds passwords: 0600, atomic, never through a symlink planted in a shared
+        # directory (volimg.files).
+        write_private_file(
+            path,
             render_clouds_yaml(
-                self.auth_url, {self.admin_cloud: self.admin, self.member_cloud: self.member}
-            )
+                self.auth_url,
+                {self.admin_cloud: self.admin, self.member_cloud: self.member},
+                cacert=self.tls_files.ca_cert if self.tls_files else None,
+            ),
         )
-        path.chmod(0o600)
         self._clouds_yaml = path
 
 
-def render_clouds_yaml(auth_url: str, clouds: dict[str, Credentials]) -> str:
+def render_clouds_yaml(
+    auth_url: str, clouds: dict[str, Credentials], *, cacert: Path | None = None
+) -> str:
     """A clouds.yaml; every scalar is a JSON string, which YAML reads as-is."""
     q = json.dumps
     lines = [
@@ -365,4 +391,6 @@ def render_clouds_yaml(auth_url: str, clouds: dict[str, Credentials]) -> str:
             f"    interface: {q('public')}",
             "    identity_api_version: 3",
         ]
+        if cacert is not None:
+            lines.append(f"    cacert: {q(str(cacert))}")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
+import struct
 import time
 import urllib.parse
 import uuid
@@ -18,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from volimg.sandbox.errors import keystone_error
-from volimg.sandbox.faults import Faults
+from volimg.sandbox.faults import PROXY_PAGE, FaultAction, Faults
 from volimg.sandbox.glance_client import ORIGIN_HEADER
-from volimg.sandbox.http import Headers, Request, Response
+from volimg.sandbox.http import Headers, Request, Response, reason
 from volimg.sandbox.reqlog import RequestLog, RequestRecord, redact_body, redact_headers
 from volimg.sandbox.service import Service
 
@@ -124,11 +126,20 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatcher: Dispatcher,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, SandboxRequestHandler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that vanished mid-request is not the sandbox's error: log, don't print."""
@@ -148,6 +159,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the
         # client's delayed ACK would add ~40 ms to every keep-alive response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.connection, ssl.SSLSocket):
+            # The handshake runs here, in the connection's own thread, not in accept():
+            # a client that never completes it must not stall the server.
+            self.connection.do_handshake()
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("%s - %s", self.address_string(), format % args)
@@ -169,7 +184,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _base_url(self) -> str:
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
-        return f"http://{host}"
+        scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
+        return f"{scheme}://{host}"
 
     def _handle(self) -> None:
         dispatcher = self.server.dispatcher
@@ -181,36 +197,49 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         fault: str | None = None
         response: Response | None = None
         lose_answer = False
+        corruption: str | None = None
         for action in dispatcher.faults.match(
             req.method, urllib.parse.urlsplit(req.raw_path).path, req.origin
         ):
             if action.kind == "delay":
                 time.sleep(action.seconds)
                 fault = fault or "delay"
-            elif action.kind == "drop_connection":
-                dispatcher.record(req, service, 0, None, "drop_connection")
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+            elif action.kind in ("drop_connection", "refuse_connection"):
+                dispatcher.record(req, service, 0, None, action.kind)
+                self._hang_up(reset=action.kind == "refuse_connection")
                 return
             elif action.kind == "lose_answer":
                 lose_answer = True
+            elif action.kind == "corrupt_answer":
+                corruption = action.mode
+            elif action.kind == "expire_token":
+                dispatcher.faults.expire_tokens()
+                fault = fault or "expire_token"
             elif response is None:
                 fault = "respond"
-                response = (
-                    service.error(req, action.status, action.message)
-                    if service
-                    else keystone_error(action.status, action.message or "")
-                )
+                response = _fault_response(req, service, action)
         if response is None:
             response = dispatcher.respond(req, service)
         if lose_answer:
             dispatcher.record(req, service, 0, response, "lose_answer")
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self._hang_up(reset=False)
             return
+        if corruption is not None:
+            response = _corrupt(response, corruption)
+            fault = "corrupt_answer"
         response.set_header("x-openstack-request-id", req.request_id)
         dispatcher.record(req, service, response.status, response, fault)
         self._write(response)
+
+    def _hang_up(self, *, reset: bool) -> None:
+        """Close without answering: a FIN (dropped) or, with `reset`, an RST (refused)."""
+        self.close_connection = True
+        if reset:
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)
@@ -231,3 +260,29 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     do_PATCH = _handle
     do_DELETE = _handle
     do_OPTIONS = _handle
+
+
+def _fault_response(req: Request, service: Service | None, action: FaultAction) -> Response:
+    """The answer of a `respond` rule: the service's error format, or the rule's own body."""
+    if action.body is not None:
+        content_type = action.content_type or "application/json"
+        response = Response(action.status, action.body, [("Content-Type", content_type)])
+    elif service is not None:
+        response = service.error(req, action.status, action.message)
+    else:
+        response = keystone_error(action.status, action.message or "")
+    for name, value in action.headers:
+        response.set_header(name, value)
+    return response
+
+
+def _corrupt(response: Response, mode: str) -> Response:
+    """Spoil an answer the way a broken proxy or a cut connection does (status kept)."""
+    if mode == "truncate":
+        body = response.body[: len(response.body) // 2]
+    elif mode == "html":
+        body = PROXY_PAGE.format(status=response.status, reason=reason(response.status)).encode()
+    else:
+        body = b"Service temporarily overloaded, try again later\n"
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-type"]
+    return Response(response.status, body, [("Content-Type", "application/json"), *headers])

@@ -1,0 +1,176 @@
+"""SIGTERM and SIGINT on a real ``python -m volimg`` process, during each wait.
+
+The sandbox runs in the test process with slow timings, so the subprocess is surely
+waiting when the signal arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from volimg.sandbox import Sandbox, Timings
+
+
+@pytest.fixture
+def slow_sandbox() -> Iterator[Sandbox]:
+    timings = Timings.instant()
+    timings.upload = 30.0
+    timings.store_copy = 30.0
+    with Sandbox(seed="demo", timings=timings) as sb:
+        yield sb
+
+
+def start_volimg(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    env.pop("OS_CLOUD", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "volimg", "--os-cloud", sandbox.admin_cloud, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the sandbox never reached the awaited state"
+        time.sleep(0.05)
+
+
+def answered(sandbox: Sandbox, method: str, path: str) -> bool:
+    """The request was answered, and a moment has passed for volimg to read the answer
+    and start waiting (a signal before that is a different case: the hint then says
+    how to check whether the request took effect)."""
+    done = [r for r in sandbox.requests.filter(method=method, path=path) if r.status]
+    if done:
+        time.sleep(0.5)
+    return bool(done)
+
+
+def uploading(sandbox: Sandbox) -> Callable[[], bool]:
+    return lambda: answered(sandbox, "POST", r"/volumes/[^/]+/action$")
+
+
+def copying(sandbox: Sandbox) -> Callable[[], bool]:
+    return lambda: answered(sandbox, "POST", r"/images/[^/]+/import$")
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "during", "resume_word"),
+    [
+        pytest.param(("upload", "boot-vol"), uploading, "replicate", id="upload-wait-image"),
+        pytest.param(("upload", "boot-vol"), copying, "replicate", id="upload-wait-copies"),
+        pytest.param(
+            ("replicate", "cirros-base", "--store", "fast"),
+            copying,
+            "replicate",
+            id="replicate-wait-copies",
+        ),
+    ],
+)
+def test_sigterm_during_a_wait_stops_cleanly_with_exit_143(
+    slow_sandbox: Sandbox,
+    command: tuple[str, ...],
+    during: Callable[[Sandbox], Callable[[], bool]],
+    resume_word: str,
+) -> None:
+    if during is copying:
+        slow_sandbox.timings.upload = 0.05
+    process = start_volimg(slow_sandbox, *command, "-f", "json")
+    wait_until(during(slow_sandbox))
+
+    process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = finish(process)
+
+    assert code == 143, (stdout, stderr)
+    doc = json.loads(stdout)  # exactly one document
+    assert doc["error"]["type"] == "Interrupted"
+    assert doc["error"]["exit_code"] == 143
+    assert "Traceback" not in stdout + stderr
+    assert f"volimg {resume_word} " in stderr  # the resume command
+    # What exists: the report names the image the cloud really has.
+    image = slow_sandbox.cloud.images.get(doc["image"]["id"]) if doc["image"] else None
+    assert image is not None or "Cinder is uploading to image" in doc["error"]["message"]
+
+
+def test_sigint_during_a_wait_is_exit_130(slow_sandbox: Sandbox) -> None:
+    process = start_volimg(slow_sandbox, "upload", "boot-vol", "-f", "json")
+    wait_until(uploading(slow_sandbox))
+
+    process.send_signal(signal.SIGINT)
+    code, stdout, stderr = finish(process)
+
+    assert code == 130, (stdout, stderr)
+    assert json.loads(stdout)["error"]["exit_code"] == 130
+    assert "volimg replicate " in stderr
+    assert "Traceback" not in stdout + stderr
+
+
+def test_sigterm_before_any_change_says_nothing_was_changed(slow_sandbox: Sandbox) -> None:
+    slow_sandbox.faults.delay("GET", r"/volumes/detail$", 30)
+    process = start_volimg(slow_sandbox, "upload", "boot-vol", "-f", "json")
+    wait_until(lambda: bool(slow_sandbox.requests.filter(path=r"/volumes/detail$")) or _held())
+
+    process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = finish(process)
+
+    assert code == 143, (stdout, stderr)
+    assert "nothing was changed" in json.loads(stdout)["error"]["message"]
+    assert "Traceback" not in stderr
+    assert slow_sandbox.cloud.find_volume("boot-vol").status == "available"
+
+
+def _held() -> bool:
+    time.sleep(1.0)  # the delayed request is only logged once answered: give it a moment
+    return True
+
+
+def test_two_signals_in_a_row_exit_without_a_traceback(slow_sandbox: Sandbox) -> None:
+    # Back to back, the second lands during the clean stop or after it; either way the
+    # exit code is the first signal's and no traceback shows.
+    process = start_volimg(slow_sandbox, "upload", "boot-vol", "-f", "json")
+    wait_until(uploading(slow_sandbox))
+
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    code, _stdout, stderr = finish(process)
+
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_second_signal_during_the_clean_stop_exits_at_once() -> None:
+    from volimg import signals
+
+    exits: list[int] = []
+    with signals.handled(exit_now=exits.append):
+        with pytest.raises(signals.Interrupt) as first:  # noqa: PT012 - kill, then wait for it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal is delivered before this ends
+        # The clean stop is under way: a second signal must not raise again.
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    assert first.value.signum == signal.SIGTERM
+    assert exits == [130]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

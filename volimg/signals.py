@@ -1,0 +1,73 @@
+"""SIGINT and SIGTERM at the CLI's edge: the first stops cleanly, the second at once.
+
+The first signal becomes an exception in the main thread (a ``KeyboardInterrupt``
+that carries the signal's number), so the run stops the way Ctrl-C stops it: the
+executor says what exists and how to finish, and the exit code tells the two apart
+(130 for SIGINT, 143 for SIGTERM, as a shell reports a process killed by them). A
+second signal while that clean stop is under way ends the process at once, with one
+line on stderr and no traceback: whoever sends it has stopped waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from volimg.errors import exit_code_for_signal
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupt(KeyboardInterrupt):
+    """A signal that asks volimg to stop; ``signum`` is which one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Handler:
+    """Raise on the first signal; exit at once on any later one."""
+
+    def __init__(self, exit_now: Callable[[int], Any]) -> None:
+        self.first: int | None = None
+        self.exit_now = exit_now
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.first is None:
+            self.first = signum
+            raise Interrupt(signum)
+        name = signal.Signals(signum).name
+        os.write(2, f"volimg: {name} again: stopping at once\n".encode())
+        self.exit_now(int(exit_code_for_signal(signum)))
+
+
+@contextmanager
+def handled(
+    exit_now: Callable[[int], Any] = os._exit, *, keep_after_signal: bool = False
+) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as above while the block runs (main thread only).
+
+    Outside the main thread (Python only delivers signals there), or inside a block
+    that already handles them, this does nothing. With ``keep_after_signal`` (the
+    process's entry point), handlers that have seen a signal stay until the process
+    ends, so a second signal after the block still exits at once.
+    """
+    if threading.current_thread() is not threading.main_thread() or isinstance(
+        signal.getsignal(signal.SIGINT), _Handler
+    ):
+        yield
+        return
+    handler = _Handler(exit_now)
+    previous = {signum: signal.signal(signum, handler) for signum in HANDLED}
+    try:
+        yield
+    finally:
+        if not (keep_after_signal and handler.first is not None):
+            for signum, old in previous.items():
+                signal.signal(signum, old)
