@@ -11,6 +11,7 @@ image is active and placed in this run, never a protected one.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -215,10 +216,18 @@ class _Stop:
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.signum: int = signal.SIGINT
+
+    def set(self, signum: int) -> None:
+        self.signum = signum
+        self.event.set()
 
     def sleep(self, seconds: float) -> None:
+        """The workers' sleep: a stopped batch interrupts them as the signal did."""
         if self.event.wait(seconds):
-            raise KeyboardInterrupt
+            from volimg.signals import Interrupt
+
+            raise Interrupt(self.signum)
 
 
 def run_batch(
@@ -322,12 +331,13 @@ def run_batch(
                     break
                 except TimeoutError:
                     continue
-    except KeyboardInterrupt:
-        stop.event.set()
+    except KeyboardInterrupt as exc:
+        stop.set(Interrupted.signal_of(exc))
         interrupted = Interrupted(
             "interrupted; volumes already started were stopped at their next wait and "
             "report what exists; the others were not started",
             hint="run the same command again: with --once-per it finishes what this run began",
+            signum=Interrupted.signal_of(exc),
         )
         for future in futures:
             future.cancel()
@@ -417,10 +427,14 @@ def _one_volume(
         if options.dry_run:
             # The run would add one image: it counts among the --keep newest.
             keep = None if options.keep is None else options.keep - (resume is None)
-            retention = _retention(gateway, volume, keep, keep_id=None, dry_run=True)
+            retention = _retention(
+                gateway, volume, keep, keep_id=None, clock=settings.clock, dry_run=True
+            )
             return done(PLANNED, outcome=planned("upload", plan), retention=retention)
         if resume is not None and resume.is_active and not _incomplete(plan, resume):
-            retention = _retention(gateway, volume, options.keep, keep_id=resume.id)
+            retention = _retention(
+                gateway, volume, options.keep, keep_id=resume.id, clock=settings.clock
+            )
             return done(
                 ALREADY_DONE,
                 reason=f"image {resume.id} of this period is active and placed",
@@ -436,10 +450,17 @@ def _one_volume(
     uploaded = 0
     if resume is None and outcome.image is not None:
         uploaded = outcome.image.size or 0
+    reason = f"resumed image {resume.id}" if resume is not None else ""
     kept: tuple[RetentionAction, ...] = ()
     if result == OK and outcome.image is not None:
-        kept = _retention(gateway, volume, options.keep, keep_id=outcome.image.id)
-    reason = f"resumed image {resume.id}" if resume is not None else ""
+        kept = _retention(
+            gateway, volume, options.keep, keep_id=outcome.image.id, clock=settings.clock
+        )
+        failed_deletes = [a.image_id for a in kept if a.action == DELETE_FAILED]
+        if failed_deletes:
+            # The image is made and placed; the retention it asked for is not done.
+            result = PARTIAL
+            reason = f"--keep could not delete {', '.join(failed_deletes)}"
     return done(
         result,
         reason=reason,
@@ -484,6 +505,7 @@ def _retention(
     keep: int | None,
     *,
     keep_id: str | None,
+    clock: Clock,
     dry_run: bool = False,
 ) -> tuple[RetentionAction, ...]:
     """Delete the oldest volimg images of the volume beyond ``keep``.
@@ -520,6 +542,17 @@ def _retention(
             try:
                 gateway.delete_image(image.id)
             except VolimgError as exc:
+                if _gone_despite(gateway, image.id, exc, clock):
+                    actions.append(
+                        RetentionAction(
+                            image.id,
+                            image.name,
+                            image.created_at,
+                            DELETED,
+                            f"Glance deleted it, though its answer was lost ({exc.message})",
+                        )
+                    )
+                    continue
                 actions.append(
                     RetentionAction(
                         image.id, image.name, image.created_at, DELETE_FAILED, exc.message
@@ -528,3 +561,25 @@ def _retention(
             else:
                 actions.append(RetentionAction(image.id, image.name, image.created_at, DELETED))
     return tuple(actions)
+
+
+def _gone_despite(gateway: Gateway, image_id: str, exc: VolimgError, clock: Clock) -> bool:
+    """After a failed delete: is the image gone all the same? Look, never resend."""
+    from volimg.errors import CloudError
+    from volimg.steps import IN_FLIGHT_GRACE
+    from volimg.waiting import Deadline, PollTimedOut, poll
+
+    def gone() -> bool:
+        try:
+            return gateway.get_image(image_id) is None
+        except VolimgError:
+            return False
+
+    if gone():
+        return True
+    if not (isinstance(exc, CloudError) and exc.in_flight):
+        return False
+    try:
+        return poll(gone, done=bool, deadline=Deadline(clock, IN_FLIGHT_GRACE), interval=1.0)
+    except PollTimedOut:
+        return False

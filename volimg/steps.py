@@ -317,7 +317,12 @@ def _reconcile_lost_upload(gateway: Gateway, job: Job, plan: Plan, exc: CloudErr
 
 
 def images_of_upload(gateway: Gateway, plan: Plan, *, since: datetime | None) -> list[Image]:
-    """Live images of ours with the planned name, created since ``since`` (if given)."""
+    """Live, unclaimed images of ours with the planned name, created since ``since``.
+
+    An image that already carries volimg's own stamp was claimed by an earlier run
+    (two uploads of one volume in the same second share a default name), so it cannot
+    be the answer to this request.
+    """
     return [
         image
         for image in gateway.images_named(
@@ -325,6 +330,7 @@ def images_of_upload(gateway: Gateway, plan: Plan, *, since: datetime | None) ->
         )
         if image.status not in IMAGE_DEAD_STATUSES
         and (since is None or _not_before(image.created_at, since))
+        and Stamp.from_properties(image.id, image.properties) is None
     ]
 
 

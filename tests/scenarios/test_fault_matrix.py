@@ -70,9 +70,20 @@ def clouds_yaml_with_timeout(sandbox: Sandbox, where: Path) -> Path:
 
 def run_cell(sandbox: Sandbox, tmp_path: Path, cell: fm.Cell) -> dict[str, Any]:
     """Run the cell's command; return what the test checks."""
+    clouds = clouds_yaml_with_timeout(sandbox, tmp_path)
+    if cell.command == "batch":
+        # An older volimg image of data-vol, for --keep 1 to delete.
+        older = CliRunner().invoke(
+            cli,
+            ["--os-cloud", sandbox.admin_cloud, "upload", "data-vol"],
+            obj=AppContext(poll_interval=0.02),
+            env={"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": None},
+        )
+        assert older.exit_code == 0, older.stderr
+        sandbox.wait_idle(10)
+    first_request = len(sandbox.requests)
     apply_fault(sandbox, fm.step(cell.command, cell.step), cell.fault)
     images_before = set(sandbox.cloud.images)
-    clouds = clouds_yaml_with_timeout(sandbox, tmp_path)
     app = AppContext(poll_interval=0.02)
     result = CliRunner().invoke(
         cli,
@@ -90,7 +101,21 @@ def run_cell(sandbox: Sandbox, tmp_path: Path, cell: fm.Cell) -> dict[str, Any]:
         "stdout": result.stdout,
         "stderr": result.stderr,
         "new_images": set(sandbox.cloud.images) - images_before,
+        "first_request": first_request,
     }
+
+
+def check_report(sandbox: Sandbox, doc: dict[str, Any]) -> None:
+    """The image a report names exists, in the stores it says (or pending there)."""
+    image_doc = doc.get("image")
+    if image_doc is not None:
+        held = sandbox.cloud.images.get(image_doc["id"])
+        assert held is not None, f"the report names image {image_doc['id']}, which is gone"
+        pending = {s for s, outcome in doc["replication"].items() if outcome == "pending"}
+        reported, really = set(image_doc["stores"]), set(held.stores)
+        assert reported <= really | pending, (reported, really)
+        assert really - reported <= pending, (reported, really)
+        assert image_doc["status"] == held.status or pending
 
 
 def check_cell(sandbox: Sandbox, cell: fm.Cell, seen: dict[str, Any]) -> None:
@@ -101,25 +126,38 @@ def check_cell(sandbox: Sandbox, cell: fm.Cell, seen: dict[str, Any]) -> None:
     if doc.get("error") is not None:
         assert doc["error"]["exit_code"] == cell.exit_code
         assert "\n" not in doc["error"]["message"]
-    image_doc = doc.get("image")
-    if image_doc is not None:
-        held = sandbox.cloud.images.get(image_doc["id"])
-        assert held is not None, f"the report names image {image_doc['id']}, which is gone"
-        pending = {s for s, outcome in doc["replication"].items() if outcome == "pending"}
-        reported, really = set(image_doc["stores"]), set(held.stores)
-        assert reported <= really | pending, (reported, really)
-        assert really - reported <= pending, (reported, really)
-        assert image_doc["status"] == held.status or pending
+    reports = doc["volumes"] if cell.command == "batch" else [doc]
+    for report in reports:
+        check_report(sandbox, report)
+        if report.get("error") is not None:
+            assert "\n" not in report["error"]["message"]
     step = fm.step(cell.command, cell.step)
     if step.method != "GET" and cell.fault != "token-expired":
-        # A request that changes something is sent once, whatever happened to it (after
-        # a 401 keystoneauth sends it again with a new token: the service did not act).
-        sent = sandbox.requests.filter(method=step.method, path=step.path, origin="client")
-        assert len(sent) == 1, [(r.method, r.path, r.status) for r in sent]
-    if cell.command == "upload":
+        # A request that changes something is sent once per resource, whatever happened
+        # to it (after a 401 keystoneauth sends it again with a new token: the service
+        # did not act).
+        sent = [
+            r
+            for r in sandbox.requests.filter(method=step.method, path=step.path, origin="client")
+            if r.seq >= seen["first_request"]
+        ]
+        paths = [r.path for r in sent]
+        assert len(paths) == len(set(paths)), [(r.method, r.path, r.status) for r in sent]
+    if cell.command == "batch":
+        # At most one new image per volume, each one reported.
+        new = seen["new_images"]
+        assert len(new) <= 2, new
+        named = {r["image"]["id"] for r in reports if r.get("image")}
+        assert new <= named, (new, doc)
+        deleted = {
+            a["image_id"] for r in reports for a in r["retention"] if a["action"] == "deleted"
+        }
+        assert not deleted & set(sandbox.cloud.images), deleted
+    elif cell.command == "upload":
         # At most one image per requested upload, and only the one reported if any.
         new = seen["new_images"]
         assert len(new) <= 1, new
+        image_doc = doc.get("image")
         if new and (image_doc is None or image_doc["id"] not in new):
             raise AssertionError(f"image {new} exists but the report does not say so: {doc}")
     else:

@@ -174,3 +174,54 @@ def test_the_second_signal_during_the_clean_stop_exits_at_once() -> None:
     assert first.value.signum == signal.SIGTERM
     assert exits == [130]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+@pytest.fixture
+def batch_sandbox() -> Iterator[Sandbox]:
+    timings = Timings.instant()
+    timings.upload = 3.0  # long enough to be waiting when the signal comes
+    with Sandbox(seed="demo", timings=timings) as sb:
+        yield sb
+
+
+def test_sigterm_stops_a_batch_says_what_was_not_started_and_a_rerun_finishes(
+    batch_sandbox: Sandbox,
+) -> None:
+    """The running volumes stop at their next wait; the others are never started."""
+    slow_sandbox = batch_sandbox
+    args = ("upload", "boot-vol", "data-vol", "pinned-vol", "--concurrency", "1",
+            "--once-per", "day", "-f", "json")  # fmt: skip
+    process = start_volimg(slow_sandbox, *args)
+    wait_until(uploading(slow_sandbox))
+
+    process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = finish(process)
+
+    assert code == 143, stderr
+    assert "Traceback" not in stderr
+    doc = json.loads(stdout)  # still exactly one document
+    assert doc["result"] == "interrupted"
+    summary = doc["summary"]
+    assert summary["exit_code"] == 143
+    assert len(summary["not_started"]) == 2, summary
+    (started,) = doc["volumes"]
+    assert started["error"]["exit_code"] == 143
+    assert started["image"] is not None  # Cinder's upload goes on; the report names it
+    uploads = slow_sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")
+    assert len(uploads) == 1
+
+    slow_sandbox.timings.upload = 0.05
+    slow_sandbox.timings.store_copy = 0.05
+    rerun = start_volimg(slow_sandbox, *args)
+    code, stdout, stderr = finish(rerun)
+
+    assert code == 0, stderr
+    results = {v["volume"]["name"]: v["result"] for v in json.loads(stdout)["volumes"]}
+    assert results == {"boot-vol": "ok", "data-vol": "ok", "pinned-vol": "ok"}
+    assert "resumed image" in next(
+        v["reason"]
+        for v in json.loads(stdout)["volumes"]
+        if v["volume"]["name"] == started["volume"]["name"]
+    )
+    uploads = slow_sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")
+    assert len(uploads) == 3  # the interrupted upload was finished, not sent again
