@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -26,7 +25,14 @@ from volimg import __version__
 from volimg import events as ev
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
-from volimg.render import SCHEMA_VERSION, _volume_doc, describe, error_doc, outcome_doc
+from volimg.render import (
+    SCHEMA_VERSION,
+    _volume_doc,
+    describe,
+    error_doc,
+    live_progress,
+    outcome_doc,
+)
 
 # --- documents ------------------------------------------------------------------------
 
@@ -187,37 +193,24 @@ class BatchRenderer:
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:
         """A live table of the running volumes on a terminal; else a line per change."""
-        if not self.err.is_terminal:
-            last: dict[str, str] = {}
+        last: dict[str, str] = {}
 
-            def line(event: ev.Event) -> None:
-                text = _describe_item(event)
-                if text is None or last.get(event.subject) == text:
-                    return
-                last[event.subject] = text
-                stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-                self._write(self.err.file, f"{stamp} {event.subject}: {text}")
+        def line(event: ev.Event) -> None:
+            text = _describe_item(event)
+            if text is None or last.get(event.subject) == text:
+                return
+            last[event.subject] = text
+            stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._write(self.err.file, f"{stamp} {event.subject}: {text}")
 
-            yield line
-            return
-        view = _BatchView()
-        live = Live(view.render(), console=self.err, transient=True, refresh_per_second=4)
+        def finished(event: ev.Event) -> Text | None:
+            if not isinstance(event, ev.ItemFinished):
+                return None
+            reason = f" ({event.reason})" if event.reason else ""
+            return Text(f"{event.subject}: {event.result}{reason}")
 
-        def sink(event: ev.Event) -> None:
-            if not live.is_started:
-                live.start()
-            view.update(event)
-            live.update(view.render())
-            if isinstance(event, ev.ItemFinished):
-                reason = f" ({event.reason})" if event.reason else ""
-                live.console.print(
-                    Text(f"{event.subject}: {event.result}{reason}"), highlight=False
-                )
-
-        try:
+        with live_progress(self.err, _BatchView(), line, finished, refresh=4) as sink:
             yield sink
-        finally:
-            live.stop()
 
     def outcome(self, outcome: BatchOutcome) -> None:
         if self.fmt == "json":

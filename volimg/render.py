@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -392,27 +392,50 @@ class Renderer:
         The live panel starts with the first event, so whatever is printed before it
         (the demo's plan) is not drawn over.
         """
-        if not self.err.is_terminal or self.err.is_dumb_terminal:  # TERM=dumb: plain lines
-            yield _LineLog(self.err, self.wall_clock).write
-            return
-        view = _LiveView()
-        live = Live(view.render(), console=self.err, transient=True, refresh_per_second=8)
-
-        def sink(event: ev.Event) -> None:
-            if not live.is_started:
-                live.start()
-            view.update(event)
-            # Refresh now: a line printed below reuses the last drawn panel, which would
-            # otherwise still say "copying" under that store's "copied" line.
-            live.update(view.render(), refresh=True)
-            line = milestone(event)
-            if line is not None:
-                live.console.print(line, highlight=False)
-
-        try:
+        plain = _LineLog(self.err, self.wall_clock).write
+        with live_progress(self.err, _LiveView(), plain, milestone, refresh=8) as sink:
             yield sink
-        finally:
-            live.stop()
+
+
+class LiveView(Protocol):
+    """A terminal panel that events update."""
+
+    def update(self, event: ev.Event) -> None: ...
+
+    def render(self) -> RenderableType: ...
+
+
+@contextmanager
+def live_progress(
+    console: Console,
+    view: LiveView,
+    plain: ev.EventSink,
+    line_for: Callable[[ev.Event], str | Text | None],
+    *,
+    refresh: int,
+) -> Iterator[ev.EventSink]:
+    """``view`` live on a terminal, with ``line_for``'s lines printed above it;
+    ``plain`` (timestamped lines) off a terminal or with TERM=dumb."""
+    if not console.is_terminal or console.is_dumb_terminal:
+        yield plain
+        return
+    live = Live(view.render(), console=console, transient=True, refresh_per_second=refresh)
+
+    def sink(event: ev.Event) -> None:
+        if not live.is_started:
+            live.start()
+        view.update(event)
+        # Refresh now: a line printed below reuses the last drawn panel, which would
+        # otherwise still show a state the line has just ended.
+        live.update(view.render(), refresh=True)
+        line = line_for(event)
+        if line is not None:
+            live.console.print(line, highlight=False)
+
+    try:
+        yield sink
+    finally:
+        live.stop()
 
 
 MIB = 1024 * 1024

@@ -526,3 +526,32 @@ def test_selectors_pick_volumes_by_metadata_and_all_must_match(
     none = volimg("upload", "--selector", f"nightly={tag}-none", "--require-match", "-f", "json")
 
     assert none.exit_code == 2, none
+
+
+def test_a_batch_on_a_terminal_shows_a_live_table_and_on_a_dumb_one_plain_lines(
+    sandbox_cloud: CloudUnderTest,
+) -> None:
+    from click.testing import CliRunner
+
+    from volimg.cli import cli
+    from volimg.context import AppContext
+
+    def run(term: str) -> str:
+        app = AppContext(poll_interval=0.02, force_terminal=True)
+        result = CliRunner().invoke(
+            cli,
+            ["--os-cloud", sandbox_cloud.admin_cloud, "upload", "boot-vol", "data-vol"],
+            obj=app,
+            env={"TERM": term},
+        )
+        assert result.exit_code == 0, result.stderr
+        return result.stderr
+
+    live, dumb = run("xterm"), run("dumb")
+
+    assert "\x1b[" in live  # the live table redraws
+    assert "finished" in live
+    assert "\x1b[" not in dumb
+    lines = [line for line in dumb.splitlines() if line.strip()]
+    assert lines
+    assert all(line.split(" ", 1)[1].split(":")[0] in ("boot-vol", "data-vol") for line in lines)
