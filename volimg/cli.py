@@ -7,7 +7,6 @@ turns a ``VolimgError`` into a message (or a JSON document) and its exit code.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from volimg.executor import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-log = logging.getLogger("volimg")
 
 # Cinder's os-volume_upload_image schema (cinder/api/schemas/volume_actions.py) and
 # Glance's container formats (glance/common/config.py container_formats).
@@ -237,8 +234,12 @@ def cli(
         app.region = os_region_name
     app.verbose, app.debug = verbose, debug
     app.configure_logging()
+    if not verbose:
+        return  # nothing would show; and help text need not import logging
+    import logging
+
     source = ctx.get_parameter_source("os_cloud")
-    log.info(
+    logging.getLogger("volimg").info(
         "cloud %s, from %s",
         app.cloud or "(none: openstacksdk reads the OS_* variables)",
         "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",

@@ -7,16 +7,17 @@ configuration directly.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from volimg.executor import DEFAULT_POLL_INTERVAL, RunSettings
 from volimg.waiting import Clock
 
 if TYPE_CHECKING:
+    import logging
+
+    from volimg.executor import RunSettings
     from volimg.gateway import Gateway
     from volimg.render import Renderer
 
@@ -31,7 +32,7 @@ def _connect(cloud: str | None, region: str | None, config_file: str | None) -> 
 class AppContext:
     connect: Callable[[str | None, str | None, str | None], Gateway] = _connect
     clock: Clock = field(default_factory=Clock)
-    poll_interval: float = DEFAULT_POLL_INTERVAL
+    poll_interval: float | None = None  # None: the executor's DEFAULT_POLL_INTERVAL
     stdout: TextIO | None = None  # None: the process's streams at the time of use
     stderr: TextIO | None = None
     force_terminal: bool | None = None  # None: ask the stream
@@ -57,6 +58,8 @@ class AppContext:
             self._gateway.close()
             self._gateway = None
         if self._log_handler is not None:
+            import logging
+
             for name, level in self._saved_levels.items():
                 logger = logging.getLogger(name)
                 logger.removeHandler(self._log_handler)
@@ -65,8 +68,13 @@ class AppContext:
             self._saved_levels.clear()
 
     def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
+        # Imported here: help and version must not pay for the executor (and tenacity).
+        from volimg.executor import RunSettings
+
         kwargs = {"timeout": timeout} if timeout is not None else {}
-        return RunSettings(wait=wait, poll_interval=self.poll_interval, clock=self.clock, **kwargs)
+        if self.poll_interval is not None:
+            kwargs["poll_interval"] = self.poll_interval
+        return RunSettings(wait=wait, clock=self.clock, **kwargs)
 
     def renderer(self) -> Renderer:
         from rich.console import Console
@@ -96,6 +104,8 @@ class AppContext:
         """
         if self.verbose <= 0:
             return
+        import logging  # here: help text must not pay for it
+
         handler = logging.StreamHandler(self.stderr or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         self._log_handler = handler

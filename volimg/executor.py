@@ -46,7 +46,7 @@ SKIPPED = "skipped"
 PRUNE_FAILED = "prune-failed"
 
 DEFAULT_TIMEOUT = 3600.0
-DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_POLL_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -206,7 +206,7 @@ def test_a_cinder_503_while_waiting_is_ridden_out_by_the_wait(
 ) -> None:
     # openstacksdk retries no Cinder status code, so this 503 reaches volimg's own
     # wait, which polls again within the deadline.
-    sandbox.faults.respond("GET", r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}$", 503, nth=2)
+    sandbox.faults.respond("GET", r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}$", 503, nth=1)
 
     run = volimg_sandbox("upload", "boot-vol", "-f", "json")
 
