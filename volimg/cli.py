@@ -14,10 +14,9 @@ import click
 from click.core import ParameterSource
 
 from volimg import __version__
-from volimg.context import AppContext
-from volimg.errors import Interrupted, UsageProblem, VolimgError
 
 if TYPE_CHECKING:
+    from volimg.context import AppContext
     from volimg.events import EventSink
     from volimg.executor import Outcome
 
@@ -48,6 +47,11 @@ class VolimgGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Imported here, not at the top: ``volimg --help`` and ``--version`` never get
+        # this far and must not pay for them (tests/unit/test_cli_basics.py).
+        from volimg.context import AppContext
+        from volimg.errors import Interrupted, UsageProblem, VolimgError
+
         app = ctx.ensure_object(AppContext)
         try:
             return super().invoke(ctx)
@@ -227,6 +231,8 @@ def cli(
     Exit codes: 0 done, 1 failed, 2 bad usage or input, 3 partial (a store copy
     failed), 4 timed out waiting, 5 authentication or permission refused.
     """
+    from volimg.context import AppContext
+
     app = ctx.ensure_object(AppContext)
     if os_cloud:
         app.cloud = os_cloud

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -366,6 +365,8 @@ class Renderer:
         if not self.err.is_terminal:
             yield _LineLog(self.err, self.wall_clock).write
             return
+        from rich.live import Live  # only on a terminal: a pipe or cron need not import it
+
         view = _LiveView()
         live = Live(view.render(), console=self.err, transient=True, refresh_per_second=8)
 
