@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """volimg beside the OpenStack CLI: start-up, requests per job, completion latency.
 
-    python3 bench/run.py            # everything, sandbox and real tier (~15 min)
+    python3 bench/run.py            # everything, sandbox and real tier (~10 min)
     python3 bench/run.py --quick    # fewer runs, shorter waits, sandbox only (~3 min)
 
 On first use it makes its own venv (bench/.venv) with volimg (editable) and
@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -207,7 +206,7 @@ def startup_tables(volume: str, env: dict[str, str], runs: int, with_help: bool)
             md_table(
                 ["command", "median wall", "x `python -c pass`", "peak RSS"],
                 [
-                    [r.label, f"{r.wall:.3f} s", f"{r.wall / floor.wall:.1f}x", f"{r.rss:.0f} MB"]
+                    [r.label, f"{r.wall:.3f} s", f"{r.wall / floor.wall:.1f}x", f"{r.rss:.1f} MB"]
                     for r in help_rows
                 ],
             )
@@ -236,7 +235,7 @@ def startup_tables(volume: str, env: dict[str, str], runs: int, with_help: bool)
                     r.label,
                     f"{r.wall:.3f} s",
                     f"{r.wall / sdk_floor.wall:.2f}x",
-                    f"{r.rss:.0f} MB",
+                    f"{r.rss:.1f} MB",
                     f"{r.rss / sdk_floor.rss:.2f}x",
                 ]
                 for r in rows
@@ -249,12 +248,12 @@ def startup_tables(volume: str, env: dict[str, str], runs: int, with_help: bool)
         f"at least 2.5x faster than `openstack image list`: {o_list.wall / v_stores.wall:.2f}x, "
         f"{verdict(o_list.wall >= 2.5 * v_stores.wall)} (and {o_stores.wall / v_stores.wall:.2f}x "
         "faster than `openstack image stores list`, the same job); peak RSS at most 0.6x the "
-        f"OpenStack CLI's for the same job: stores {v_stores.rss / o_stores.rss:.2f}x "
+        f"OpenStack CLI's for the same job: stores {v_stores.rss / o_stores.rss:.3f}x "
         f"({verdict(v_stores.rss <= 0.6 * o_stores.rss)}), plan vs volume show "
-        f"{v_plan.rss / o_show.rss:.2f}x ({verdict(v_plan.rss <= 0.6 * o_show.rss)}).\n"
+        f"{v_plan.rss / o_show.rss:.3f}x ({verdict(v_plan.rss <= 0.6 * o_show.rss)}).\n"
     )
     out.append("Where the start-up goes (`python -X importtime`, one run per round):\n")
-    out.append(import_table(volume, env, max(3, runs // 2)))
+    out.append(import_table(env, max(3, runs // 2)))
     return "\n".join(out)
 
 
@@ -279,7 +278,7 @@ IMPORT_GROUPS = (
 )  # fmt: skip
 
 
-def import_table(volume: str, env: dict[str, str], runs: int) -> str:
+def import_table(env: dict[str, str], runs: int) -> str:
     """Where the start-up of `volimg stores` goes, beside the sdk floor script."""
     commands = {
         "`volimg stores`": [bin_path("volimg"), "stores"],
@@ -640,14 +639,13 @@ def real_stack() -> tuple[Path, str, dict[int, str]]:
     state = real_state()
     subprocess.run([sys.executable, str(STACK), "up", "--state", str(state)], check=True)
     info = json.loads((state / "stack.json").read_text())
-    ports: dict[int, str] = {}
-    for service, key in (("identity", "keystone"), ("image", "glance"), ("volume", "cinder")):
-        url = json.dumps(info)  # find the port without depending on stack.json's layout
-        match = re.search(rf'"{key}[^"]*":\s*"http://127\.0\.0\.1:(\d+)', url)
-        if match:
-            ports[int(match.group(1))] = service
-    if len(ports) != 3:  # stack.py's documented defaults
-        ports = {25000: "identity", 25292: "image", 25776: "volume"}
+    from urllib.parse import urlsplit
+
+    endpoints = info["endpoints"]
+    ports = {
+        urlsplit(endpoints[key]).port or 80: service
+        for key, service in (("keystone", "identity"), ("glance", "image"), ("cinder", "volume"))
+    }
     return Path(info["clouds_yaml"]), info["admin_cloud"], ports
 
 
@@ -784,6 +782,4 @@ def write_results(path: Path, results: str) -> None:
 
 
 if __name__ == "__main__":
-    if shutil.which("python3") is None and sys.version_info < (3, 10):
-        sys.exit("bench: needs Python 3.10 or newer")
     sys.exit(main())
