@@ -26,7 +26,7 @@ T = TypeVar("T")
 # How many failed polls in a row are tolerated before the fault is reported.
 MAX_CONSECUTIVE_POLL_ERRORS = 5
 
-# The polling schedule (docs/performance.md, "Completion latency"). The gap before the
+# The polling schedule (docs/performance.md, "How volimg waits"). The gap before the
 # next poll is LATE_SHARE of the time waited so far, never under MIN_POLL_GAP and never
 # over the caller's interval. So volimg notices the end at most max(MIN_POLL_GAP,
 # LATE_SHARE x the duration) late, and sends at most one poll per MIN_POLL_GAP: about
@@ -110,6 +110,8 @@ def poll(
     Raises ``PollTimedOut`` when the deadline passes first, and the fetch's own error
     when it fails in a way that is not a passing fault, or too often in a row.
     """
+    import tenacity  # here, not at the top: ``volimg --help`` imports this module
+
     errors_in_a_row = 0
 
     def observed_fetch() -> T:
@@ -139,8 +141,6 @@ def poll(
 
     def stop(_state: tenacity.RetryCallState) -> bool:
         return deadline.expired
-
-    import tenacity  # here: ``volimg --help`` imports this module, not tenacity
 
     clock = deadline.clock
     started = clock.monotonic()
