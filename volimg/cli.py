@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-import logging
 import os
 import platform
 import sys
@@ -26,12 +25,11 @@ from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 from volimg.provenance import Period
 
 if TYPE_CHECKING:
+    from volimg.context import AppContext
     from volimg.events import EventSink
     from volimg.results import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-log = logging.getLogger("volimg")
 
 # Cinder's os-volume_upload_image schema (cinder/api/schemas/volume_actions.py) and
 # Glance's container formats (glance/common/config.py container_formats).
@@ -416,6 +414,8 @@ def cli(
     run holds the lock, 130 interrupted (Ctrl-C), 141 stdout closed (broken pipe),
     143 terminated (SIGTERM).
     """
+    from volimg.context import AppContext
+
     app = ctx.ensure_object(AppContext)
     if os_cloud:
         app.cloud = os_cloud
@@ -424,9 +424,14 @@ def cli(
     app.verbose, app.debug = verbose, debug
     app.no_color = app.no_color or no_color
     app.insecure = app.insecure or insecure
+    if not verbose:
+        return  # logging is set up with the first connection (help text never needs it)
     app.configure_logging()
+
     source = ctx.get_parameter_source("os_cloud")
-    log.info(
+    import logging
+
+    logging.getLogger("volimg").info(
         "cloud %s, from %s",
         app.cloud or "(none: openstacksdk reads the OS_* variables)",
         "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",

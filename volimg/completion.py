@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -119,21 +117,18 @@ def read_cache(key: str, *, now: float | None = None) -> Listing | None:
 
 def write_cache(key: str, listing: Listing) -> None:
     """Write atomically (a temporary file renamed over the old one), readable by you only."""
+    from volimg.files import write_private_file
+
     directory = cache_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(listing, stream)
-        os.replace(temporary, directory / f"{key}.json")
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private_file(directory / f"{key}.json", json.dumps(listing))
 
 
 @contextmanager
 def _silenced() -> Iterator[None]:
     """No warning or log line from openstacksdk/keystoneauth reaches the shell."""
+    import logging
+
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:

@@ -7,19 +7,20 @@ configuration directly.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from volimg.results import DEFAULT_POLL_INTERVAL, RunSettings
 from volimg.waiting import Clock
 
 if TYPE_CHECKING:
+    import logging
+
     from volimg.fleet_render import AuditRenderer, BatchRenderer
     from volimg.gateway import Gateway
     from volimg.render import Renderer
+    from volimg.results import RunSettings
 
 
 def _connect(
@@ -34,7 +35,7 @@ def _connect(
 class AppContext:
     connect: Callable[..., Gateway] = _connect  # (cloud, region, config_file, *, insecure)
     clock: Clock = field(default_factory=Clock)
-    poll_interval: float = DEFAULT_POLL_INTERVAL
+    poll_interval: float | None = None  # None: results.DEFAULT_POLL_INTERVAL
     stdout: TextIO | None = None  # None: the process's streams at the time of use
     stderr: TextIO | None = None
     force_terminal: bool | None = None  # None: ask the stream
@@ -54,6 +55,9 @@ class AppContext:
     def gateway(self) -> Gateway:
         """One connection per command, opened on first use."""
         if self._gateway is None:
+            if self._log_handler is None:
+                # Before the first request: keystoneauth's warnings go where -v says.
+                self.configure_logging()
             self._gateway = self.connect(
                 self.cloud, self.region, self.config_file, insecure=self.insecure
             )
@@ -69,6 +73,8 @@ class AppContext:
             self._gateway.close()
             self._gateway = None
         if self._log_handler is not None:
+            import logging
+
             for name, level in self._saved_levels.items():
                 logger = logging.getLogger(name)
                 logger.removeHandler(self._log_handler)
@@ -77,8 +83,13 @@ class AppContext:
             self._saved_levels.clear()
 
     def run_settings(self, *, wait: bool = True, timeout: float | None = None) -> RunSettings:
+        # Imported here: help and version must not pay for the executor (and tenacity).
+        from volimg.results import RunSettings
+
         kwargs = {"timeout": timeout} if timeout is not None else {}
-        return RunSettings(wait=wait, poll_interval=self.poll_interval, clock=self.clock, **kwargs)
+        if self.poll_interval is not None:
+            kwargs["poll_interval"] = self.poll_interval
+        return RunSettings(wait=wait, clock=self.clock, **kwargs)
 
     def renderer(self) -> Renderer:
         from rich.console import Console
@@ -127,6 +138,8 @@ class AppContext:
         keystoneauth logs request headers with the token replaced by its SHA-256, and
         volimg logs where a setting came from, never its value.
         """
+        import logging  # here: help text must not pay for it
+
         if self.verbose <= 0:
             handler: logging.Handler = logging.NullHandler()
             levels = {"keystoneauth": logging.NOTSET, "openstack": logging.NOTSET}

@@ -19,7 +19,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from volimg.errors import (
@@ -401,9 +401,24 @@ class Gateway:
         from openstack import exceptions as sdk
 
         with self._calling(f"reading volume type {name_or_id!r} from Cinder"):
-            try:
-                found = self._conn.block_storage.find_type(name_or_id, ignore_missing=False)
-            except sdk.NotFoundException:
+            found = None
+            if _UUID.match(name_or_id):
+                with suppress(sdk.NotFoundException):
+                    found = self._conn.block_storage.get_type(name_or_id)
+            if found is None:
+                # A volume shows its type by name, and Cinder reads type IDs only
+                # (cinder/volume/volume_types.py get_volume_type): find_type's first
+                # GET /types/<name> is a certain 404, so go straight to the list, with
+                # private types too (Cinder's 'none'; the default lists public ones).
+                found = next(
+                    (
+                        t
+                        for t in self._conn.block_storage.types(is_public="none")
+                        if name_or_id in (t.name, t.id)
+                    ),
+                    None,
+                )
+            if found is None:
                 return None
         specs = found.extra_specs or {}
         return VolumeTypeInfo(

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.spinner import Spinner
@@ -419,6 +418,8 @@ def live_progress(
     if not console.is_terminal or console.is_dumb_terminal:
         yield plain
         return
+    from rich.live import Live  # only on a terminal: a pipe or cron need not import it
+
     live = Live(view.render(), console=console, transient=True, refresh_per_second=refresh)
 
     def sink(event: ev.Event) -> None:

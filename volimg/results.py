@@ -42,7 +42,7 @@ RESULT_FAILED = "failed"
 PLANNED = "planned"
 
 DEFAULT_TIMEOUT = 3600.0
-DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_POLL_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)

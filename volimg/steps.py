@@ -59,6 +59,9 @@ T = TypeVar("T")
 _PROGRESS_MESSAGE = re.compile(r"^Copied \d+ MiB$")
 
 
+# After Glance marks a copy task finished, how soon to look whether it dropped the lock.
+LOCK_RELEASE_LOOK = 0.2
+
 # How long to keep looking for the effect of a request that timed out (it may still be
 # acted on), within the run's own deadline.
 IN_FLIGHT_GRACE = 30.0
@@ -549,8 +552,7 @@ def replicate(gateway: Gateway, job: Job, image: Image) -> None:
             job.settle(store, PENDING, "--no-wait: copy-image requested, not awaited")
         job.copying = ()
         return
-    task = _wait_for_copy(gateway, job, image, missing, lambda t: t.request_id == request_id)
-    image = job.reread(gateway, image.id)
+    task, image = _wait_for_copy(gateway, job, image, missing, lambda t: t.request_id == request_id)
     job.copying = ()
     _settle_copies(job, image, missing, task)
 
@@ -643,9 +645,9 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
     )
     following = tuple(sorted(wanted & copying_to)) or tuple(sorted(wanted))
     job.copying = following
-    _wait_for_copy(gateway, job, image, following, lambda t: t.id == lock)
+    _, image = _wait_for_copy(gateway, job, image, following, lambda t: t.id == lock)
     job.copying = ()
-    return job.reread(gateway, image.id)
+    return image
 
 
 def _settle_copies(
@@ -712,8 +714,10 @@ def _wait_for_copy(
     image: Image,
     stores: tuple[str, ...],
     is_ours: Callable[[ImportTask], bool],
-) -> ImportTask | None:
+) -> tuple[ImportTask | None, Image]:
     """Wait on one import task (found by ``is_ours``) and then for the lock to go.
+
+    Returns the task and the image as the last poll read it (no second read).
 
     ``os_glance_importing_to_stores`` is set by the task a moment after the 202 and
     can still show an earlier import's value, so it says nothing about completion.
@@ -740,6 +744,11 @@ def _wait_for_copy(
         current = gateway.get_image(image.id)
         if current is None:
             raise NotFoundInCloud(f"image {image.id} disappeared while volimg was copying it")
+        if task is not None and task.finished and current.import_task:
+            # Glance drops the lock a moment after it marks the task finished: look
+            # again shortly rather than a whole poll gap later.
+            job.settings.clock.sleep(LOCK_RELEASE_LOOK)
+            current = gateway.get_image(image.id) or current
         return task, current
 
     def finished(seen: tuple[ImportTask | None, Image]) -> bool:
@@ -764,7 +773,7 @@ def _wait_for_copy(
             image_size=current.size,
         )
 
-    task, _ = job.wait(
+    task, current = job.wait(
         fetch,
         done=finished,
         report=report,
@@ -773,7 +782,8 @@ def _wait_for_copy(
         check=f"check with 'openstack image show {image.id} -c stores'; if stores are "
         "still missing once the import ended, run",
     )
-    return task
+    job.image = current
+    return task, current
 
 
 # --- prune ------------------------------------------------------------------------------

@@ -14,16 +14,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from volimg.errors import CloudError, ConflictInCloud, NotFoundInCloud, RequestRejected
+
+if TYPE_CHECKING:
+    import tenacity
 
 T = TypeVar("T")
 
 # How many failed polls in a row are tolerated before the fault is reported.
 MAX_CONSECUTIVE_POLL_ERRORS = 5
+
+# The polling schedule (docs/performance.md, "How volimg waits"). The gap before the
+# next poll is LATE_SHARE of the time waited so far, never under MIN_POLL_GAP and never
+# over the caller's interval. So volimg notices the end at most max(MIN_POLL_GAP,
+# LATE_SHARE x the duration) late, and sends at most one poll per MIN_POLL_GAP: about
+# 20 + 20 ln(T / 20 s) polls for a wait of T seconds below the cap, where a fixed 2 s
+# interval sends T / 2.
+MIN_POLL_GAP = 1.0
+LATE_SHARE = 0.05
+
+
+def next_poll_gap(waited: float, interval: float) -> float:
+    """Seconds to sleep before the next poll, after ``waited`` seconds of waiting."""
+    return min(interval, max(MIN_POLL_GAP, LATE_SHARE * waited))
 
 
 def _utcnow() -> datetime:
@@ -86,11 +101,17 @@ def poll(
     interval: float,
     on_poll: Callable[[T], None] | None = None,
 ) -> T:
-    """Call ``fetch`` every ``interval`` seconds until ``done`` holds for its result.
+    """Call ``fetch`` until ``done`` holds for its result, on ``next_poll_gap``'s schedule.
+
+    The first poll comes one gap after the call: the caller has just asked the cloud
+    for something, so an immediate poll would only see it still running. ``interval``
+    caps the gap.
 
     Raises ``PollTimedOut`` when the deadline passes first, and the fetch's own error
     when it fails in a way that is not a passing fault, or too often in a row.
     """
+    import tenacity  # here, not at the top: ``volimg --help`` imports this module
+
     errors_in_a_row = 0
 
     def observed_fetch() -> T:
@@ -121,18 +142,18 @@ def poll(
     def stop(_state: tenacity.RetryCallState) -> bool:
         return deadline.expired
 
-    # Start quickly and back off to the interval: short steps finish without a
-    # needless wait, long ones are not polled more than once per interval.
-    backoff = tenacity.wait_exponential(multiplier=interval / 8, max=interval)
+    clock = deadline.clock
+    started = clock.monotonic()
 
-    def wait(state: tenacity.RetryCallState) -> float:
-        return min(backoff(state), deadline.remaining)
+    def wait(_state: tenacity.RetryCallState) -> float:
+        return min(next_poll_gap(clock.monotonic() - started, interval), deadline.remaining)
 
+    clock.sleep(min(next_poll_gap(0.0, interval), deadline.remaining))
     retrying = tenacity.Retrying(
         retry=should_poll_again,
         stop=stop,
         wait=wait,
-        sleep=deadline.clock.sleep,
+        sleep=clock.sleep,
         reraise=True,
     )
     try:

@@ -19,9 +19,9 @@ from tests.scenarios.conftest import VolimgRunner, make_runner
 from tests.scenarios.next_steps import follow, last_clause
 from volimg import core, events
 from volimg.errors import ExitCode
-from volimg.executor import RunSettings
 from volimg.gateway import connect
 from volimg.planner import UploadOptions
+from volimg.results import RunSettings
 from volimg.sandbox import Sandbox
 
 EVERYWHERE = {"fast", "cheap", "archive"}

@@ -32,6 +32,15 @@ def test_help_and_version_do_not_import_openstacksdk() -> None:
         assert not {m for m in modules if m.split(".")[0] in ("openstack", "keystoneauth1")}, args
 
 
+def test_help_imports_neither_the_executor_nor_tenacity_nor_rich() -> None:
+    """The start-up floor docs/performance.md measures: help is click and volimg.cli."""
+    heavy = ("tenacity", "rich", "logging", "volimg.executor", "volimg.planner", "volimg.events")
+    for args in (["--help"], ["--version"], ["upload", "--help"]):
+        modules = _imported_modules(*args)
+        assert "volimg.cli" in modules
+        assert not {m for m in modules if m.startswith(heavy)}, args
+
+
 def test_version_names_volimg_openstacksdk_and_python() -> None:
     from importlib.metadata import version
     from platform import python_version
