@@ -555,3 +555,49 @@ def test_a_batch_on_a_terminal_shows_a_live_table_and_on_a_dumb_one_plain_lines(
     lines = [line for line in dumb.splitlines() if line.strip()]
     assert lines
     assert all(line.split(" ", 1)[1].split(":")[0] in ("boot-vol", "data-vol") for line in lines)
+
+
+def test_each_worker_has_its_own_session_and_no_request_is_shared_or_repeated(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
+) -> None:
+    import openstack
+
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    conn = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    volumes = make_volumes(conn, 12, "workers")
+    conn.close()
+    sandbox.timings.upload = 0.3  # long enough for the workers to overlap
+    before = len(sandbox.requests)
+
+    run = volimg_sandbox("upload", *(v.id for v in volumes), "--concurrency", "4", "-f", "json")
+
+    assert run.exit_code == 0, run
+    sent = [r for r in list(sandbox.requests)[before:] if r.origin == "client"]
+    # One login for the whole batch: the workers share the token, not the session.
+    assert len([r for r in sent if r.path.endswith("/auth/tokens")]) == 1
+    # Every request that changes something went out once, from one session.
+    changing = [r for r in sent if r.method in ("POST", "PATCH", "PUT", "DELETE")]
+    keys = [(r.method, r.path) for r in changing]
+    assert len(keys) == len(set(keys)), keys
+    uploads = [r for r in changing if r.path.endswith("/action")]
+    assert sorted(r.path.split("/")[-2] for r in uploads) == sorted(v.id for v in volumes)
+
+
+def test_a_forked_gateway_has_its_own_http_session_and_shares_the_login(
+    sandbox_cloud: CloudUnderTest,
+) -> None:
+    """What each batch worker gets (volimg.gateway.Gateway.fork)."""
+    from volimg.gateway import connect
+
+    gateway = connect(sandbox_cloud.admin_cloud, None)
+    forked = gateway.fork()
+    try:
+        assert gateway.identity() == forked.identity()
+        main, worker = gateway._conn.session, forked._conn.session
+        assert worker is not main  # keystoneauth sessions are not shared by threads
+        assert worker.session is not main.session  # nor are requests' sessions
+        assert worker.auth is main.auth  # one token, one login
+    finally:
+        forked.close()
+        gateway.close()
