@@ -14,6 +14,7 @@ import re
 import shlex
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -32,8 +33,20 @@ COMMAND = (
 )
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.DOTALL)
+ENV_SECTION = "## The same job with defaults from the environment"
+
+
+def _blocks(language: str, document: str | None = None) -> list[str]:
+    """The page's code blocks in ``language``, outside the environment-defaults section
+    (which shows the same job again; its own tests read it)."""
+    if document is None:
+        before, _, rest = DOC.partition(ENV_SECTION)
+        document = before + "\n## " + rest.split("\n## ", 1)[1] if rest else before
+    return re.findall(rf"```{language}\n(.*?)```", document, flags=re.DOTALL)
+
+
+def _env_section() -> str:
+    return DOC.split(ENV_SECTION, 1)[1].split("\n## ", 1)[0]
 
 
 def _unit(text: str) -> configparser.RawConfigParser:
@@ -160,3 +173,39 @@ def test_alert_rules_use_only_documented_metrics() -> None:
 
 def test_command_has_no_shell_surprises() -> None:
     assert shlex.split(COMMAND)[0] == "volimg"
+
+
+def test_the_environment_defaults_shown_are_volimgs_own() -> None:
+    """Every VOLIMG_* the page sets is a variable of `volimg upload` (the guide's table)."""
+    shown = set(re.findall(r"\b(VOLIMG_[A-Z_]+)=", _env_section()))
+    assert len(shown) >= 5
+    known = {
+        f"VOLIMG_UPLOAD_{param.name.upper()}"
+        for param in cli.commands["upload"].params
+        if isinstance(param, click.Option) and param.name
+    }
+    assert shown <= known, shown - known
+
+
+def test_the_environment_unit_runs_the_same_job_as_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With the unit's environment, `upload --lock` means the page's long command."""
+    (unit,) = _blocks("ini", _env_section())
+    for name, value in re.findall(r"^Environment=(VOLIMG_[A-Z_]+)=(.*)$", unit, flags=re.M):
+        if name == "VOLIMG_UPLOAD_FROM_FILE":
+            assert value == "/etc/volimg/nightly.txt"
+            value = str(tmp_path / "nightly.txt")  # the file must exist to be opened
+            Path(value).write_text("boot-vol\n")
+        monkeypatch.setenv(name, value)
+    (command,) = re.findall(r"^ExecStart=/usr/local/bin/volimg (.*)$", unit, flags=re.M)
+    ctx = cli.commands["upload"].make_context(
+        "upload", shlex.split(command), auto_envvar_prefix="VOLIMG_UPLOAD"
+    )
+    assert ctx.params["once_per"] == "day"
+    assert ctx.params["keep"] == 7
+    assert ctx.params["concurrency"] == 4
+    assert ctx.params["output_format"] == "ndjson"
+    assert ctx.params["lock"] == ""
+    assert ctx.params["from_file"].read() == "boot-vol\n"
+    ctx.params["from_file"].close()
