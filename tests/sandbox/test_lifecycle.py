@@ -215,3 +215,16 @@ def test_a_stopped_sandbox_does_not_restart() -> None:
     sb.stop()
     with pytest.raises(RuntimeError, match="new one"):
         sb.start()
+
+
+def test_the_demo_seed_holds_the_two_earlier_volimg_images_docs_sandbox_md_names() -> None:
+    from volimg.provenance import TAG, Stamp
+    from volimg.sandbox import Sandbox
+
+    with Sandbox(seed="demo") as sb:
+        boot = sb.cloud.find_volume("boot-vol")
+        earlier = [i for i in sb.cloud.images.values() if TAG in i.tags]
+        stores = sorted(tuple(i.locations) for i in earlier)
+        stamps = [Stamp.from_properties(i.id, i.extra) for i in earlier]
+    assert stores == [("fast", "cheap"), ("fast", "cheap", "archive")]
+    assert all(s is not None and s.source_volume == boot.id for s in stamps)
