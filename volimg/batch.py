@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -394,14 +393,14 @@ def _one_volume(
     emit: ev.EventSink,
 ) -> VolumeResult:
     """Plan and run one volume; every expected failure becomes its result."""
-    began = time.monotonic()
+    began = settings.clock.monotonic()
 
     def done(result: str, **fields: object) -> VolumeResult:
         return VolumeResult(
             ref=ref,
             volume=volume,
             result=result,
-            seconds=time.monotonic() - began,
+            seconds=settings.clock.monotonic() - began,
             **fields,  # type: ignore[arg-type]
         )
 

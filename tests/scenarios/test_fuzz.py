@@ -119,6 +119,27 @@ def stores_args() -> st.SearchStrategy[list[str]]:
     return st.builds(lambda e, f: ["stores", *e, *f], extra, formats())
 
 
+def audit_args() -> st.SearchStrategy[list[str]]:
+    one = st.one_of(
+        option("--image", st.one_of(st.just("cirros-base"), names)),
+        option("--volume", volumes),
+        option("--concurrency", st.one_of(st.just("2"), names)),
+        option("--timeout", st.one_of(st.just("30"), names)),
+        flags("--fix", "--dry-run", "--all-projects"),
+    )
+    rest = st.builds(lambda parts: [a for p in parts for a in p], st.lists(one, max_size=4))
+    return st.builds(lambda r, f: ["audit", *r, *f], rest, formats())
+
+
+def adopt_args() -> st.SearchStrategy[list[str]]:
+    extra = st.one_of(
+        st.just([]), option("--volume", volumes), flags("--prune-intent"), option("--base", images)
+    )
+    return st.builds(
+        lambda i, b, e, f: ["adopt", i, "--base", b, *e, *f], images, images, extra, formats()
+    )
+
+
 @pytest.fixture(scope="module")
 def fuzz_sandbox() -> Iterator[Sandbox]:
     """ONE sandbox for all examples of the module (a fresh one per example is too slow)."""
@@ -146,7 +167,8 @@ def cloud_state(sandbox: Sandbox) -> Any:
         )
 
 
-def check(sandbox: Sandbox, args: list[str]) -> None:
+def check(sandbox: Sandbox, args: list[str], done: tuple[int, ...] = (0,)) -> None:
+    """``done``: the exit codes of a run that did its job (audit: 3, findings remain)."""
     before = cloud_state(sandbox)
     result = CliRunner().invoke(
         cli,
@@ -161,7 +183,7 @@ def check(sandbox: Sandbox, args: list[str]) -> None:
         shown,
     )
     assert "Traceback" not in shown, (args, shown)
-    assert result.exit_code in (0, 2), (args, result.exit_code, shown)
+    assert result.exit_code in (*done, 2), (args, result.exit_code, shown)
     event(f"exit {result.exit_code}")  # shown by --hypothesis-show-statistics
     if result.exit_code == 2:
         errors = [
@@ -194,4 +216,16 @@ def test_fuzz_replicate(fuzz_sandbox: Sandbox, args: list[str]) -> None:
 @FUZZ
 @given(args=stores_args())
 def test_fuzz_stores(fuzz_sandbox: Sandbox, args: list[str]) -> None:
+    check(fuzz_sandbox, args)
+
+
+@FUZZ
+@given(args=audit_args())
+def test_fuzz_audit(fuzz_sandbox: Sandbox, args: list[str]) -> None:
+    check(fuzz_sandbox, args, done=(0, 3))
+
+
+@FUZZ
+@given(args=adopt_args())
+def test_fuzz_adopt(fuzz_sandbox: Sandbox, args: list[str]) -> None:
     check(fuzz_sandbox, args)
