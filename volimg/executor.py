@@ -60,7 +60,15 @@ def run_upload(
     resume: Image | None = None,
     resume_stamp: Stamp | None = None,
 ) -> Outcome:
-    """Upload the volume, stamp, wait, copy where the plan says, prune if asked.
+    """Upload the volume, wait, stamp, copy where the plan says, prune if asked.
+
+    The stamp is written once Cinder's upload is over, never during it: Glance's PATCH
+    saves the whole image row, status included (glance/db/sqlalchemy/api.py
+    image_update), so a PATCH that read the image while it was ``queued`` and saves
+    after Cinder's data upload set it ``saving`` puts it back to ``queued``, and
+    Glance then fails the upload ("could not be found after upload", 410). This was
+    seen on Glance 33. A run killed before the stamp leaves an image that
+    ``--once-per`` finds by its period name.
 
     With ``resume``, the upload was requested by an earlier run (found by its stamp or
     its name): no new upload is sent; the steps go on from where that one is.
@@ -74,14 +82,18 @@ def run_upload(
             image_id = job.image_id = resume.id
             job.image = resume
             job.stamp = resume_stamp
-        if job.stamp is None:
-            write_stamp(gateway, job, stamp_for(plan, image_id, settings=settings, period=period))
         if not settings.wait:
             job.image = gateway.get_image(image_id)
             for store in plan.replicate_to:
                 job.settle(store, SKIPPED, "--no-wait: the upload is still running")
             for store in plan.prune_from:
                 job.settle(store, SKIPPED, "not pruned: --no-wait")
+            job.emit(
+                ev.Notice,
+                message=f"image {image_id} is not stamped: volimg stamps an image once Cinder's "
+                "upload is over (--once-per finds it by name; else run volimg adopt once it is "
+                "active)",
+            )
             return
         image = wait_for_upload(gateway, job, plan.volume)
         placed_by = adopt_landing(job, plan, image)
