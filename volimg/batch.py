@@ -31,7 +31,7 @@ from volimg.errors import (
 from volimg.executor import run_upload
 from volimg.gateway import Gateway
 from volimg.model import IMAGE_DEAD_STATUSES, Image, Volume
-from volimg.planner import Plan, UploadOptions, default_image_name, plan_upload
+from volimg.planner import UploadOptions, default_image_name, plan_upload
 from volimg.provenance import KEY_PERIOD, KEY_SOURCE_VOLUME, TAG, Period, Stamp, period_key
 from volimg.results import (
     OK,
@@ -430,7 +430,7 @@ def _one_volume(
                 gateway, volume, keep, keep_id=None, clock=settings.clock, dry_run=True
             )
             return done(PLANNED, outcome=planned("upload", plan), retention=retention)
-        if resume is not None and resume.is_active and not _incomplete(plan, resume):
+        if resume is not None and resume.is_active and plan.placement.done_in(resume.stores):
             retention = _retention(
                 gateway, volume, options.keep, keep_id=resume.id, clock=settings.clock
             )
@@ -467,14 +467,6 @@ def _one_volume(
         error=outcome.error,
         retention=kept,
         uploaded_bytes=uploaded,
-    )
-
-
-def _incomplete(plan: Plan, image: Image) -> bool:
-    placement = plan.placement
-    return bool(
-        placement.missing_from(image.stores)
-        or (placement.prune and placement.extra_in(image.stores))
     )
 
 
@@ -565,8 +557,7 @@ def _retention(
 def _gone_despite(gateway: Gateway, image_id: str, exc: VolimgError, clock: Clock) -> bool:
     """After a failed delete: is the image gone all the same? Look, never resend."""
     from volimg.errors import CloudError
-    from volimg.steps import IN_FLIGHT_GRACE
-    from volimg.waiting import Deadline, PollTimedOut, poll
+    from volimg.waiting import IN_FLIGHT_GRACE, watch
 
     def gone() -> bool:
         try:
@@ -578,7 +569,4 @@ def _gone_despite(gateway: Gateway, image_id: str, exc: VolimgError, clock: Cloc
         return True
     if not (isinstance(exc, CloudError) and exc.in_flight):
         return False
-    try:
-        return poll(gone, done=bool, deadline=Deadline(clock, IN_FLIGHT_GRACE), interval=1.0)
-    except PollTimedOut:
-        return False
+    return watch(gone, seen=bool, clock=clock, seconds=IN_FLIGHT_GRACE, interval=1.0)

@@ -78,6 +78,10 @@ class Placement:
         """Copies outside the target set: what --prune removes."""
         return tuple(s for s in stores if s not in self.target_stores)
 
+    def done_in(self, stores: Sequence[str]) -> bool:
+        """Nothing left to copy, and (with prune intent) nothing left to remove."""
+        return not self.missing_from(stores) and not (self.prune and self.extra_in(stores))
+
     def expected_after(self, stores: Sequence[str]) -> tuple[str, ...]:
         """Where the image ends up when every step succeeds."""
         kept = stores if not self.prune else [s for s in stores if s in self.target_stores]

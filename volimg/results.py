@@ -23,16 +23,6 @@ PENDING = "pending"
 PRUNED = "pruned"
 SKIPPED = "skipped"
 PRUNE_FAILED = "prune-failed"
-STORE_OUTCOMES = (
-    COPIED,
-    ALREADY_PRESENT,
-    FAILED,
-    ROLLED_BACK,
-    PENDING,
-    PRUNED,
-    SKIPPED,
-    PRUNE_FAILED,
-)
 
 # Results of one run (docs/json.md).
 OK = "ok"

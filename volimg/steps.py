@@ -51,7 +51,7 @@ from volimg.results import (
     RunSettings,
     StoreReport,
 )
-from volimg.waiting import Deadline, PollTimedOut, is_passing_fault, poll
+from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, is_passing_fault, poll, watch
 
 T = TypeVar("T")
 
@@ -62,22 +62,17 @@ _PROGRESS_MESSAGE = re.compile(r"^Copied \d+ MiB$")
 # After Glance marks a copy task finished, how soon to look whether it dropped the lock.
 LOCK_RELEASE_LOOK = 0.2
 
-# How long to keep looking for the effect of a request that timed out (it may still be
-# acted on), within the run's own deadline.
-IN_FLIGHT_GRACE = 30.0
-
 
 def watch_in_flight(job: Job, look: Callable[[], T], *, seen: Callable[[T], bool]) -> T:
-    """Look again (bounded) for what a timed-out request may still bring about.
-
-    Never resends the request: it only reads, until ``seen`` holds, the grace period
-    ends, or the run's deadline does.
-    """
-    grace = Deadline(job.settings.clock, min(IN_FLIGHT_GRACE, job.deadline.remaining))
-    try:
-        return poll(look, done=seen, deadline=grace, interval=job.settings.poll_interval)
-    except PollTimedOut as timed_out:
-        return timed_out.last  # type: ignore[return-value]
+    """Look again (bounded by the grace and the run's deadline) for what a timed-out
+    request may still bring about; never resends it."""
+    return watch(
+        look,
+        seen=seen,
+        clock=job.settings.clock,
+        seconds=min(IN_FLIGHT_GRACE, job.deadline.remaining),
+        interval=job.settings.poll_interval,
+    )
 
 
 def resume_command(image_id: str, placement: Placement) -> str:
@@ -160,10 +155,7 @@ class Job:
         if resume is None:
             return ()
         if self.image is not None and self.image.is_active:
-            done = not self.placement.missing_from(self.image.stores) and not (
-                self.placement.prune and self.placement.extra_in(self.image.stores)
-            )
-            return () if done else (resume,)
+            return () if self.placement.done_in(self.image.stores) else (resume,)
         # volimg replicate waits for an image that is still being uploaded.
         return (f"once image {self.image.id if self.image else self.image_id} is active: {resume}",)
 

@@ -166,3 +166,26 @@ def poll(
         if deadline.expired and is_passing_fault(exc):
             raise PollTimedOut(exc) from exc
         raise
+
+
+# How long to keep looking for the effect of a request that timed out: the service may
+# still act on it.
+IN_FLIGHT_GRACE = 30.0
+
+
+def watch(
+    look: Callable[[], T],
+    *,
+    seen: Callable[[T], bool],
+    clock: Clock,
+    seconds: float,
+    interval: float,
+) -> T:
+    """Read with ``look`` until ``seen`` holds or ``seconds`` pass; the last reading.
+
+    For what a timed-out request may still bring about: only reads, never resends.
+    """
+    try:
+        return poll(look, done=seen, deadline=Deadline(clock, seconds), interval=interval)
+    except PollTimedOut as timed_out:
+        return timed_out.last  # type: ignore[return-value]
