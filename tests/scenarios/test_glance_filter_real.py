@@ -115,12 +115,31 @@ def upload_with_openstackclient(conn: Any, real: CloudUnderTest, volume: Any, ro
 UPLOADERS = {"sdk": upload_with_sdk, "openstackclient": upload_with_openstackclient}
 
 
-def uploaded_image(conn: Any, volume: Any, image_id: str) -> Any:
-    """The image once the volume is back to ``available`` and the image ``active``.
+def glance_log() -> Path:
+    return Path(json.loads((REALCLOUD_STATE / "stack.json").read_text())["logs"]) / "glance.log"
 
-    The volume first: Glance makes the image active a few milliseconds before the filter
-    stamps it and answers 204, and Cinder makes the volume available only after the 204.
-    An image read before the volume read could be the unstamped active image.
+
+def data_upload_finished(image_id: str) -> None:
+    """Wait for uWSGI's request line of the image's data upload in Glance's log.
+
+    The filter stamps in the response's ``close()``, after the 204 has gone to Cinder;
+    uWSGI writes the request line only after ``close()`` returns, so once the line is
+    there the filter has done whatever it was going to do with this upload.
+    """
+    line = re.compile(rf"PUT /v2/images/{image_id}/file => generated .* \(HTTP/1.1 204\)")
+    wait_for(
+        f"Glance's request line for the data upload of {image_id}",
+        lambda: line.search(glance_log().read_text(errors="replace")),
+    )
+
+
+def uploaded_image(conn: Any, volume: Any, image_id: str) -> Any:
+    """The image once the upload is over and the filter has had its turn.
+
+    Over: the volume back to ``available`` (Cinder does that only after Glance's 204)
+    and the image ``active``. The filter's turn comes right after the 204
+    (docs/glance-filter.md, "When the stamp lands"), so the image is read again once
+    Glance has logged the request.
     """
 
     def done() -> Any:
@@ -129,7 +148,9 @@ def uploaded_image(conn: Any, volume: Any, image_id: str) -> Any:
         assert image.status not in ("killed", "deleted"), image.status
         return image if vol.status == "available" and image.status == "active" else None
 
-    return wait_for(f"image {image_id} active and volume {volume.id} available", done)
+    wait_for(f"image {image_id} active and volume {volume.id} available", done)
+    data_upload_finished(image_id)
+    return conn.image.get_image(image_id)
 
 
 def stores_of(conn: Any, image_id: str) -> set[str]:
@@ -277,8 +298,7 @@ def test_the_filter_logs_each_decision_with_the_request_id(
     base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
     volume = make_volume(conn, image_id=base.id)
     image = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "member"))
-    log = Path(json.loads((REALCLOUD_STATE / "stack.json").read_text())["logs"]) / "glance.log"
-    lines = [line for line in log.read_text().splitlines() if f"image {image.id}," in line]
+    lines = [line for line in glance_log().read_text().splitlines() if f"image {image.id}," in line]
     assert len(lines) == 1, lines
     assert re.search(
         rf"base image {base.id}, store -: stamped in [0-9.]+ ms \(request req-[0-9a-f-]+\)",

@@ -100,8 +100,14 @@ def make_repo(**image_props: str) -> FakeRepo:
 
 
 def call(app: Any, environ: dict[str, Any]) -> tuple[list[Any], Any]:
+    """Serve one request as a WSGI server does: call, send the body, then close it."""
     answers: list[Any] = []
     body = app(environ, lambda status, headers, exc_info=None: answers.append((status, headers)))
+    sent = list(body)
+    answers.append(("sent", sent))
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
     return answers, body
 
 
@@ -133,6 +139,64 @@ def expected_stamp(type_store: str | None = None) -> dict[str, str]:
 
 
 # -- when it stamps -------------------------------------------------------------------
+
+
+def test_the_stamp_is_written_only_once_the_server_has_sent_the_answer() -> None:
+    """The uploader's 204 never waits for the stamp's database work."""
+    repo = make_repo()
+    answers: list[Any] = []
+    app = StampFilter(Downstream(), lambda context: (repo, (NotVisible,)), clock=lambda: NOW)
+    body = app(upload_environ(), lambda status, headers, exc_info=None: answers.append(status))
+    assert answers == ["204 No Content"]
+    assert list(body) == BODY
+    assert repo.saved == []  # answered and sent, not yet stamped
+    body.close()
+    assert repo.saved == [IMAGE]
+    assert repo.images[IMAGE].extra_properties == expected_stamp()
+
+
+@dataclass
+class ClosingBody:
+    """A response body with its own close(), as webob's and Glance's can have."""
+
+    events: list[str]
+    fail: bool = False
+
+    def __iter__(self) -> Any:
+        return iter(BODY)
+
+    def close(self) -> None:
+        self.events.append("body closed")
+        if self.fail:
+            raise OSError("client went away")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["closes", "close-raises"])
+def test_the_apps_own_close_runs_first_and_the_stamp_still_follows(fail: bool) -> None:
+    events: list[str] = []
+    repo = make_repo()
+    original_save = repo.save
+
+    def save(image: FakeImage) -> None:
+        events.append("stamped")
+        original_save(image)
+
+    repo.save = save  # type: ignore[method-assign]
+
+    def downstream(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("204 No Content", [])
+        return ClosingBody(events, fail=fail)
+
+    body = StampFilter(downstream, lambda context: (repo, (NotVisible,)))(
+        upload_environ(), lambda *args: None
+    )
+    assert list(body) == BODY
+    if fail:
+        with pytest.raises(OSError, match="client went away"):
+            body.close()
+    else:
+        body.close()
+    assert events == ["body closed", "stamped"]
 
 
 def test_a_successful_upload_with_the_header_is_stamped_and_tagged() -> None:
@@ -184,7 +248,7 @@ def test_other_requests_pass_through_untouched(overrides: dict[str, Any]) -> Non
     answers, body, asked = run_filter(repo, upload_environ(**overrides))
     assert asked == []
     assert repo.saved == []
-    assert answers == [("204 No Content", HEADERS)]
+    assert answers == [("204 No Content", HEADERS), ("sent", BODY)]
     assert body is BODY
 
 
@@ -300,9 +364,8 @@ def test_a_failure_inside_leaves_the_upload_response_identical(where: str, caplo
 
     with caplog.at_level(logging.WARNING, logger="volimg.glance_filter"):
         answers, body = call(StampFilter(downstream, repos), upload_environ())
-    assert answers == plain_answers == [("204 No Content", HEADERS)]
-    assert body is plain_body
-    assert list(body) == [b""]
+    assert answers == plain_answers == [("204 No Content", HEADERS), ("sent", BODY)]
+    assert list(body) == list(plain_body) == BODY
     assert repo.saved == []
     assert f"could not stamp image {IMAGE} with base image {BASE} (request req-4c1d)" in (
         caplog.text
@@ -315,7 +378,7 @@ def test_without_a_request_context_it_says_where_the_filter_belongs(caplog: Any)
     with caplog.at_level(logging.WARNING, logger="volimg.glance_filter"):
         answers, _, asked = run_filter(repo, upload_environ(**{"webob.adhoc_attrs": {}}))
     assert asked == []
-    assert answers == [("204 No Content", HEADERS)]
+    assert answers == [("204 No Content", HEADERS), ("sent", BODY)]
     assert "after 'context'" in caplog.text
 
 
