@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,8 +18,6 @@ import click
 from click.core import ParameterSource
 
 from volimg import __version__
-from volimg import completion as complete
-from volimg.context import AppContext
 from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 from volimg.provenance import Period
 
@@ -30,6 +27,29 @@ if TYPE_CHECKING:
     from volimg.results import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The shells ``volimg completion`` prints a script for (click's built-in ones).
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _completer(name: str) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    """A completion callback that imports volimg.completion only when a shell asks."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from volimg import completion
+
+        found: list[Any] = getattr(completion, name)(ctx, param, incomplete)
+        return found
+
+    complete.__name__ = name
+    return complete
+
+
+complete_volumes = _completer("complete_volumes")
+complete_images = _completer("complete_images")
+complete_base_images = _completer("complete_base_images")
+complete_stores = _completer("complete_stores")
+complete_clouds = _completer("complete_clouds")
 
 # Cinder's os-volume_upload_image schema (cinder/api/schemas/volume_actions.py) and
 # Glance's container formats (glance/common/config.py container_formats).
@@ -93,6 +113,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     """volimg's, openstacksdk's and Python's versions, without importing openstacksdk."""
     if not value or ctx.resilient_parsing:
         return
+    import platform
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -129,6 +150,7 @@ class VolimgGroup(EnvvarGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         from volimg import signals
+        from volimg.context import AppContext
 
         app = ctx.ensure_object(AppContext)
         try:
@@ -302,7 +324,7 @@ def placement_options(f: F) -> F:
             type=NAME_OR_ID,
             multiple=True,
             metavar="STORE",
-            shell_complete=complete.complete_stores,
+            shell_complete=complete_stores,
             help="Also copy to this store (repeatable).",
         ),
         click.option(
@@ -372,7 +394,7 @@ def _upload_options(kwargs: dict[str, Any]) -> Any:
     "--os-cloud",
     envvar="OS_CLOUD",
     metavar="NAME",
-    shell_complete=complete.complete_clouds,
+    shell_complete=complete_clouds,
     help="Cloud from clouds.yaml; without it openstacksdk reads the OS_* variables.",
 )
 @click.option("--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="Region.")
@@ -511,7 +533,7 @@ def batch_options(f: F) -> F:
     nargs=-1,
     metavar="[VOLUME]...",
     type=NAME_OR_ID,
-    shell_complete=complete.complete_volumes,
+    shell_complete=complete_volumes,
 )
 @placement_options
 @wait_options("the upload and the copies")
@@ -626,7 +648,7 @@ def _run_batch(
 
 
 @cli.command()
-@click.argument("volume", type=NAME_OR_ID, shell_complete=complete.complete_volumes)
+@click.argument("volume", type=NAME_OR_ID, shell_complete=complete_volumes)
 @placement_options
 @with_app
 def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
@@ -647,13 +669,13 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
 
 
 @cli.command()
-@click.argument("image", type=NAME_OR_ID, shell_complete=complete.complete_images)
+@click.argument("image", type=NAME_OR_ID, shell_complete=complete_images)
 @click.option(
     "--like",
     "like",
     type=NAME_OR_ID,
     metavar="BASE_IMAGE",
-    shell_complete=complete.complete_base_images,
+    shell_complete=complete_base_images,
     help="Copy to every store this image is in.",
 )
 @click.option(
@@ -662,7 +684,7 @@ def plan(app: AppContext, volume: str, **kwargs: Any) -> None:
     type=NAME_OR_ID,
     multiple=True,
     metavar="STORE",
-    shell_complete=complete.complete_stores,
+    shell_complete=complete_stores,
     help="Copy to this store (repeatable).",
 )
 @click.option(
@@ -715,7 +737,7 @@ def replicate(
     multiple=True,
     metavar="IMAGE",
     type=NAME_OR_ID,
-    shell_complete=complete.complete_images,
+    shell_complete=complete_images,
     help="Audit this image (repeatable).",
 )
 @click.option(
@@ -724,7 +746,7 @@ def replicate(
     multiple=True,
     metavar="VOLUME",
     type=NAME_OR_ID,
-    shell_complete=complete.complete_volumes,
+    shell_complete=complete_volumes,
     help="Audit the images made from this volume (repeatable).",
 )
 @click.option("--all-projects", is_flag=True, help="Every project's stamped images (admin).")
@@ -795,20 +817,20 @@ def audit(
 
 
 @cli.command()
-@click.argument("image", type=NAME_OR_ID, shell_complete=complete.complete_images)
+@click.argument("image", type=NAME_OR_ID, shell_complete=complete_images)
 @click.option(
     "--base",
     required=True,
     metavar="BASE_IMAGE",
     type=NAME_OR_ID,
-    shell_complete=complete.complete_base_images,
+    shell_complete=complete_base_images,
     help="The image it was made from.",
 )
 @click.option(
     "--volume",
     metavar="VOLUME",
     type=NAME_OR_ID,
-    shell_complete=complete.complete_volumes,
+    shell_complete=complete_volumes,
     help="The volume it was uploaded from, if known.",
 )
 @click.option(
@@ -878,7 +900,7 @@ def sandbox(app: AppContext, /, **options: Any) -> None:
 
 
 @cli.command()
-@click.argument("shell", type=click.Choice(complete.SHELLS))
+@click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish).
 
@@ -886,5 +908,7 @@ def completion(shell: str) -> None:
     ~/.zshrc; fish: save it as ~/.config/fish/completions/volimg.fish). Commands,
     options and their values complete, and VOLUME, IMAGE and STORE from the cloud.
     """
+    from volimg.completion import script
+
     root = click.get_current_context().find_root().command
-    click.echo(complete.script(root, shell))
+    click.echo(script(root, shell))

@@ -12,8 +12,6 @@ Nothing here imports openstacksdk until the cache has no fresh answer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import warnings
@@ -74,6 +72,10 @@ class CloudChoice:
         return cls(cloud=params.get("os_cloud"), region=params.get("os_region_name"))
 
     def cache_key(self, kind: str) -> str:
+        # hashlib and json only here and in the cache: `volimg --help` imports this module.
+        import hashlib
+        import json
+
         identity = {name: os.environ.get(name) for name in _IDENTITY_VARIABLES}
         # openstacksdk also reads ./clouds.yaml first, so the directory can matter.
         local = Path("clouds.yaml")
@@ -100,6 +102,8 @@ def cache_dir() -> Path:
 
 def read_cache(key: str, *, now: float | None = None) -> Listing | None:
     """A fresh listing from the cache, or None (missing, stale, or unreadable)."""
+    import json
+
     path = cache_dir() / f"{key}.json"
     try:
         age = (time.time() if now is None else now) - path.stat().st_mtime
@@ -117,6 +121,8 @@ def read_cache(key: str, *, now: float | None = None) -> Listing | None:
 
 def write_cache(key: str, listing: Listing) -> None:
     """Write atomically (a temporary file renamed over the old one), readable by you only."""
+    import json
+
     from volimg.files import write_private_file
 
     directory = cache_dir()
@@ -256,15 +262,12 @@ def complete_clouds(
     return [CompletionItem(name) for name in names if name.startswith(incomplete)]
 
 
-SHELLS = ("bash", "zsh", "fish")
-
-
 def script(command: click.Command, shell: str, prog_name: str = "volimg") -> str:
     """The script that ``eval``/``source`` installs: click's own, for ``shell``."""
     from click.shell_completion import get_completion_class
 
     completion_class = get_completion_class(shell)
-    if completion_class is None:  # pragma: no cover - SHELLS are click's built-in ones
+    if completion_class is None:  # pragma: no cover - cli.SHELLS are click's built-in ones
         raise click.BadParameter(f"no completion for {shell}")
     complete_var = f"_{prog_name}_COMPLETE".replace("-", "_").upper()
     return completion_class(command, {}, prog_name, complete_var).source()

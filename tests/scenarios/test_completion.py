@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from tests.conftest import REPO_ROOT, CloudUnderTest
 from volimg import completion
-from volimg.cli import cli
+from volimg.cli import SHELLS, cli
 from volimg.sandbox import Sandbox, Timings
 
 
@@ -127,7 +127,7 @@ def test_os_cloud_completes_the_clouds_of_clouds_yaml(
 
 
 def test_the_completion_command_completes_its_shells() -> None:
-    assert complete("volimg completion ") == list(completion.SHELLS)
+    assert complete("volimg completion ") == list(SHELLS)
 
 
 # --- from the cloud ----------------------------------------------------------------------
@@ -358,7 +358,7 @@ def test_the_real_entry_point_prints_no_traceback_when_the_cloud_is_down(
 # --- the scripts -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shell", completion.SHELLS)
+@pytest.mark.parametrize("shell", SHELLS)
 def test_the_completion_command_prints_clicks_script(shell: str) -> None:
     from click.shell_completion import get_completion_class
 

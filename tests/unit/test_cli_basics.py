@@ -41,6 +41,13 @@ def test_help_imports_neither_the_executor_nor_tenacity_nor_rich() -> None:
         assert not {m for m in modules if m.startswith(heavy)}, args
 
 
+def test_help_leaves_completion_and_the_app_context_until_they_are_used() -> None:
+    """Completion callbacks import volimg.completion when a shell asks, not at start-up."""
+    for args in (["--help"], ["--version"]):
+        modules = _imported_modules(*args)
+        assert not modules & {"volimg.completion", "volimg.context", "hashlib", "json"}, args
+
+
 def test_version_names_volimg_openstacksdk_and_python() -> None:
     from importlib.metadata import version
     from platform import python_version
