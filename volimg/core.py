@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from volimg import events as ev
 from volimg.errors import InputError
-from volimg.executor import run_replication, run_upload
 from volimg.gateway import Gateway
 from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo
 from volimg.planner import (
@@ -157,6 +156,8 @@ def upload(
         return planned("upload", the_plan)
     if on_plan is not None:
         on_plan(the_plan)
+    from volimg.executor import run_upload  # not for plan, stores or --dry-run
+
     return run_upload(gateway, the_plan, settings, emit)
 
 
@@ -193,6 +194,8 @@ def replicate(
             "image that is not active yet",
             hint="drop --no-wait and volimg waits for the image, then copies it",
         )
+    from volimg.executor import run_replication
+
     return run_replication(gateway, the_plan, settings, emit)
 
 

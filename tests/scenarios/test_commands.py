@@ -232,3 +232,36 @@ def test_the_live_panel_on_a_terminal_ends_with_the_result_table(
     assert "\x1b[" in result.stderr  # drawn for a terminal
     assert "result" in result.stdout
     assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol", "--dry-run"]], ids=" ".join
+)
+def test_commands_that_change_nothing_do_not_load_the_executor(
+    sandbox_cloud: CloudUnderTest, args: list[str]
+) -> None:
+    """Reading and planning start faster without the upload steps (docs/performance.md)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "volimg",
+            "--os-cloud",
+            sandbox_cloud.admin_cloud,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "volimg.core" in modules
+    assert not modules & {"volimg.executor", "volimg.steps", "tenacity"}, args
