@@ -100,6 +100,7 @@ def run_upload(
         _keep_stamp(gateway, job, image, placed_by, period)
         replicate(gateway, job, image)
         prune(gateway, job, job.image or image)
+        _stamp_still_on(gateway, job, read_before_stamp=image)
         if job.stamp is None:
             raise StampFailed(
                 f"image {image_id} is placed but volimg could not stamp it; {job.where()}",
@@ -109,6 +110,29 @@ def run_upload(
             )
 
     return finish(job, "upload", steps, gateway)
+
+
+def _stamp_still_on(gateway: Gateway, job: Job, read_before_stamp: Image) -> None:
+    """If a read made after the stamp shows it overwritten, write it again.
+
+    Glance saves an image's whole property set on every PATCH, and so does the Glance
+    filter (docs/glance-filter.md): a writer that read the image before volimg's stamp
+    and saved after it leaves its own version. The copy wait reads the image anyway, so
+    this costs no request; with no read since the stamp there is nothing to check.
+    """
+    latest = job.image
+    if job.stamp is None or latest is None or latest is read_before_stamp:
+        return
+    if latest.id != job.stamp.image_id or stamp_intact(latest, job.stamp):
+        return
+    stamp = job.stamp
+    job.emit(
+        ev.Notice,
+        message=f"the stamp on image {latest.id} was overwritten by another writer; "
+        "writing it again",
+    )
+    job.stamp = None
+    write_stamp(gateway, job, stamp)
 
 
 def _keep_stamp(gateway: Gateway, job: Job, image: Image, plan: Plan, period: str | None) -> None:

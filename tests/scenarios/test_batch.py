@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import CloudUnderTest
 from tests.scenarios.conftest import VolimgRunner
 from tests.scenarios.test_upload import stores_of
-from volimg.provenance import TAG, Period, Stamp, period_key
+from volimg.provenance import TAG, Period, Stamp, StampedBy, period_key
 
 LIVE = ("queued", "saving", "uploading", "importing", "active")
 
@@ -94,12 +94,78 @@ def test_every_upload_is_stamped_and_the_stamp_survives_cinder(
     stamp = stamp_of(image)
     assert stamp is not None, image.properties
     volume = admin_conn.block_storage.find_volume("boot-vol")
+    # volimg's own stamp, never the Glance filter's (on in the real tier's glance-api).
+    assert stamp.stamped_by is StampedBy.UPLOAD
     assert stamp.source_volume == volume.id
     assert stamp.base_image == admin_conn.image.find_image("cirros-base").id
     assert stamp.rule.value == "base-image-stores"
     assert stamp.prune is False
     assert stamp.period is None
     assert TAG in image.tags
+
+
+def test_a_stamp_overwritten_while_the_copies_run_is_written_again(
+    sandbox_cloud: CloudUnderTest, volimg_sandbox: VolimgRunner
+) -> None:
+    """Another writer saves the image's whole property set over volimg's stamp.
+
+    Glance's PATCH and the Glance filter both do (docs/glance-filter.md); here an
+    admin rewrites the stamp as the filter's while the copies run. The copy wait reads
+    the image anyway, so volimg sees it and writes its stamp again.
+    """
+    import threading
+
+    import openstack
+
+    assert sandbox_cloud.sandbox is not None
+    sandbox_cloud.sandbox.timings.store_copy = 0.4
+    other = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    overwritten: list[str] = []
+    earlier = {image.id for image in other.image.images(tag=TAG)}  # the demo seed has some
+    stop = threading.Event()
+
+    def filter_like_writer() -> None:
+        while not stop.is_set():
+            for image in other.image.images(tag=TAG):
+                props = image.properties or {}
+                if (
+                    props.get("volimg_stamped_by") == "upload"
+                    and props.get("volimg_image") == image.id
+                    and image.id not in earlier
+                ):
+                    other.image.patch(
+                        f"/images/{image.id}",
+                        json=[
+                            {
+                                "op": "replace",
+                                "path": "/volimg_stamped_by",
+                                "value": "glance-filter",
+                            },
+                            {"op": "replace", "path": "/volimg_source_volume", "value": "unknown"},
+                        ],
+                        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+                    ).raise_for_status()
+                    overwritten.append(image.id)
+                    return
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=filter_like_writer)
+    writer.start()
+    try:
+        run = volimg_sandbox("upload", "boot-vol", "-f", "json")
+    finally:
+        stop.set()
+        writer.join()
+
+    assert run.exit_code == 0, run
+    image_id = run.doc["image"]["id"]
+    assert overwritten == [image_id]
+    assert f"the stamp on image {image_id} was overwritten" in run.stderr
+    stamp = stamp_of(other.image.get_image(image_id))
+    assert stamp is not None
+    assert stamp.stamped_by is StampedBy.UPLOAD
+    assert stamp.source_volume == other.block_storage.find_volume("boot-vol").id
+    other.close()
 
 
 def test_a_member_stamps_their_own_image(
@@ -123,6 +189,7 @@ def test_a_member_stamps_their_own_image(
     image = admin_conn.image.get_image(run.doc["image"]["id"])
     stamp = stamp_of(image)
     assert stamp is not None, image.properties
+    assert stamp.stamped_by is StampedBy.UPLOAD
     assert stamp.source_volume == volume.id
     # A member cannot see image_service:store_id; the landing taught volimg rule 1.
     assert stamp.rule.value == "volume-type-store"

@@ -72,3 +72,16 @@ def test_the_commands_that_take_format_are_those_the_guide_names() -> None:
     for name, formats in (("upload", "ndjson"), ("audit", "ndjson")):
         help_text = CliRunner().invoke(cli, [name, "--help"]).output
         assert formats in help_text, name
+
+
+def test_bench_readme_names_every_bench_script_and_what_quotes_it() -> None:
+    """Each benchmark is listed in bench/README.md, and the doc it names quotes it."""
+    readme = (REPO_ROOT / "bench" / "README.md").read_text()
+    rows = re.findall(
+        r"^\| `bench/([a-z_]+\.py)[^`]*` \| [^|]+ \| (docs/[a-z-]+\.md) \|$", readme, re.M
+    )
+    helpers = {"run.py", "floor_stores.py"}  # run.py is the page's own; floor_stores.py its probe
+    scripts = {p.name for p in (REPO_ROOT / "bench").glob("*.py")} - helpers
+    assert {name for name, _ in rows} == scripts
+    for name, doc in rows:
+        assert f"bench/{name}" in (REPO_ROOT / doc).read_text(), (name, doc)
