@@ -92,11 +92,13 @@ class AppContext:
         return RunSettings(wait=wait, clock=self.clock, **kwargs)
 
     def renderer(self) -> Renderer:
-        from rich.console import Console
+        from volimg.render import Output, PlainOutput, Renderer, might_be_terminal
 
-        from volimg.render import Renderer
+        def console(stream: TextIO) -> Output:
+            if not might_be_terminal(stream, self.force_terminal):
+                return PlainOutput(stream)  # cron, pipes, CI: rich is not even imported
+            from rich.console import Console
 
-        def console(stream: TextIO) -> Console:
             return Console(
                 file=stream,
                 force_terminal=self.force_terminal,

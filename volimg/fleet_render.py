@@ -14,12 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from volimg import __version__
 from volimg import events as ev
@@ -27,12 +22,17 @@ from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
 from volimg.render import (
     SCHEMA_VERSION,
+    Output,
     _volume_doc,
     describe,
     error_doc,
     live_progress,
     outcome_doc,
+    say,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # --- documents ------------------------------------------------------------------------
 
@@ -171,8 +171,8 @@ class BatchRenderer:
     def __init__(
         self,
         *,
-        stdout: Console,
-        stderr: Console,
+        stdout: Output,
+        stderr: Output,
         fmt: str,
         wall_clock: Callable[[], datetime],
     ) -> None:
@@ -203,13 +203,13 @@ class BatchRenderer:
             stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             self._write(self.err.file, f"{stamp} {event.subject}: {text}")
 
-        def finished(event: ev.Event) -> Text | None:
+        def finished(event: ev.Event) -> str | None:
             if not isinstance(event, ev.ItemFinished):
                 return None
             reason = f" ({event.reason})" if event.reason else ""
-            return Text(f"{event.subject}: {event.result}{reason}")
+            return f"{event.subject}: {event.result}{reason}"
 
-        with live_progress(self.err, _BatchView(), line, finished, refresh=4) as sink:
+        with live_progress(self.err, _BatchView, line, finished, refresh=4) as sink:
             yield sink
 
     def outcome(self, outcome: BatchOutcome) -> None:
@@ -220,9 +220,9 @@ class BatchRenderer:
         else:
             self._table(outcome)
         if outcome.interrupted is not None:
-            self.err.print(Text(f"volimg: {outcome.interrupted.message}"), soft_wrap=True)
+            say(self.err, f"volimg: {outcome.interrupted.message}")
             if outcome.interrupted.hint:
-                self.err.print(Text(f"volimg: hint: {outcome.interrupted.hint}"), soft_wrap=True)
+                say(self.err, f"volimg: hint: {outcome.interrupted.hint}")
 
     def _table(self, outcome: BatchOutcome) -> None:
         rows = [_row(r) for r in outcome.results]
@@ -234,11 +234,14 @@ class BatchRenderer:
             + (f"; not started: {', '.join(outcome.not_started)}" if outcome.not_started else "")
         )
         if self.out.is_terminal:
+            from rich.markup import escape
+            from rich.table import Table
+
             table = Table("volume", "result", "image", "stores", "why / next", box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
             self.out.print(table)
-            self.out.print(Text(summary))
+            say(self.out, summary)
             return
         if not rows:
             self._write(self.out.file, "no volume matched the selection")
@@ -295,6 +298,9 @@ class _BatchView:
                 self.running[event.subject] = text
 
     def render(self) -> Table:
+        from rich.markup import escape
+        from rich.table import Table
+
         done = ", ".join(f"{n} {r}" for r, n in self.results.items() if n) or "none yet"
         table = Table(
             "volume",
@@ -461,6 +467,9 @@ class AuditRenderer(BatchRenderer):
         ]
         header = ("image", "finding", "stores", "stamped by", "why")
         if self.out.is_terminal:
+            from rich.markup import escape
+            from rich.table import Table
+
             table = Table(*header, box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))

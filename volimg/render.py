@@ -8,20 +8,13 @@ elsewhere progress is one timestamped line per change, fit for cron logs.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Protocol
-
-from rich.console import Console, Group, RenderableType
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO, Union
 
 from volimg import __version__
 from volimg import events as ev
@@ -31,7 +24,61 @@ from volimg.planner import Plan, ReplicationPlan
 from volimg.provenance import TAG, Stamp
 from volimg.results import Outcome
 
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
 SCHEMA_VERSION = 1
+
+
+# --- where output goes ------------------------------------------------------------------
+
+
+class PlainOutput:
+    """Standard output or error when it is not a terminal: text as it is, unwrapped.
+
+    Cron logs, pipes and CI read these. rich is imported only for a terminal
+    (``plain_or_rich``), which saves reading and running it on every scripted call.
+    """
+
+    is_terminal = False
+    is_dumb_terminal = False
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", **_options: Any) -> None:
+        self.file.write(sep.join(str(o) for o in objects) + end)
+        self.file.flush()
+
+
+Output = Union["Console", PlainOutput]
+
+
+def might_be_terminal(stream: IO[str], force_terminal: bool | None) -> bool:
+    """False only where rich would say "not a terminal" too (rich/console.py is_terminal).
+
+    ``TTY_COMPATIBLE=1`` and a non-empty ``FORCE_COLOR`` make rich treat any stream as a
+    terminal; otherwise it asks the stream. Everything else rich decides itself.
+    """
+    if force_terminal is not None:
+        return force_terminal
+    if os.environ.get("TTY_COMPATIBLE") == "1" or os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream
+        return False
+
+
+def say(console: Output, message: str, *, style: str = "") -> None:
+    """One line of text, never read as rich markup, never wrapped."""
+    if isinstance(console, PlainOutput):
+        console.print(message)
+        return
+    from rich.text import Text
+
+    console.print(Text(message, style=style), soft_wrap=True)
 
 
 # --- JSON documents (docs/json.md is their contract) ------------------------------
@@ -254,8 +301,8 @@ class Renderer:
     def __init__(
         self,
         *,
-        stdout: Console,
-        stderr: Console,
+        stdout: Output,
+        stderr: Output,
         fmt: str = "table",
         wall_clock: Callable[[], datetime],
     ) -> None:
@@ -275,6 +322,9 @@ class Renderer:
 
     def _rows(self, rows: list[tuple[str, str]], title: str | None = None) -> None:
         if self.out.is_terminal:
+            from rich.markup import escape
+            from rich.table import Table
+
             table = Table(show_header=False, box=None, title=title, title_justify="left")
             table.add_column(style="bold cyan", no_wrap=True)
             table.add_column(overflow="fold")
@@ -291,6 +341,9 @@ class Renderer:
 
     def _decisions(self, plan: Plan | ReplicationPlan) -> None:
         if self.out.is_terminal:
+            from rich.markup import escape
+            from rich.table import Table
+
             table = Table(title="why", title_justify="left", box=None, show_header=False)
             table.add_column(style="bold", no_wrap=True)
             table.add_column(style="green", no_wrap=True)
@@ -333,6 +386,9 @@ class Renderer:
         if not info.multi_store:
             self.out.file.write("Glance has no multiple stores (GET /v2/info/stores not offered)\n")
         if self.out.is_terminal and info.stores:
+            from rich.markup import escape
+            from rich.table import Table
+
             table = Table("store", "default", "read-only", "description", box=None)
             for s in info.stores:
                 table.add_row(
@@ -349,10 +405,7 @@ class Renderer:
                 )
                 self.out.file.write(f"{s.id}\t{flags or '-'}\t{s.description}\n")
         enabled = "enabled" if info.copy_image_enabled else "NOT enabled"
-        self.err.print(
-            f"copy-image: {enabled} (import methods: {_list(info.import_methods)})",
-            highlight=False,
-        )
+        say(self.err, f"copy-image: {enabled} (import methods: {_list(info.import_methods)})")
 
     def stamped(self, command: str, stamp: Stamp) -> None:
         """The stamp an ``adopt`` wrote."""
@@ -377,12 +430,12 @@ class Renderer:
         if self.json and document:
             self._emit_json(failure_doc(command, error))
         style = "bold red" if self.err.is_terminal else ""
-        self.err.print(Text(f"volimg: error: {error.message}", style=style), soft_wrap=True)
+        say(self.err, f"volimg: error: {error.message}", style=style)
         if error.hint:
-            self.err.print(Text(f"volimg: hint: {error.hint}"), soft_wrap=True)
+            say(self.err, f"volimg: hint: {error.hint}")
 
     def notice(self, message: str) -> None:
-        self.err.print(Text(f"volimg: {message}"), soft_wrap=True)
+        say(self.err, f"volimg: {message}")
 
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:
@@ -392,7 +445,7 @@ class Renderer:
         (the demo's plan) is not drawn over.
         """
         plain = _LineLog(self.err, self.wall_clock).write
-        with live_progress(self.err, _LiveView(), plain, milestone, refresh=8) as sink:
+        with live_progress(self.err, _upload_panel, plain, milestone, refresh=8) as sink:
             yield sink
 
 
@@ -404,39 +457,31 @@ class LiveView(Protocol):
     def render(self) -> RenderableType: ...
 
 
+def _upload_panel() -> LiveView:
+    from volimg.live import UploadPanel
+
+    return UploadPanel()
+
+
 @contextmanager
 def live_progress(
-    console: Console,
-    view: LiveView,
+    console: Output,
+    make_view: Callable[[], LiveView],
     plain: ev.EventSink,
-    line_for: Callable[[ev.Event], str | Text | None],
+    line_for: Callable[[ev.Event], str | None],
     *,
     refresh: int,
 ) -> Iterator[ev.EventSink]:
-    """``view`` live on a terminal, with ``line_for``'s lines printed above it;
-    ``plain`` (timestamped lines) off a terminal or with TERM=dumb."""
-    if not console.is_terminal or console.is_dumb_terminal:
+    """``make_view()``'s panel live on a terminal, with ``line_for``'s lines printed above
+    it; ``plain`` (timestamped lines) off a terminal or with TERM=dumb, where neither
+    the panel nor rich's live display is imported."""
+    if isinstance(console, PlainOutput) or not console.is_terminal or console.is_dumb_terminal:
         yield plain
         return
-    from rich.live import Live  # only on a terminal: a pipe or cron need not import it
+    from volimg.live import live_panel
 
-    live = Live(view.render(), console=console, transient=True, refresh_per_second=refresh)
-
-    def sink(event: ev.Event) -> None:
-        if not live.is_started:
-            live.start()
-        view.update(event)
-        # Refresh now: a line printed below reuses the last drawn panel, which would
-        # otherwise still show a state the line has just ended.
-        live.update(view.render(), refresh=True)
-        line = line_for(event)
-        if line is not None:
-            live.console.print(line, highlight=False)
-
-    try:
+    with live_panel(console, make_view(), line_for, refresh=refresh) as sink:
         yield sink
-    finally:
-        live.stop()
 
 
 MIB = 1024 * 1024
@@ -516,7 +561,7 @@ class _LineLog:
     at most every PERCENT_EVERY seconds (of the run's own clock).
     """
 
-    def __init__(self, console: Console, wall_clock: Callable[[], datetime]) -> None:
+    def __init__(self, console: Output, wall_clock: Callable[[], datetime]) -> None:
         self.file = console.file
         self.wall_clock = wall_clock
         self.tracker = _CopyTracker()
@@ -582,159 +627,3 @@ def describe(event: ev.Event) -> str | None:
             f"copied {_list(event.done)}, failed {_list(event.failed)}"
         )
     return milestone(event)
-
-
-# --- the terminal panel ----------------------------------------------------------------
-
-_MARKS = {"done": ("✓", "green"), "failed": ("✗", "red"), "waiting": ("·", "dim")}
-_FAILED_OUTCOMES = frozenset({"failed", "prune-failed"})
-
-
-class _MarkColumn(ProgressColumn):
-    """A spinner while the cloud works on a row; ✓, ✗ or · once it does not."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spinner = Spinner("dots", style="cyan")
-
-    def render(self, task: Task) -> RenderableType:
-        mark = task.fields["mark"]
-        if mark == "active":
-            return self.spinner.render(task.get_time())
-        symbol, style = _MARKS[mark]
-        return Text(symbol, style=style)
-
-
-class _BarColumn(ProgressColumn):
-    """A bar where bytes are known; a pulse while unknown; nothing once settled."""
-
-    def __init__(self, bar_width: int) -> None:
-        super().__init__()
-        self.bar = BarColumn(bar_width=bar_width)
-
-    def render(self, task: Task) -> RenderableType:
-        if task.total is None and task.fields["mark"] != "active":
-            return Text("")
-        return self.bar.render(task)
-
-
-class _BytesColumn(ProgressColumn):
-    """ "512.0 MiB/1.0 GiB 50%" when Glance reports bytes; the size alone when known."""
-
-    def render(self, task: Task) -> RenderableType:
-        size, copied = task.fields["size"], task.fields["copied"]
-        if copied is not None and size:
-            percent = min(100, copied * 100 // size)
-            return Text(f"{human_bytes(copied)}/{human_bytes(size)} {percent:>3d}%")
-        if copied is not None:
-            return Text(f"{human_bytes(copied)}/?")
-        return Text(human_bytes(size) if size else "")
-
-
-class _RateColumn(ProgressColumn):
-    """Bytes per second over the last reports (rich's own estimate), while copying."""
-
-    def render(self, task: Task) -> RenderableType:
-        speed = task.speed
-        if task.finished or speed is None or task.fields["mark"] != "active":
-            return Text("")
-        return Text(f"{human_bytes(speed)}/s", style="dim")
-
-
-class _LiveView:
-    """The terminal panel: phase, elapsed time, status, and a row per store.
-
-    The upload's row is a spinner (Cinder reports no bytes while it uploads) that
-    shows the image's size once Glance knows it; a copy's row is a bar of the bytes
-    Glance reports ("Copied N MiB") against the image's size, with a rate, or a pulse
-    until the first report. ``clock`` drives the animation and the rate.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.phase = "starting"
-        self.elapsed = 0.0
-        self.status = ""
-        self.tracker = _CopyTracker()
-        self.progress = Progress(
-            _MarkColumn(),
-            TextColumn("{task.description}", style="bold"),
-            _BarColumn(bar_width=30),
-            _BytesColumn(),
-            _RateColumn(),
-            TextColumn("{task.fields[state]}"),
-            get_time=clock,
-            speed_estimate_period=300,  # Glance reports bytes about once a minute
-            auto_refresh=False,
-        )
-        self.rows: dict[str, TaskID] = {}
-
-    def _row(self, key: str, label: str, **fields: Any) -> None:
-        if key not in self.rows:
-            defaults: dict[str, Any] = {
-                "mark": "waiting",
-                "state": "",
-                "size": None,
-                "copied": None,
-            }
-            self.rows[key] = self.progress.add_task(label, total=None, **defaults)
-        task_id = self.rows[key]
-        self.progress.update(task_id, **fields)
-        task = self.progress.tasks[self.progress.task_ids.index(task_id)]
-        size, copied = task.fields["size"], task.fields["copied"]
-        if copied is not None:  # without a size: bytes and rate, and a pulse for a bar
-            self.progress.update(task_id, total=size or None, completed=min(copied, size or copied))
-
-    def update(self, event: ev.Event) -> None:
-        self.elapsed = event.elapsed
-        self.tracker.update(event)
-        if isinstance(event, ev.PhaseStarted):
-            self.phase = event.phase
-        elif isinstance(event, ev.UploadStarted):
-            label = f"upload → {event.store}" if event.store else "upload"
-            self._row("upload", label, mark="active", state="uploading")
-        elif isinstance(event, ev.UploadProgress):
-            self.status = f"image {event.image_status}, volume {event.volume_status}"
-            self._row("upload", "upload", mark="active", size=event.image_size)
-        elif isinstance(event, ev.UploadFinished):
-            size = event.image.size
-            self._row("upload", "upload", mark="done", state="uploaded", size=size, copied=size)
-        elif isinstance(event, ev.CopyRequested):
-            for store in event.stores:
-                self._row(store, store, mark="waiting", state="waiting", size=self.tracker.size)
-        elif isinstance(event, (ev.CopyProgress, ev.StoreSettled)):
-            if isinstance(event, ev.CopyProgress):
-                self.status = f"task {event.task_status}"
-            self._copy_rows(event)
-
-    def _copy_rows(self, event: ev.CopyProgress | ev.StoreSettled) -> None:
-        tracker = self.tracker
-        for store in tracker.order:
-            if store in tracker.finished or store not in self.rows:
-                continue
-            if store == tracker.current:
-                self._row(
-                    store, store, mark="active", state="copying", size=tracker.size,
-                    copied=tracker.copied,
-                )  # fmt: skip
-            else:
-                self._row(store, store, size=tracker.size)
-        if isinstance(event, ev.CopyProgress):
-            for store in event.done:
-                self._row(store, store, mark="done", state="copied", size=tracker.size,
-                          copied=tracker.size)  # fmt: skip
-            for store in event.failed:
-                self._row(store, store, mark="failed", state="failed")
-        else:
-            failed = event.outcome in _FAILED_OUTCOMES
-            state = f"{event.outcome} ({event.detail})" if event.detail else event.outcome
-            self._row(event.store, event.store, mark="failed" if failed else "done", state=state)
-
-    def render(self) -> Group:
-        minutes, seconds = divmod(int(self.elapsed), 60)
-        head = Text.assemble(
-            (f"{self.phase:<10}", "bold cyan"), f" {minutes:02d}:{seconds:02d}  ", self.status
-        )
-        parts: list[Any] = [head]
-        if self.rows:
-            parts.append(self.progress)
-        return Group(*parts)

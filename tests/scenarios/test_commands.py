@@ -234,13 +234,8 @@ def test_the_live_panel_on_a_terminal_ends_with_the_result_table(
     assert "ok" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "args", [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol", "--dry-run"]], ids=" ".join
-)
-def test_commands_that_change_nothing_do_not_load_the_executor(
-    sandbox_cloud: CloudUnderTest, args: list[str]
-) -> None:
-    """Reading and planning start faster without the upload steps (docs/performance.md)."""
+def _modules_imported_by(cloud: CloudUnderTest, *args: str) -> set[str]:
+    """What ``volimg ARGS`` imports, run as a script runs it: output to pipes."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -249,7 +244,7 @@ def test_commands_that_change_nothing_do_not_load_the_executor(
             "-m",
             "volimg",
             "--os-cloud",
-            sandbox_cloud.admin_cloud,
+            cloud.admin_cloud,
             *args,
         ],
         capture_output=True,
@@ -258,10 +253,34 @@ def test_commands_that_change_nothing_do_not_load_the_executor(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    modules = {
+    return {
         line.split("|")[-1].strip()
         for line in proc.stderr.splitlines()
         if line.startswith("import time:")
     }
+
+
+@pytest.mark.parametrize(
+    "args", [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol", "--dry-run"]], ids=" ".join
+)
+def test_commands_that_change_nothing_do_not_load_the_executor(
+    sandbox_cloud: CloudUnderTest, args: list[str]
+) -> None:
+    """Reading and planning start faster without the upload steps (docs/performance.md)."""
+    modules = _modules_imported_by(sandbox_cloud, *args)
     assert "volimg.core" in modules
     assert not modules & {"volimg.executor", "volimg.steps", "tenacity"}, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol"], ["upload", "boot-vol", "data-vol"]],
+    ids=" ".join,
+)
+def test_off_a_terminal_rich_is_not_even_imported(
+    sandbox_cloud: CloudUnderTest, args: list[str]
+) -> None:
+    """Cron, pipes and CI get plain lines; rich is only for a terminal."""
+    modules = _modules_imported_by(sandbox_cloud, *args)
+    assert "volimg.render" in modules
+    assert not {m for m in modules if m == "rich" or m.startswith(("rich.", "volimg.live"))}

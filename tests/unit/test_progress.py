@@ -18,8 +18,9 @@ from tests.conftest import CloudUnderTest
 from volimg import events as ev
 from volimg.cli import cli
 from volimg.context import AppContext
+from volimg.live import UploadPanel
 from volimg.model import Image
-from volimg.render import PERCENT_EVERY, _LineLog, _LiveView
+from volimg.render import PERCENT_EVERY, _LineLog
 
 GIB = 1024**3
 IMAGE = Image(
@@ -36,7 +37,7 @@ class Clock:
         return self.now
 
 
-def panel(view: _LiveView, *, colour: bool = False) -> str:
+def panel(view: UploadPanel, *, colour: bool = False) -> str:
     console = Console(record=True, force_terminal=True, width=110, no_color=not colour)
     console.print(view.render())
     return console.export_text(styles=colour)
@@ -47,18 +48,18 @@ def row(text: str, label: str) -> str:
 
 
 @pytest.fixture
-def view_and_clock() -> tuple[_LiveView, Clock]:
+def view_and_clock() -> tuple[UploadPanel, Clock]:
     clock = Clock()
-    return _LiveView(clock=clock), clock
+    return UploadPanel(clock=clock), clock
 
 
-def feed(view: _LiveView, clock: Clock, *events: ev.Event) -> None:
+def feed(view: UploadPanel, clock: Clock, *events: ev.Event) -> None:
     for event in events:
         clock.now = event.elapsed
         view.update(event)
 
 
-def upload_then_copy(view: _LiveView, clock: Clock) -> None:
+def upload_then_copy(view: UploadPanel, clock: Clock) -> None:
     feed(
         view,
         clock,
@@ -69,7 +70,7 @@ def upload_then_copy(view: _LiveView, clock: Clock) -> None:
 
 
 def test_the_upload_is_an_honest_spinner_until_glance_knows_the_size(
-    view_and_clock: tuple[_LiveView, Clock],
+    view_and_clock: tuple[UploadPanel, Clock],
 ) -> None:
     view, clock = view_and_clock
     upload_then_copy(view, clock)
@@ -89,7 +90,7 @@ def test_the_upload_is_an_honest_spinner_until_glance_knows_the_size(
 
 
 def test_a_copy_is_a_bar_of_glances_copied_mib_against_the_size_with_a_rate(
-    view_and_clock: tuple[_LiveView, Clock],
+    view_and_clock: tuple[UploadPanel, Clock],
 ) -> None:
     view, clock = view_and_clock
     upload_then_copy(view, clock)
@@ -124,7 +125,7 @@ def test_a_copy_is_a_bar_of_glances_copied_mib_against_the_size_with_a_rate(
 
 
 def test_the_message_the_store_before_left_is_not_counted_for_the_next(
-    view_and_clock: tuple[_LiveView, Clock],
+    view_and_clock: tuple[UploadPanel, Clock],
 ) -> None:
     view, clock = view_and_clock
     upload_then_copy(view, clock)
@@ -154,7 +155,7 @@ def test_the_message_the_store_before_left_is_not_counted_for_the_next(
 
 
 def test_settled_stores_show_their_outcome_and_a_failure_its_cross(
-    view_and_clock: tuple[_LiveView, Clock],
+    view_and_clock: tuple[UploadPanel, Clock],
 ) -> None:
     view, clock = view_and_clock
     upload_then_copy(view, clock)
@@ -185,7 +186,7 @@ def test_settled_stores_show_their_outcome_and_a_failure_its_cross(
 
 
 def test_without_the_image_size_a_copy_shows_bytes_and_rate_but_no_percentage(
-    view_and_clock: tuple[_LiveView, Clock],
+    view_and_clock: tuple[UploadPanel, Clock],
 ) -> None:
     """``volimg replicate`` until the executor sends the size (CopyRequested.image_size)."""
     view, clock = view_and_clock
@@ -218,7 +219,7 @@ def test_without_the_image_size_a_copy_shows_bytes_and_rate_but_no_percentage(
     assert "300.0 MiB/1.0 GiB  29%" in row(panel(view), "cheap")
 
 
-def test_the_panel_has_colour_only_when_asked(view_and_clock: tuple[_LiveView, Clock]) -> None:
+def test_the_panel_has_colour_only_when_asked(view_and_clock: tuple[UploadPanel, Clock]) -> None:
     view, clock = view_and_clock
     upload_then_copy(view, clock)
     feed(view, clock, ev.UploadFinished(10, image=IMAGE))
@@ -315,3 +316,17 @@ def test_a_dumb_terminal_gets_plain_timestamped_lines(
     assert "\x1b[" not in stderr
     stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
     assert all(stamp.match(line) for line in stderr.splitlines()), stderr
+
+
+def test_a_line_above_the_live_panel_is_printed_as_it_is_not_as_markup(
+    view_and_clock: tuple[UploadPanel, Clock],
+) -> None:
+    """A volume or store named like rich markup ("[red]x") is text, not a style."""
+    from volimg.live import live_panel
+    from volimg.render import milestone
+
+    view, _ = view_and_clock
+    console = Console(record=True, force_terminal=True, width=110)
+    with live_panel(console, view, milestone, refresh=4) as sink:
+        sink(ev.Notice(0.1, message="volume [red]x[/red] is [bold]busy"))
+    assert "note: volume [red]x[/red] is [bold]busy" in console.export_text()
