@@ -37,7 +37,7 @@ class PlainOutput:
     """Standard output or error when it is not a terminal: text as it is, unwrapped.
 
     Cron logs, pipes and CI read these. rich is imported only for a terminal
-    (``plain_or_rich``), which saves reading and running it on every scripted call.
+    (``might_be_terminal``), which saves loading it on every scripted call.
     """
 
     is_terminal = False

@@ -330,3 +330,43 @@ def test_a_line_above_the_live_panel_is_printed_as_it_is_not_as_markup(
     with live_panel(console, view, milestone, refresh=4) as sink:
         sink(ev.Notice(0.1, message="volume [red]x[/red] is [bold]busy"))
     assert "note: volume [red]x[/red] is [bold]busy" in console.export_text()
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("tty", "force", "env", "expected"),
+    [
+        (False, None, {}, False),
+        (True, None, {}, True),
+        (False, True, {}, True),
+        (True, False, {}, False),
+        (False, None, {"FORCE_COLOR": "1"}, True),
+        (False, None, {"FORCE_COLOR": ""}, False),
+        (False, None, {"TTY_COMPATIBLE": "1"}, True),
+    ],
+)
+def test_plain_output_only_where_rich_would_not_see_a_terminal_either(
+    tty: bool,
+    force: bool | None,
+    env: dict[str, str],
+    expected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from volimg.render import might_be_terminal
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    stream = _Stream(tty)
+    assert might_be_terminal(stream, force) is expected
+    if not expected:  # rich agrees that this is no terminal
+        assert Console(file=stream, force_terminal=force).is_terminal is False
