@@ -6,9 +6,10 @@ blocks so that drift hits both alike (``stack.py up --glance-filter on|off`` res
 Glance when the setting changes; the first uploads after a restart are warm-up and not
 counted):
 
-- **Glance's data upload as its client sees it**: the bench does what Cinder does, a
-  ``PUT /v2/images/<id>/file`` of 1 MiB with ``x-openstack-base-image-ref``, and times it
-  from the request to the 204. Then, with the filter on, it reads the image until the
+- **Glance's data upload as its client sees it**: the bench sends a data upload like
+  Cinder's, ``PUT /v2/images/<id>/file`` with ``x-openstack-base-image-ref`` (1 MiB
+  with a Content-Length, as admin, where Cinder sends chunked data as the volume's
+  owner), and times it from the request to the 204. Then, with the filter on, it reads the image until the
   stamp is there: the stamp's lag after the 204. uWSGI's request log gives the
   worker's own time ("in N msecs"), which ends only after the response's ``close()``,
   where the filter stamps.
@@ -152,7 +153,7 @@ def cinder_once(conn: Any, volume: Any, index: int, filter_on: bool) -> dict[str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--port-base", type=int, default=25000)
     parser.add_argument("--uploads", type=int, default=24, help="counted uploads per mode and kind")
@@ -215,8 +216,13 @@ def main() -> int:
 
     counted = len(results["on"]["put_ms"])
     print(f"uploads counted per mode and kind: {counted}")
-    print("| | filter off | filter on | added |")
-    print("| --- | --- | --- | --- |")
+
+    def quartiles(values: list[float], scale: float) -> str:
+        q1, _, q3 = statistics.quantiles([v * scale for v in values], n=4)
+        return f"{q1:.1f} to {q3:.1f}"
+
+    print("| | filter off | filter on | added (medians) | quartiles off | quartiles on |")
+    print("| --- | --- | --- | --- | --- | --- |")
     rows = (
         ("Glance's `PUT /file` as its client sees it, median", "put_ms", 1.0, "ms"),
         ("the uWSGI worker's time for that PUT, median", "worker_ms", 1.0, "ms"),
@@ -225,7 +231,11 @@ def main() -> int:
     for label, key, scale, unit in rows:
         off = median(results["off"][key]) * scale
         on = median(results["on"][key]) * scale
-        print(f"| {label} | {off:.1f} {unit} | {on:.1f} {unit} | {on - off:+.1f} {unit} |")
+        print(
+            f"| {label} | {off:.1f} {unit} | {on:.1f} {unit} | {on - off:+.1f} {unit} |"
+            f" {quartiles(results['off'][key], scale)} {unit}"
+            f" | {quartiles(results['on'][key], scale)} {unit} |"
+        )
     lags = results["on"]["stamp_lag_ms"]
     own = results["on"]["filter_ms"]
     print(

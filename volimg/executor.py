@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from volimg import events as ev
-from volimg.errors import StampFailed
+from volimg.errors import Interrupted, StampFailed, VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Image
 from volimg.planner import Plan, ReplicationPlan, plan_replication
@@ -98,8 +98,15 @@ def run_upload(
         image = wait_for_upload(gateway, job, plan.volume)
         placed_by = adopt_landing(job, plan, image)
         _keep_stamp(gateway, job, image, placed_by, period)
-        replicate(gateway, job, image)
-        prune(gateway, job, job.image or image)
+        try:
+            replicate(gateway, job, image)
+            prune(gateway, job, job.image or image)
+        except VolimgError as exc:
+            # A failed copy or prune still read the image after the stamp; an
+            # interrupted run sends nothing more.
+            if not isinstance(exc, Interrupted):
+                _stamp_still_on(gateway, job, read_before_stamp=image)
+            raise
         _stamp_still_on(gateway, job, read_before_stamp=image)
         if job.stamp is None:
             raise StampFailed(

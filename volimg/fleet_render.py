@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from volimg import __version__
 from volimg import events as ev
@@ -22,17 +22,16 @@ from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
 from volimg.render import (
     SCHEMA_VERSION,
+    LiveView,
     Output,
     _volume_doc,
     describe,
     error_doc,
     live_progress,
     outcome_doc,
+    rich_terminal,
     say,
 )
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 # --- documents ------------------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class BatchRenderer:
             reason = f" ({event.reason})" if event.reason else ""
             return f"{event.subject}: {event.result}{reason}"
 
-        with live_progress(self.err, _BatchView, line, finished, refresh=4) as sink:
+        with live_progress(self.err, _batch_panel, line, finished, refresh=4) as sink:
             yield sink
 
     def outcome(self, outcome: BatchOutcome) -> None:
@@ -233,15 +232,16 @@ class BatchRenderer:
             + (f"; period {outcome.period}" if outcome.period else "")
             + (f"; not started: {', '.join(outcome.not_started)}" if outcome.not_started else "")
         )
-        if self.out.is_terminal:
+        terminal = rich_terminal(self.out)
+        if terminal is not None:
             from rich.markup import escape
             from rich.table import Table
 
             table = Table("volume", "result", "image", "stores", "why / next", box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
-            self.out.print(table)
-            say(self.out, summary)
+            terminal.print(table)
+            say(terminal, summary)
             return
         if not rows:
             self._write(self.out.file, "no volume matched the selection")
@@ -269,49 +269,18 @@ def _row(result: VolumeResult) -> tuple[str, str, str, str, str]:
     )
 
 
+def _batch_panel() -> LiveView:
+    from volimg.live import BatchPanel
+
+    return BatchPanel(BATCH_RESULTS)
+
+
 def _describe_item(event: ev.Event) -> str | None:
     if isinstance(event, ev.ItemStarted):
         return "started"
     if isinstance(event, ev.ItemFinished):
         return f"{event.result}" + (f" ({event.reason})" if event.reason else "")
     return describe(event)
-
-
-class _BatchView:
-    """The terminal panel: one row per running volume."""
-
-    def __init__(self) -> None:
-        self.running: dict[str, str] = {}
-        self.finished = 0
-        self.results: dict[str, int] = dict.fromkeys(BATCH_RESULTS, 0)
-
-    def update(self, event: ev.Event) -> None:
-        if isinstance(event, ev.ItemStarted):
-            self.running[event.subject] = "started"
-        elif isinstance(event, ev.ItemFinished):
-            self.running.pop(event.subject, None)
-            self.finished += 1
-            self.results[event.result] = self.results.get(event.result, 0) + 1
-        elif event.subject in self.running:
-            text = describe(event)
-            if text is not None:
-                self.running[event.subject] = text
-
-    def render(self) -> Table:
-        from rich.markup import escape
-        from rich.table import Table
-
-        done = ", ".join(f"{n} {r}" for r, n in self.results.items() if n) or "none yet"
-        table = Table(
-            "volume",
-            "doing",
-            box=None,
-            title=f"finished {self.finished}: {done}",
-            title_justify="left",
-        )
-        for subject, doing in self.running.items():
-            table.add_row(escape(subject), escape(doing))
-        return table
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -466,14 +435,15 @@ class AuditRenderer(BatchRenderer):
             for f in outcome.findings
         ]
         header = ("image", "finding", "stores", "stamped by", "why")
-        if self.out.is_terminal:
+        terminal = rich_terminal(self.out)
+        if terminal is not None:
             from rich.markup import escape
             from rich.table import Table
 
             table = Table(*header, box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
-            self.out.print(table)
+            terminal.print(table)
         elif rows:
             for row in (header, *rows):
                 self._write(self.out.file, "\t".join(row))

@@ -15,13 +15,13 @@ needs only the standard library and ``volimg.provenance``; Glance is imported on
 first stamp, so volimg needs no dependency inside glance-api's environment.
 
 Safety: the upload's response (status, headers, body) is returned as the app made it,
-and the stamp is written only after it has gone: in the response's ``close()``, which
-the WSGI server calls once the response is sent (PEP 3333). One image save through
-Glance's repository costs a median 17 ms of the worker's time on the real test tier,
-which would otherwise be added to every upload; docs/glance-filter.md quotes both
-measurements and the price, a stamp that lands some milliseconds after the uploader's
-204. Any failure is logged with the request id and swallowed; ``os_glance*`` keys are
-never written.
+and the stamp is written in the response's ``close()``, which every WSGI server calls
+when it is done with the response (PEP 3333); uWSGI, which the real test tier runs,
+calls it after the answer has gone, so Glance's answer to the uploader does not wait
+for the stamp. One image save through Glance's repository costs a median 17 ms of the
+worker's time there; docs/glance-filter.md quotes the measurements and the price, a
+stamp that lands some milliseconds after the uploader's 204. Any failure is logged
+with the request id and swallowed; ``os_glance*`` keys are never written.
 """
 
 from __future__ import annotations
@@ -193,23 +193,28 @@ class _GlanceRepos:
 
 
 class ThenStamp:
-    """The app's response body as it is; the stamp runs when the server closes it.
+    """The app's response body as it is; ``then`` runs once, when the server closes it.
 
-    A WSGI server calls ``close()`` once the response has been sent (PEP 3333; uWSGI
-    and mod_wsgi do so after the last byte is written), so the uploader has Glance's
-    answer before the stamp's database work starts, and the same worker writes it
-    straight after. The body's own ``close()`` runs first, as the server would have
-    called it.
+    Every WSGI server calls ``close()`` when it is done with a response (PEP 3333);
+    uWSGI calls it after the answer has been sent (the real tier's measurement), so the
+    uploader has Glance's answer before the stamp's database work starts, and the same
+    worker writes it straight after. The body's own ``close()`` runs first, as the
+    server would have called it. A server or middleware that never calls ``close()``
+    gets no stamp (and no log line).
     """
 
     def __init__(self, body: Iterable[bytes], then: Callable[[], None]) -> None:
         self._body = body
         self._then = then
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
     def close(self) -> None:
+        if self._closed:  # a second close() must not save the image again
+            return
+        self._closed = True
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -246,9 +251,16 @@ class StampFilter:
         body = self.app(environ, recording_start_response)
         # Glance's webob apps call start_response before returning the body; an app
         # that answers lazily leaves ``answered`` empty and is not stamped.
-        if answered and is_success(answered[-1]):
-            return ThenStamp(body, lambda: self._stamp_quietly(environ, upload))
-        return body
+        if not (answered and is_success(answered[-1])):
+            return body
+
+        def stamp_if_still_successful() -> None:
+            # The app may answer again (start_response with exc_info) while its body
+            # is sent: only the last answer counts.
+            if is_success(answered[-1]):
+                self._stamp_quietly(environ, upload)
+
+        return ThenStamp(body, stamp_if_still_successful)
 
     def _stamp_quietly(self, environ: dict[str, Any], upload: Upload) -> None:
         context = environ.get("webob.adhoc_attrs", {}).get("context")  # req.context

@@ -1,24 +1,29 @@
-"""The terminal panel: rich's live display of an upload's phases and copies.
+"""The terminal panels: rich's live display of an upload (``UploadPanel``) and of a batch
+(``BatchPanel``), and the loop that draws them (``live_panel``).
 
-Imported only when stderr is a terminal (``volimg.render.live_progress``): cron, pipes
-and CI get timestamped lines from ``volimg.render`` and never load rich's live display.
+The layering: ``volimg.render`` and ``volimg.fleet_render`` write documents and plain
+lines and never import rich at module level; this module is the rich-only part, built
+on their event descriptions, and ``render.live_progress`` imports it only when stderr
+is a terminal. Cron, pipes and CI never load it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.spinner import Spinner
+from rich.table import Table
 from rich.text import Text
 
 from volimg import events as ev
-from volimg.render import LiveView, _CopyTracker, human_bytes
+from volimg.render import CopyTracker, LiveView, describe, human_bytes
 
 
 @contextmanager
@@ -117,7 +122,7 @@ class UploadPanel:
         self.phase = "starting"
         self.elapsed = 0.0
         self.status = ""
-        self.tracker = _CopyTracker()
+        self.tracker = CopyTracker()
         self.progress = Progress(
             _MarkColumn(),
             TextColumn("{task.description}", style="bold"),
@@ -201,3 +206,37 @@ class UploadPanel:
         if self.rows:
             parts.append(self.progress)
         return Group(*parts)
+
+
+class BatchPanel:
+    """A batch's terminal panel: one row per running volume, the results so far."""
+
+    def __init__(self, results: Sequence[str]) -> None:
+        self.running: dict[str, str] = {}
+        self.finished = 0
+        self.results: dict[str, int] = dict.fromkeys(results, 0)
+
+    def update(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ItemStarted):
+            self.running[event.subject] = "started"
+        elif isinstance(event, ev.ItemFinished):
+            self.running.pop(event.subject, None)
+            self.finished += 1
+            self.results[event.result] = self.results.get(event.result, 0) + 1
+        elif event.subject in self.running:
+            text = describe(event)
+            if text is not None:
+                self.running[event.subject] = text
+
+    def render(self) -> Table:
+        done = ", ".join(f"{n} {r}" for r, n in self.results.items() if n) or "none yet"
+        table = Table(
+            "volume",
+            "doing",
+            box=None,
+            title=f"finished {self.finished}: {done}",
+            title_justify="left",
+        )
+        for subject, doing in self.running.items():
+            table.add_row(escape(subject), escape(doing))
+        return table

@@ -3,6 +3,11 @@
 stdout carries data only (a table, or exactly one JSON document); progress, notices
 and errors go to stderr. Colour and live displays appear only on a terminal;
 elsewhere progress is one timestamped line per change, fit for cron logs.
+
+This module never imports rich at module level: off a terminal, ``PlainOutput`` writes
+the lines and rich is not loaded at all. Tables are drawn with rich only through
+``rich_terminal``; the live panels are in ``volimg.live``, loaded by ``live_progress``
+on a terminal. ``volimg.fleet_render`` follows the same rule for batches and audits.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ class PlainOutput:
     """Standard output or error when it is not a terminal: text as it is, unwrapped.
 
     Cron logs, pipes and CI read these. rich is imported only for a terminal
-    (``might_be_terminal``), which saves loading it on every scripted call.
+    (``might_be_terminal``), which saves loading it on every scripted call. It prints
+    text only: a rich table or panel needs ``rich_terminal`` first, which mypy checks.
     """
 
     is_terminal = False
@@ -46,12 +52,19 @@ class PlainOutput:
     def __init__(self, file: TextIO) -> None:
         self.file = file
 
-    def print(self, *objects: Any, sep: str = " ", end: str = "\n", **_options: Any) -> None:
-        self.file.write(sep.join(str(o) for o in objects) + end)
+    def print(self, text: str, **_rich_options: object) -> None:
+        self.file.write(text + "\n")
         self.file.flush()
 
 
 Output = Union["Console", PlainOutput]
+
+
+def rich_terminal(console: Output) -> Console | None:
+    """The console, if it is rich's and a terminal: where tables and colour go."""
+    if isinstance(console, PlainOutput) or not console.is_terminal:
+        return None
+    return console
 
 
 def might_be_terminal(stream: IO[str], force_terminal: bool | None) -> bool:
@@ -71,10 +84,15 @@ def might_be_terminal(stream: IO[str], force_terminal: bool | None) -> bool:
         return False
 
 
+#: What rich's Text strips from a line (rich/control.py strip_control_codes): a
+#: carriage return or form feed in a cloud's message must not garble a log.
+_CONTROL_CODES = str.maketrans("", "", "\a\b\v\f\r")
+
+
 def say(console: Output, message: str, *, style: str = "") -> None:
     """One line of text, never read as rich markup, never wrapped."""
     if isinstance(console, PlainOutput):
-        console.print(message)
+        console.print(message.translate(_CONTROL_CODES))
         return
     from rich.text import Text
 
@@ -321,7 +339,8 @@ class Renderer:
         self.out.file.flush()
 
     def _rows(self, rows: list[tuple[str, str]], title: str | None = None) -> None:
-        if self.out.is_terminal:
+        terminal = rich_terminal(self.out)
+        if terminal is not None:
             from rich.markup import escape
             from rich.table import Table
 
@@ -330,7 +349,7 @@ class Renderer:
             table.add_column(overflow="fold")
             for label, value in rows:
                 table.add_row(label, escape(value))
-            self.out.print(table)
+            terminal.print(table)
         else:
             width = max(len(label) for label, _ in rows)
             if title:
@@ -340,7 +359,8 @@ class Renderer:
             self.out.file.flush()
 
     def _decisions(self, plan: Plan | ReplicationPlan) -> None:
-        if self.out.is_terminal:
+        terminal = rich_terminal(self.out)
+        if terminal is not None:
             from rich.markup import escape
             from rich.table import Table
 
@@ -350,7 +370,7 @@ class Renderer:
             table.add_column(overflow="fold")
             for d in plan.decisions:
                 table.add_row(d.topic, escape(d.outcome), escape(d.reason))
-            self.out.print(table)
+            terminal.print(table)
         else:
             self.out.file.write("why:\n")
             for d in plan.decisions:
@@ -385,7 +405,8 @@ class Renderer:
             return
         if not info.multi_store:
             self.out.file.write("Glance has no multiple stores (GET /v2/info/stores not offered)\n")
-        if self.out.is_terminal and info.stores:
+        terminal = rich_terminal(self.out)
+        if terminal is not None and info.stores:
             from rich.markup import escape
             from rich.table import Table
 
@@ -397,7 +418,7 @@ class Renderer:
                     "yes" if s.read_only else "",
                     escape(s.description),
                 )
-            self.out.print(table)
+            terminal.print(table)
         else:
             for s in info.stores:
                 flags = ",".join(
@@ -499,7 +520,7 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class _CopyTracker:
+class CopyTracker:
     """Which store Glance is copying, and how many bytes it has copied there.
 
     Glance copies the requested stores one after another, in the order asked
@@ -564,7 +585,7 @@ class _LineLog:
     def __init__(self, console: Output, wall_clock: Callable[[], datetime]) -> None:
         self.file = console.file
         self.wall_clock = wall_clock
-        self.tracker = _CopyTracker()
+        self.tracker = CopyTracker()
         self.last: tuple[object, ...] | None = None
         self.last_state: tuple[object, ...] | None = None
         self.last_progress_at = float("-inf")

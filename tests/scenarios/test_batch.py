@@ -104,8 +104,14 @@ def test_every_upload_is_stamped_and_the_stamp_survives_cinder(
     assert TAG in image.tags
 
 
+@pytest.mark.parametrize(
+    ("failing_store", "exit_code"), [(None, 0), ("archive", 3)], ids=["copies-ok", "a-copy-fails"]
+)
 def test_a_stamp_overwritten_while_the_copies_run_is_written_again(
-    sandbox_cloud: CloudUnderTest, volimg_sandbox: VolimgRunner
+    sandbox_cloud: CloudUnderTest,
+    volimg_sandbox: VolimgRunner,
+    failing_store: str | None,
+    exit_code: int,
 ) -> None:
     """Another writer saves the image's whole property set over volimg's stamp.
 
@@ -119,6 +125,8 @@ def test_a_stamp_overwritten_while_the_copies_run_is_written_again(
 
     assert sandbox_cloud.sandbox is not None
     sandbox_cloud.sandbox.timings.store_copy = 0.4
+    if failing_store is not None:  # the run fails after its copy wait has read the image
+        sandbox_cloud.sandbox.faults.fail_store_copy(failing_store)
     other = openstack.connect(cloud=sandbox_cloud.admin_cloud)
     overwritten: list[str] = []
     earlier = {image.id for image in other.image.images(tag=TAG)}  # the demo seed has some
@@ -157,7 +165,7 @@ def test_a_stamp_overwritten_while_the_copies_run_is_written_again(
         stop.set()
         writer.join()
 
-    assert run.exit_code == 0, run
+    assert run.exit_code == exit_code, run
     image_id = run.doc["image"]["id"]
     assert overwritten == [image_id]
     assert f"the stamp on image {image_id} was overwritten" in run.stderr

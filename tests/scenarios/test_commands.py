@@ -249,7 +249,8 @@ def _modules_imported_by(cloud: CloudUnderTest, *args: str) -> set[str]:
         ],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        # Either would make rich see a terminal in a pipe (as the user asked).
+        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

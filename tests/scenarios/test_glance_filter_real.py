@@ -298,12 +298,18 @@ def test_the_filter_logs_each_decision_with_the_request_id(
     base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
     volume = make_volume(conn, image_id=base.id)
     image = uploaded_image(conn, volume, upload_with_sdk(conn, real, volume, "member"))
-    lines = [line for line in glance_log().read_text().splitlines() if f"image {image.id}," in line]
+    log = glance_log().read_text().splitlines()
+    lines = [line for line in log if f"image {image.id}," in line]
     assert len(lines) == 1, lines
     assert re.search(
         rf"base image {base.id}, store -: stamped in [0-9.]+ ms \(request req-[0-9a-f-]+\)",
         lines[0],
     )
+    # What data_upload_finished relies on: uWSGI logs the request only after close(),
+    # where the filter stamps, so the filter's line comes first.
+    stamped_at = log.index(lines[0])
+    (request_at,) = [i for i, line in enumerate(log) if f"PUT /v2/images/{image.id}/file" in line]
+    assert stamped_at < request_at
 
 
 def test_audit_fix_puts_every_stamped_image_in_its_base_images_stores(

@@ -45,7 +45,11 @@ def test_help_leaves_completion_and_the_app_context_until_they_are_used() -> Non
     """Completion callbacks import volimg.completion when a shell asks, not at start-up."""
     for args in (["--help"], ["--version"]):
         modules = _imported_modules(*args)
-        assert not modules & {"volimg.completion", "volimg.context", "hashlib", "json"}, args
+        assert "volimg.cli" in modules
+        assert not modules & {"volimg.completion", "volimg.context"}, args
+    # What the completion module would have brought (--version reads package metadata,
+    # which imports json on some Pythons, so only --help is checked for these).
+    assert not _imported_modules("--help") & {"hashlib", "json"}
 
 
 def test_version_names_volimg_openstacksdk_and_python() -> None:

@@ -155,6 +155,39 @@ def test_the_stamp_is_written_only_once_the_server_has_sent_the_answer() -> None
     assert repo.images[IMAGE].extra_properties == expected_stamp()
 
 
+def test_a_second_close_does_not_save_the_image_again() -> None:
+    repo = make_repo()
+    app = StampFilter(Downstream(), lambda context: (repo, (NotVisible,)), clock=lambda: NOW)
+    body = app(upload_environ(), lambda *args: None)
+    list(body)
+    body.close()
+    body.close()
+    assert repo.saved == [IMAGE]
+
+
+def test_an_error_answered_while_the_body_is_sent_is_not_stamped() -> None:
+    """The app answers 204, then fails while its body is sent and answers again."""
+    repo = make_repo()
+
+    def downstream(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("204 No Content", [])
+
+        def body() -> Any:
+            yield b""
+            try:
+                raise OSError("store went away")
+            except OSError:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+
+        return body()
+
+    app = StampFilter(downstream, lambda context: (repo, (NotVisible,)), clock=lambda: NOW)
+    body = app(upload_environ(), lambda *args: None)
+    list(body)
+    body.close()
+    assert repo.saved == []
+
+
 @dataclass
 class ClosingBody:
     """A response body with its own close(), as webob's and Glance's can have."""
@@ -351,7 +384,9 @@ def _broken_repos(context: Any) -> Any:
 
 
 @pytest.mark.parametrize("where", ["repos", "get", "save"])
-def test_a_failure_inside_leaves_the_upload_response_identical(where: str, caplog: Any) -> None:
+def test_a_failure_inside_leaves_the_uploads_status_headers_and_bytes_as_they_were(
+    where: str, caplog: Any
+) -> None:
     downstream = Downstream()
     plain_answers, plain_body = call(downstream, upload_environ())
     repo = make_repo()

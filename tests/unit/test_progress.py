@@ -370,3 +370,12 @@ def test_plain_output_only_where_rich_would_not_see_a_terminal_either(
     assert might_be_terminal(stream, force) is expected
     if not expected:  # rich agrees that this is no terminal
         assert Console(file=stream, force_terminal=force).is_terminal is False
+
+
+def test_a_plain_line_loses_the_control_codes_rich_would_strip() -> None:
+    """A cloud's message with a carriage return must not overwrite a cron log's line."""
+    from volimg.render import PlainOutput, say
+
+    stream = io.StringIO()
+    say(PlainOutput(stream), "volimg: error: Cinder says\r\nbad\fthing\a")
+    assert stream.getvalue() == "volimg: error: Cinder says\nbadthing\n"
