@@ -16,16 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from volimg import __version__
 from volimg import events as ev
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
 from volimg.render import (
-    SCHEMA_VERSION,
     LiveView,
     Output,
     _volume_doc,
     describe,
+    document,
     error_doc,
     live_progress,
     outcome_doc,
@@ -88,15 +87,13 @@ def summary_doc(outcome: BatchOutcome) -> dict[str, Any]:
 
 def batch_doc(outcome: BatchOutcome) -> dict[str, Any]:
     """The one JSON document of a batch (``-f json``)."""
-    return {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": "upload",
-        "mode": "batch",
-        "result": outcome.result,
-        "volumes": [volume_doc(r) for r in outcome.results],
-        "summary": summary_doc(outcome),
-    }
+    return document(
+        "upload",
+        outcome.result,
+        mode="batch",
+        volumes=[volume_doc(r) for r in outcome.results],
+        summary=summary_doc(outcome),
+    )
 
 
 def ndjson_line(kind: str, doc: dict[str, Any]) -> str:
@@ -347,15 +344,13 @@ def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
 
 def audit_doc(outcome: AuditOutcome) -> dict[str, Any]:
     """The one JSON document of ``volimg audit``."""
-    return {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": "audit",
-        "result": "ok" if outcome.exit_code == 0 else "findings",
-        "findings": [finding_doc(f) for f in outcome.findings],
-        "repairs": [repair_doc(r) for r in outcome.repairs],
-        "summary": audit_summary_doc(outcome),
-    }
+    return document(
+        "audit",
+        "ok" if outcome.exit_code == 0 else "findings",
+        findings=[finding_doc(f) for f in outcome.findings],
+        repairs=[repair_doc(r) for r in outcome.repairs],
+        summary=audit_summary_doc(outcome),
+    )
 
 
 def write_audit_metrics(path: Path, outcome: AuditOutcome) -> None:

@@ -102,6 +102,17 @@ def say(console: Output, message: str, *, style: str = "") -> None:
 # --- JSON documents (docs/json.md is their contract) ------------------------------
 
 
+def document(
+    command: str, result: str, *, mode: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A JSON document: every one starts with the same keys (docs/json.md), then its own."""
+    head: dict[str, Any] = {"volimg": __version__, "schema_version": SCHEMA_VERSION}
+    head["command"] = command
+    if mode is not None:
+        head["mode"] = mode
+    return {**head, "result": result, **fields}
+
+
 def _volume_doc(volume: Volume | None) -> dict[str, Any] | None:
     if volume is None:
         return None
@@ -189,45 +200,35 @@ def outcome_doc(outcome: Outcome) -> dict[str, Any]:
         volume, base, type_store = plan.volume, plan.base_image, plan.volume_type_store
     else:
         volume, base, type_store = None, plan.like, None
-    return {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": outcome.command,
-        "result": outcome.result,
-        "volume": _volume_doc(volume),
-        "base_image": _base_doc(base),
-        "volume_type_store": type_store,
-        "plan": plan_doc(plan),
-        "image": None if outcome.dry_run and isinstance(plan, Plan) else _image_doc(outcome.image),
-        "replication": {r.store: r.outcome for r in outcome.stores},
-        "details": {r.store: r.detail for r in outcome.stores if r.detail},
-        "error": error_doc(outcome.error),
-        "next_steps": list(outcome.next_steps),
-    }
+    return document(
+        outcome.command,
+        outcome.result,
+        volume=_volume_doc(volume),
+        base_image=_base_doc(base),
+        volume_type_store=type_store,
+        plan=plan_doc(plan),
+        image=None if outcome.dry_run and isinstance(plan, Plan) else _image_doc(outcome.image),
+        replication={r.store: r.outcome for r in outcome.stores},
+        details={r.store: r.detail for r in outcome.stores if r.detail},
+        error=error_doc(outcome.error),
+        next_steps=list(outcome.next_steps),
+    )
 
 
 def failure_doc(command: str, error: VolimgError) -> dict[str, Any]:
     """The JSON document when a command fails before it has anything else to say."""
-    return {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-        "result": "failed",
-        "error": error_doc(error),
-    }
+    return document(command, "failed", error=error_doc(error))
 
 
 def stores_doc(info: GlanceInfo) -> dict[str, Any]:
-    return {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": "stores",
-        "result": "ok",
-        "multi_store": info.multi_store,
-        "default_store": info.default_store,
-        "copy_image_enabled": info.copy_image_enabled,
-        "import_methods": list(info.import_methods),
-        "stores": [
+    return document(
+        "stores",
+        "ok",
+        multi_store=info.multi_store,
+        default_store=info.default_store,
+        copy_image_enabled=info.copy_image_enabled,
+        import_methods=list(info.import_methods),
+        stores=[
             {
                 "id": s.id,
                 "default": s.is_default,
@@ -236,7 +237,7 @@ def stores_doc(info: GlanceInfo) -> dict[str, Any]:
             }
             for s in info.stores
         ],
-    }
+    )
 
 
 def dump_json(doc: dict[str, Any]) -> str:
@@ -432,17 +433,7 @@ class Renderer:
         """The stamp an ``adopt`` wrote."""
         props = stamp.properties()
         if self.json:
-            self._emit_json(
-                {
-                    "volimg": __version__,
-                    "schema_version": SCHEMA_VERSION,
-                    "command": command,
-                    "result": "ok",
-                    "image_id": stamp.image_id,
-                    "stamp": props,
-                    "tag": TAG,
-                }
-            )
+            self._emit_json(document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG))
             return
         self._rows([("image", stamp.image_id), *props.items(), ("tag", TAG)])
 

@@ -75,3 +75,35 @@ def admin_conn(cloud: CloudUnderTest) -> Iterator[Any]:
 def qcow2(cloud: CloudUnderTest) -> tuple[str, ...]:
     """Upload as qcow2 on the real stack: a sparse 1 GiB raw upload takes seconds there."""
     return ("--disk-format", "qcow2") if cloud.kind == "real" else ()
+
+
+@dataclass
+class MemberVolume:
+    """A project member's connection and a volume of theirs on the pinned-archive type."""
+
+    conn: Any
+    volume: Any
+
+
+@pytest.fixture
+def pinned_member_volume(cloud: CloudUnderTest, admin_conn: Any) -> Iterator[MemberVolume]:
+    """A member's volume made from cirros-base on the type whose store is archive.
+
+    Cinder hides the type's ``image_service:store_id`` from members, so this is the
+    volume on which volimg learns the type's store from where Cinder's upload landed.
+    """
+    import uuid
+
+    import openstack
+
+    member = openstack.connect(cloud=cloud.member_cloud)
+    base = admin_conn.image.find_image("cirros-base", ignore_missing=False)
+    volume = member.block_storage.create_volume(
+        size=1,
+        image_id=base.id,
+        volume_type="pinned-archive",
+        name=f"member-pinned-{uuid.uuid4().hex[:8]}",
+    )
+    member.block_storage.wait_for_status(volume, "available", failures=["error"], wait=120)
+    yield MemberVolume(member, volume)
+    member.close()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CloudUnderTest
-from tests.scenarios.conftest import VolimgRunner
+from tests.scenarios.conftest import MemberVolume, VolimgRunner
 from tests.scenarios.test_upload import stores_of
 from volimg.provenance import TAG, Period, Stamp, StampedBy, period_key
 
@@ -177,19 +177,12 @@ def test_a_stamp_overwritten_while_the_copies_run_is_written_again(
 
 
 def test_a_member_stamps_their_own_image(
-    cloud: CloudUnderTest, volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+    volimg: VolimgRunner,
+    admin_conn: Any,
+    qcow2: tuple[str, ...],
+    pinned_member_volume: MemberVolume,
 ) -> None:
-    import openstack
-
-    member = openstack.connect(cloud=cloud.member_cloud)
-    base = admin_conn.image.find_image("cirros-base", ignore_missing=False)
-    volume = member.block_storage.create_volume(
-        size=1,
-        image_id=base.id,
-        volume_type="pinned-archive",
-        name=f"member-stamp-{uuid.uuid4().hex[:8]}",
-    )
-    member.block_storage.wait_for_status(volume, "available", failures=["error"], wait=120)
+    volume = pinned_member_volume.volume
 
     run = volimg("upload", volume.id, *qcow2, "-f", "json", member=True)
 
@@ -202,7 +195,6 @@ def test_a_member_stamps_their_own_image(
     # A member cannot see image_service:store_id; the landing taught volimg rule 1.
     assert stamp.rule.value == "volume-type-store"
     assert TAG in image.tags
-    member.close()
 
 
 # --- a batch ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import openstack
 import pytest
 
 from tests.conftest import CloudUnderTest
-from tests.scenarios.conftest import VolimgRunner
+from tests.scenarios.conftest import MemberVolume, VolimgRunner
 from tests.scenarios.next_steps import follow
 
 
@@ -245,18 +245,13 @@ def test_replicate_dry_run_of_an_image_already_in_place(volimg: VolimgRunner, fm
 
 
 def test_member_upload_of_a_pinned_volume_stays_in_the_types_store(
-    cloud: CloudUnderTest, volimg: VolimgRunner, admin_conn: Any, qcow2: tuple[str, ...]
+    volimg: VolimgRunner,
+    admin_conn: Any,
+    qcow2: tuple[str, ...],
+    pinned_member_volume: MemberVolume,
 ) -> None:
     """Cinder hides image_service:store_id from members; the landing reveals it."""
-    member = openstack.connect(cloud=cloud.member_cloud)
-    base = admin_conn.image.find_image("cirros-base", ignore_missing=False)
-    volume = member.block_storage.create_volume(
-        size=1,
-        image_id=base.id,
-        volume_type="pinned-archive",
-        name=f"member-pinned-{uuid.uuid4().hex[:8]}",
-    )
-    member.block_storage.wait_for_status(volume, "available", failures=["error"], wait=120)
+    volume = pinned_member_volume.volume
 
     run = volimg("upload", volume.id, "-f", "json", *qcow2, member=True)
 
@@ -267,4 +262,3 @@ def test_member_upload_of_a_pinned_volume_stays_in_the_types_store(
     assert doc["replication"] == {"archive": "already-present"}
     assert stores_of(admin_conn, doc["image"]["id"]) == {"archive"}
     assert "hidden from you" in run.stderr
-    member.close()
