@@ -111,3 +111,27 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Cl
     if request.param == "sandbox":
         return request.getfixturevalue("sandbox_cloud")
     return _use(request.getfixturevalue("realstack"), monkeypatch)
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``python -m volimg ARGS`` imports (``-X importtime``), output to pipes.
+
+    ``FORCE_COLOR`` and ``TTY_COMPATIBLE`` are dropped: either would make rich see a
+    terminal in a pipe (as the user asked), which is not what these tests measure.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "volimg", *args],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }

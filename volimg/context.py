@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from volimg.waiting import Clock
 
@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 
     from volimg.fleet_render import AuditRenderer, BatchRenderer
     from volimg.gateway import Gateway
-    from volimg.render import Renderer
+    from volimg.render import Renderer, Streams
     from volimg.results import RunSettings
+
+S = TypeVar("S", bound="Streams")  # a renderer: Renderer, BatchRenderer, AuditRenderer
 
 
 def _connect(
@@ -92,7 +94,23 @@ class AppContext:
         return RunSettings(wait=wait, clock=self.clock, **kwargs)
 
     def renderer(self) -> Renderer:
-        from volimg.render import Output, PlainOutput, Renderer, might_be_terminal
+        from volimg.render import Renderer
+
+        return self._streams(Renderer)
+
+    def batch_renderer(self) -> BatchRenderer:
+        from volimg.fleet_render import BatchRenderer
+
+        return self._streams(BatchRenderer)
+
+    def audit_renderer(self) -> AuditRenderer:
+        from volimg.fleet_render import AuditRenderer
+
+        return self._streams(AuditRenderer)
+
+    def _streams(self, kind: type[S]) -> S:
+        """A renderer of ``kind`` on this run's stdout and stderr, in its output format."""
+        from volimg.render import Output, PlainOutput, might_be_terminal
 
         def console(stream: TextIO) -> Output:
             if not might_be_terminal(stream, self.force_terminal):
@@ -107,27 +125,11 @@ class AppContext:
                 soft_wrap=False,
             )
 
-        return Renderer(
+        return kind(
             stdout=console(self.stdout or sys.stdout),
             stderr=console(self.stderr or sys.stderr),
             fmt=self.output_format,
             wall_clock=self.clock.wall,
-        )
-
-    def batch_renderer(self) -> BatchRenderer:
-        from volimg.fleet_render import BatchRenderer
-
-        plain = self.renderer()
-        return BatchRenderer(
-            stdout=plain.out, stderr=plain.err, fmt=self.output_format, wall_clock=self.clock.wall
-        )
-
-    def audit_renderer(self) -> AuditRenderer:
-        from volimg.fleet_render import AuditRenderer
-
-        plain = self.renderer()
-        return AuditRenderer(
-            stdout=plain.out, stderr=plain.err, fmt=self.output_format, wall_clock=self.clock.wall
         )
 
     def configure_logging(self) -> None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from volimg import events as ev
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
 from volimg.render import (
     LiveView,
-    Output,
+    Streams,
     _volume_doc,
     describe,
     document,
@@ -161,25 +160,8 @@ def write_batch_metrics(path: Path, outcome: BatchOutcome) -> None:
 # --- people -----------------------------------------------------------------------------
 
 
-class BatchRenderer:
+class BatchRenderer(Streams):
     """Progress while the batch runs, then the results, in the chosen format."""
-
-    def __init__(
-        self,
-        *,
-        stdout: Output,
-        stderr: Output,
-        fmt: str,
-        wall_clock: Callable[[], datetime],
-    ) -> None:
-        self.out = stdout
-        self.err = stderr
-        self.fmt = fmt
-        self.wall_clock = wall_clock
-
-    def _write(self, stream: IO[str], line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
 
     def on_result(self, result: VolumeResult) -> None:
         """ndjson: one line per volume, as soon as it finishes."""

@@ -106,8 +106,11 @@ def document(
     command: str, result: str, *, mode: str | None = None, **fields: Any
 ) -> dict[str, Any]:
     """A JSON document: every one starts with the same keys (docs/json.md), then its own."""
-    head: dict[str, Any] = {"volimg": __version__, "schema_version": SCHEMA_VERSION}
-    head["command"] = command
+    head: dict[str, Any] = {
+        "volimg": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+    }
     if mode is not None:
         head["mode"] = mode
     return {**head, "result": result, **fields}
@@ -314,8 +317,8 @@ def outcome_rows(outcome: Outcome) -> list[tuple[str, str]]:
     return rows
 
 
-class Renderer:
-    """Writes results to stdout and progress/errors to stderr, in the chosen format."""
+class Streams:
+    """Where a renderer writes: results to stdout, progress and errors to stderr."""
 
     def __init__(
         self,
@@ -329,6 +332,14 @@ class Renderer:
         self.err = stderr
         self.fmt = fmt
         self.wall_clock = wall_clock
+
+    def _write(self, stream: IO[str], line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+class Renderer(Streams):
+    """Writes results to stdout and progress/errors to stderr, in the chosen format."""
 
     @property
     def json(self) -> bool:
@@ -487,12 +498,13 @@ def live_progress(
     """``make_view()``'s panel live on a terminal, with ``line_for``'s lines printed above
     it; ``plain`` (timestamped lines) off a terminal or with TERM=dumb, where neither
     the panel nor rich's live display is imported."""
-    if isinstance(console, PlainOutput) or not console.is_terminal or console.is_dumb_terminal:
+    terminal = rich_terminal(console)
+    if terminal is None or terminal.is_dumb_terminal:
         yield plain
         return
     from volimg.live import live_panel
 
-    with live_panel(console, make_view(), line_for, refresh=refresh) as sink:
+    with live_panel(terminal, make_view(), line_for, refresh=refresh) as sink:
         yield sink
 
 

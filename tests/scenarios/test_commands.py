@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import CloudUnderTest
+from tests.conftest import CloudUnderTest, imported_modules
 from tests.scenarios.conftest import make_runner
 from tests.scenarios.next_steps import follow, last_clause
 from volimg import core, events
@@ -234,33 +234,6 @@ def test_the_live_panel_on_a_terminal_ends_with_the_result_table(
     assert "ok" in result.stdout
 
 
-def _modules_imported_by(cloud: CloudUnderTest, *args: str) -> set[str]:
-    """What ``volimg ARGS`` imports, run as a script runs it: output to pipes."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-m",
-            "volimg",
-            "--os-cloud",
-            cloud.admin_cloud,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        # Either would make rich see a terminal in a pipe (as the user asked).
-        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
-
-
 @pytest.mark.parametrize(
     "args", [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol", "--dry-run"]], ids=" ".join
 )
@@ -268,7 +241,7 @@ def test_commands_that_change_nothing_do_not_load_the_executor(
     sandbox_cloud: CloudUnderTest, args: list[str]
 ) -> None:
     """Reading and planning start faster without the upload steps (docs/performance.md)."""
-    modules = _modules_imported_by(sandbox_cloud, *args)
+    modules = imported_modules("--os-cloud", sandbox_cloud.admin_cloud, *args)
     assert "volimg.core" in modules
     assert not modules & {"volimg.executor", "volimg.steps", "tenacity"}, args
 
@@ -282,6 +255,6 @@ def test_off_a_terminal_rich_is_not_even_imported(
     sandbox_cloud: CloudUnderTest, args: list[str]
 ) -> None:
     """Cron, pipes and CI get plain lines; rich is only for a terminal."""
-    modules = _modules_imported_by(sandbox_cloud, *args)
+    modules = imported_modules("--os-cloud", sandbox_cloud.admin_cloud, *args)
     assert "volimg.render" in modules
     assert not {m for m in modules if m == "rich" or m.startswith(("rich.", "volimg.live"))}

@@ -7,27 +7,14 @@ import sys
 
 from click.testing import CliRunner
 
+from tests.conftest import imported_modules
 from volimg import __version__
 from volimg.cli import cli
 
 
-def _imported_modules(*args: str) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "volimg", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
-
-
 def test_help_and_version_do_not_import_openstacksdk() -> None:
     for args in (["--help"], ["--version"], ["upload", "--help"]):
-        modules = _imported_modules(*args)
+        modules = imported_modules(*args)
         assert "volimg.cli" in modules
         assert not {m for m in modules if m.split(".")[0] in ("openstack", "keystoneauth1")}, args
 
@@ -36,7 +23,7 @@ def test_help_imports_neither_the_executor_nor_tenacity_nor_rich() -> None:
     """The start-up floor docs/performance.md measures: help is click and volimg.cli."""
     heavy = ("tenacity", "rich", "logging", "volimg.executor", "volimg.planner", "volimg.events")
     for args in (["--help"], ["--version"], ["upload", "--help"]):
-        modules = _imported_modules(*args)
+        modules = imported_modules(*args)
         assert "volimg.cli" in modules
         assert not {m for m in modules if m.startswith(heavy)}, args
 
@@ -44,12 +31,12 @@ def test_help_imports_neither_the_executor_nor_tenacity_nor_rich() -> None:
 def test_help_leaves_completion_and_the_app_context_until_they_are_used() -> None:
     """Completion callbacks import volimg.completion when a shell asks, not at start-up."""
     for args in (["--help"], ["--version"]):
-        modules = _imported_modules(*args)
+        modules = imported_modules(*args)
         assert "volimg.cli" in modules
         assert not modules & {"volimg.completion", "volimg.context"}, args
     # What the completion module would have brought (--version reads package metadata,
     # which imports json on some Pythons, so only --help is checked for these).
-    assert not _imported_modules("--help") & {"hashlib", "json"}
+    assert not imported_modules("--help") & {"hashlib", "json"}
 
 
 def test_version_names_volimg_openstacksdk_and_python() -> None:
