@@ -19,8 +19,9 @@ own id was inherited and is not volimg's (``Stamp.from_properties`` returns None
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
@@ -39,6 +40,9 @@ KEY_RULE = "volimg_rule"
 KEY_PRUNE = "volimg_prune"
 KEY_ALSO_STORES = "volimg_also_stores"
 KEY_PERIOD = "volimg_period"
+KEY_REPLICATE = "volimg_replicate"
+KEY_INTENT_BY = "volimg_intent_by"
+KEY_INTENT_AT = "volimg_intent_at"
 
 STAMP_KEYS = (
     KEY_SCHEMA,
@@ -52,7 +56,19 @@ STAMP_KEYS = (
     KEY_PRUNE,
     KEY_ALSO_STORES,
     KEY_PERIOD,
+    KEY_REPLICATE,
+    KEY_INTENT_BY,
+    KEY_INTENT_AT,
 )
+
+# The mark: volume image metadata volimg sets just before it asks Cinder to upload.
+# Cinder copies a volume's custom image metadata onto the image it creates, before its
+# 202 (cinder/volume/api.py copy_volume_to_image -> _merge_volume_image_meta), so the
+# image is born carrying the mark, with no write to Glance during the upload.
+KEY_MARK = "volimg_mark"  # run id, volume, digest of the image name, time, period
+KEY_MARK_INTENT = "volimg_mark_intent"  # what the finished stamp will say
+MARK_KEYS = (KEY_MARK, KEY_MARK_INTENT)
+MAX_VALUE = 255  # Cinder's limit for a volume image metadata value (and Glance's)
 
 NONE = "none"  # base image / type store: there was none
 UNKNOWN = "unknown"  # type store hidden from the caller, or source volume not known
@@ -88,6 +104,11 @@ class Stamp:
     prune: bool = False  # prune intent: the image should be only in its target stores
     also_stores: tuple[str, ...] = ()
     period: str | None = None  # once-per period key (batch --once-per)
+    # --no-replicate: the upload stayed where it landed although it had a base image.
+    # None: not recorded (stamps before this key, adopt, the Glance filter).
+    replicate: bool | None = None
+    intent_by: str = ""  # the command that last set the intent, e.g. "replicate --store fast"
+    intent_at: str = ""  # when (UTC), as stamped_at
 
     def properties(self) -> dict[str, str]:
         """The Glance properties of this stamp (all strings, as Glance stores them)."""
@@ -106,7 +127,17 @@ class Stamp:
             props[KEY_ALSO_STORES] = ",".join(self.also_stores)
         if self.period:
             props[KEY_PERIOD] = self.period
+        if self.replicate is not None:
+            props[KEY_REPLICATE] = "true" if self.replicate else "false"
+        if self.intent_by:
+            props[KEY_INTENT_BY] = self.intent_by
+            props[KEY_INTENT_AT] = self.intent_at or self.stamped_at
         return props
+
+    @property
+    def is_own_upload(self) -> bool:
+        """Made by volimg's own upload (not adopted, not the Glance filter's)."""
+        return self.stamped_by is StampedBy.UPLOAD
 
     @classmethod
     def from_properties(cls, image_id: str, props: Mapping[str, str]) -> Stamp | None:
@@ -133,7 +164,139 @@ class Stamp:
             prune=props.get(KEY_PRUNE) == "true",
             also_stores=tuple(s for s in also.split(",") if s),
             period=props.get(KEY_PERIOD) or None,
+            replicate={"true": True, "false": False}.get(props.get(KEY_REPLICATE, "")),
+            intent_by=props.get(KEY_INTENT_BY, ""),
+            intent_at=props.get(KEY_INTENT_AT, ""),
         )
+
+
+def _fields(value: str) -> dict[str, str]:
+    """``a=1;b=2`` -> {"a": "1", "b": "2"}; a part without ``=`` is ignored."""
+    return dict(part.split("=", 1) for part in value.split(";") if "=" in part)
+
+
+def name_digest(name: str) -> str:
+    """A short digest of an image name: the mark names its image without its length."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mark:
+    """What a run puts on a volume so that the image Cinder makes is born volimg's.
+
+    The mark travels onto every image made from the volume while it is there, by
+    anyone (Horizon, the OpenStack CLI), and onto volumes cloned from it. So it names
+    the one image it is for: the run's id and a digest of the image name the run asked
+    Cinder for. An image carrying a mark whose digest is not its own name's is not
+    this run's image (``claims``). A mark is not a stamp: it says "volimg created this
+    image and had not finished it"; finishing writes the stamp and removes the mark
+    from the image, and the run removes it from the volume once Cinder lets it
+    (``os-unset_image_metadata`` is refused while the volume is ``uploading``).
+    """
+
+    run: str
+    image_name_digest: str
+    marked_at: str
+    intended: Stamp  # the stamp the image gets when finished; its image_id is ""
+
+    @classmethod
+    def for_upload(cls, run: str, image_name: str, intended: Stamp) -> Mark:
+        return cls(
+            run=run,
+            image_name_digest=name_digest(image_name),
+            marked_at=intended.stamped_at,
+            intended=intended,
+        )
+
+    @property
+    def volume_id(self) -> str | None:
+        return self.intended.source_volume
+
+    def metadata(self) -> dict[str, str]:
+        """The volume image metadata of this mark (two keys, each at most 255 chars)."""
+        stamp = self.intended
+        head = ";".join(
+            [
+                f"v={SCHEMA}",
+                f"run={self.run}",
+                f"vol={stamp.source_volume or UNKNOWN}",
+                f"name={self.image_name_digest}",
+                f"at={self.marked_at}",
+                f"period={stamp.period or ''}",
+            ]
+        )
+        replicate = "" if stamp.replicate is None else ("1" if stamp.replicate else "0")
+        intent = ";".join(
+            [
+                f"base={stamp.base_image or NONE}",
+                f"type={stamp.type_store or NONE}",
+                f"rule={stamp.rule.value}",
+                f"prune={'1' if stamp.prune else '0'}",
+                f"replicate={replicate}",
+                f"also={','.join(stamp.also_stores)}",
+            ]
+        )
+        for value in (head, intent):
+            if len(value) > MAX_VALUE:
+                raise ValueError(f"a volimg mark longer than {MAX_VALUE} characters: {value!r}")
+        return {KEY_MARK: head, KEY_MARK_INTENT: intent}
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, str]) -> Mark | None:
+        """The mark in image properties or volume image metadata, or None."""
+        head, intent = _fields(props.get(KEY_MARK, "")), _fields(props.get(KEY_MARK_INTENT, ""))
+        if head.get("v") != SCHEMA or not head.get("run") or not head.get("name"):
+            return None
+        try:
+            rule = Rule(intent.get("rule", ""))
+        except ValueError:
+            return None
+        volume = head.get("vol") or UNKNOWN
+        base = intent.get("base") or NONE
+        type_store = intent.get("type") or NONE
+        intended = Stamp(
+            image_id="",
+            stamped_by=StampedBy.UPLOAD,
+            stamped_at=head.get("at", ""),
+            source_volume=None if volume == UNKNOWN else volume,
+            base_image=None if base == NONE else base,
+            type_store=None if type_store == NONE else type_store,
+            rule=rule,
+            prune=intent.get("prune") == "1",
+            also_stores=tuple(s for s in intent.get("also", "").split(",") if s),
+            period=head.get("period") or None,
+            replicate={"1": True, "0": False}.get(intent.get("replicate", "")),
+        )
+        return cls(
+            run=head["run"],
+            image_name_digest=head["name"],
+            marked_at=head.get("at", ""),
+            intended=intended,
+        )
+
+    def claims(self, image_name: str) -> bool:
+        """Is an image of this name the one this mark's run created?"""
+        return self.volume_id is not None and name_digest(image_name) == self.image_name_digest
+
+    def stamp_for(self, image_id: str, *, stamped_at: str) -> Stamp:
+        """The finished stamp of the image this mark claims."""
+        return replace(self.intended, image_id=image_id, stamped_at=stamped_at)
+
+
+def unfinished_mark(image_id: str, image_name: str, props: Mapping[str, str]) -> Mark | None:
+    """The mark of a volimg upload that was never finished, or None.
+
+    An image is unfinished when it carries a mark that claims it (its name) and no
+    stamp of volimg's own upload; a Glance-filter stamp does not finish it (the filter
+    knows neither the volume nor the run's intent).
+    """
+    mark = Mark.from_properties(props)
+    if mark is None or not mark.claims(image_name):
+        return None
+    stamp = Stamp.from_properties(image_id, props)
+    if stamp is not None and stamp.is_own_upload:
+        return None
+    return mark
 
 
 def stamp_time(moment: datetime) -> str:

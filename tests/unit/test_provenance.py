@@ -59,6 +59,8 @@ def test_a_stamp_survives_the_round_trip_through_glance_properties() -> None:
         {"type_store": "archive", "rule": Rule.TYPE_STORE, "also_stores": ()},
         {"source_volume": None, "stamped_by": StampedBy.GLANCE_FILTER, "period": None},
         {"type_store": "unknown", "prune": False},
+        {"replicate": False, "rule": Rule.DEFAULT_STORE},
+        {"also_stores": ("fast",), "intent_by": "replicate --store fast", "intent_at": "x"},
     ],
 )
 def test_every_kind_of_stamp_round_trips(changes: dict[str, object]) -> None:
@@ -117,3 +119,73 @@ def test_a_period_key_does_not_depend_on_the_callers_time_zone() -> None:
 
     tokyo = AT.astimezone(timezone(timedelta(hours=9)))  # 2027-01-01 08:59 local
     assert period_key(Period.DAY, tokyo) == "2026-12-31"
+
+
+# --- the mark: a volume's image metadata that makes the image born volimg's ---------
+
+
+def test_a_mark_survives_the_round_trip_through_volume_image_metadata() -> None:
+    from volimg.provenance import MARK_KEYS, Mark
+
+    intended = stamp(image_id="", replicate=False, also_stores=("archive", "cheap"))
+    mark = Mark.for_upload("run-1", "boot-vol-2026-11-30", intended)
+    metadata = mark.metadata()
+    assert set(metadata) == set(MARK_KEYS)
+    assert all(len(v) <= 255 for v in metadata.values())
+    assert not any(k.startswith(("os_glance", "image_id")) for k in metadata)
+    assert Mark.from_properties(metadata) == mark
+
+
+def test_a_mark_claims_only_the_image_its_run_named() -> None:
+    from volimg.provenance import Mark
+
+    mark = Mark.for_upload("run-1", "boot-vol-2026-11-30", stamp(image_id=""))
+    assert mark.claims("boot-vol-2026-11-30")
+    # An image made from the volume by anyone else while the mark was there carries
+    # the mark too, under another name: not this run's image.
+    assert not mark.claims("boot-vol-horizon")
+    assert not mark.claims("")
+
+
+def test_a_marked_image_is_unfinished_until_volimgs_own_upload_stamp_is_on_it() -> None:
+    from volimg.provenance import Mark, unfinished_mark
+
+    mark = Mark.for_upload("run-1", "img-name", stamp(image_id=""))
+    born = dict(mark.metadata())
+    assert unfinished_mark("img-1", "img-name", born) == mark
+    assert unfinished_mark("img-1", "another-name", born) is None
+    filter_stamp = stamp(stamped_by=StampedBy.GLANCE_FILTER, source_volume=None).properties()
+    assert unfinished_mark("img-1", "img-name", {**born, **filter_stamp}) == mark
+    finished = mark.stamp_for("img-1", stamped_at="2026-11-30T07:00:00Z")
+    assert finished.image_id == "img-1"
+    assert finished.stamped_by is StampedBy.UPLOAD
+    assert unfinished_mark("img-1", "img-name", {**born, **finished.properties()}) is None
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"volimg_mark": "v=1;run=r;vol=v"},  # no name digest
+        {"volimg_mark": "v=2;run=r;vol=v;name=abc", "volimg_mark_intent": "rule=default-store"},
+        {"volimg_mark": "v=1;run=r;vol=v;name=abc", "volimg_mark_intent": "rule=nonsense"},
+    ],
+)
+def test_a_malformed_or_foreign_mark_is_no_mark(metadata: dict[str, str]) -> None:
+    from volimg.provenance import Mark
+
+    assert Mark.from_properties(metadata) is None
+
+
+def test_a_mark_too_long_for_cinder_is_refused_before_anything_is_sent() -> None:
+    from volimg.provenance import Mark
+
+    many = tuple(f"store-with-a-long-name-{i}" for i in range(12))
+    with pytest.raises(ValueError, match="255"):
+        Mark.for_upload("run-1", "x", stamp(image_id="", also_stores=many)).metadata()
+
+
+def test_only_volimgs_own_upload_stamp_is_an_own_upload() -> None:
+    assert stamp().is_own_upload
+    assert not stamp(stamped_by=StampedBy.ADOPT).is_own_upload
+    assert not stamp(stamped_by=StampedBy.GLANCE_FILTER).is_own_upload
