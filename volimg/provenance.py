@@ -19,7 +19,6 @@ own id was inherited and is not volimg's (``Stamp.from_properties`` returns None
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -177,6 +176,8 @@ def _fields(value: str) -> dict[str, str]:
 
 def name_digest(name: str) -> str:
     """A short digest of an image name: the mark names its image without its length."""
+    import hashlib  # not at import time: `volimg --help` imports this module
+
     return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
