@@ -64,10 +64,12 @@ STAMP_KEYS = (
 # Cinder copies a volume's custom image metadata onto the image it creates, before its
 # 202 (cinder/volume/api.py copy_volume_to_image -> _merge_volume_image_meta), so the
 # image is born carrying the mark, with no write to Glance during the upload.
-KEY_MARK = "volimg_mark"  # run id, volume, digest of the image name, time, period
-KEY_MARK_INTENT = "volimg_mark_intent"  # what the finished stamp will say
-MARK_KEYS = (KEY_MARK, KEY_MARK_INTENT)
-MAX_VALUE = 255  # Cinder's limit for a volume image metadata value (and Glance's)
+# Two keys, so that removing the mark from the volume afterwards costs two requests
+# (os-unset_image_metadata takes one key); image metadata values are text in Cinder
+# (parameter_types.image_metadata, "mysql_text") and in Glance, not 255 characters.
+KEY_MARK = "volimg_mark"  # always SCHEMA: Glance lists marked images with ?volimg_mark=1
+KEY_MARK_RUN = "volimg_mark_run"  # run id, volume, image name digest, time, intent
+MARK_KEYS = (KEY_MARK, KEY_MARK_RUN)
 
 NONE = "none"  # base image / type store: there was none
 UNKNOWN = "unknown"  # type store hidden from the caller, or source volume not known
@@ -214,21 +216,16 @@ class Mark:
         return self.intended.source_volume
 
     def metadata(self) -> dict[str, str]:
-        """The volume image metadata of this mark (two keys, each at most 255 chars)."""
+        """The volume image metadata of this mark: ``{volimg_mark: 1, volimg_mark_run: ...}``."""
         stamp = self.intended
-        head = ";".join(
+        replicate = "" if stamp.replicate is None else ("1" if stamp.replicate else "0")
+        run = ";".join(
             [
-                f"v={SCHEMA}",
                 f"run={self.run}",
                 f"vol={stamp.source_volume or UNKNOWN}",
                 f"name={self.image_name_digest}",
                 f"at={self.marked_at}",
                 f"period={stamp.period or ''}",
-            ]
-        )
-        replicate = "" if stamp.replicate is None else ("1" if stamp.replicate else "0")
-        intent = ";".join(
-            [
                 f"base={stamp.base_image or NONE}",
                 f"type={stamp.type_store or NONE}",
                 f"rule={stamp.rule.value}",
@@ -237,41 +234,38 @@ class Mark:
                 f"also={','.join(stamp.also_stores)}",
             ]
         )
-        for value in (head, intent):
-            if len(value) > MAX_VALUE:
-                raise ValueError(f"a volimg mark longer than {MAX_VALUE} characters: {value!r}")
-        return {KEY_MARK: head, KEY_MARK_INTENT: intent}
+        return {KEY_MARK: SCHEMA, KEY_MARK_RUN: run}
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str]) -> Mark | None:
         """The mark in image properties or volume image metadata, or None."""
-        head, intent = _fields(props.get(KEY_MARK, "")), _fields(props.get(KEY_MARK_INTENT, ""))
-        if head.get("v") != SCHEMA or not head.get("run") or not head.get("name"):
+        fields = _fields(props.get(KEY_MARK_RUN, ""))
+        if props.get(KEY_MARK) != SCHEMA or not fields.get("run") or not fields.get("name"):
             return None
         try:
-            rule = Rule(intent.get("rule", ""))
+            rule = Rule(fields.get("rule", ""))
         except ValueError:
             return None
-        volume = head.get("vol") or UNKNOWN
-        base = intent.get("base") or NONE
-        type_store = intent.get("type") or NONE
+        volume = fields.get("vol") or UNKNOWN
+        base = fields.get("base") or NONE
+        type_store = fields.get("type") or NONE
         intended = Stamp(
             image_id="",
             stamped_by=StampedBy.UPLOAD,
-            stamped_at=head.get("at", ""),
+            stamped_at=fields.get("at", ""),
             source_volume=None if volume == UNKNOWN else volume,
             base_image=None if base == NONE else base,
             type_store=None if type_store == NONE else type_store,
             rule=rule,
-            prune=intent.get("prune") == "1",
-            also_stores=tuple(s for s in intent.get("also", "").split(",") if s),
-            period=head.get("period") or None,
-            replicate={"1": True, "0": False}.get(intent.get("replicate", "")),
+            prune=fields.get("prune") == "1",
+            also_stores=tuple(s for s in fields.get("also", "").split(",") if s),
+            period=fields.get("period") or None,
+            replicate={"1": True, "0": False}.get(fields.get("replicate", "")),
         )
         return cls(
-            run=head["run"],
-            image_name_digest=head["name"],
-            marked_at=head.get("at", ""),
+            run=fields["run"],
+            image_name_digest=fields["name"],
+            marked_at=fields.get("at", ""),
             intended=intended,
         )
 
