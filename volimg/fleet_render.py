@@ -18,17 +18,15 @@ from typing import Any
 from volimg import events as ev
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
+from volimg.output import rich_terminal, say
+from volimg.progress import LiveView, describe
 from volimg.render import (
-    LiveView,
     Streams,
     _volume_doc,
-    describe,
     document,
     error_doc,
     live_progress,
     outcome_doc,
-    rich_terminal,
-    say,
 )
 
 # --- documents ------------------------------------------------------------------------
