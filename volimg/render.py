@@ -1,33 +1,36 @@
-"""Output, kept apart from doing: JSON documents, tables, the progress of one upload.
+"""Output for people, kept apart from doing: tables, plain lines, one upload's progress.
 
 stdout carries data only (a table, or exactly one JSON document); progress, notices
 and errors go to stderr. Colour and live displays appear only on a terminal;
 elsewhere progress is one timestamped line per change, fit for cron logs.
 
-This module never imports rich at module level: off a terminal, ``PlainOutput`` writes
-the lines and rich is not loaded at all. Tables are drawn with rich only through
-``rich_terminal``. Below this module: ``volimg.output`` (where output goes) and
-``volimg.progress`` (events in words, the plain log); the live panels are in
-``volimg.live``, which imports only those two, and ``live_progress`` loads it on a
-terminal. ``volimg.fleet_render`` follows the same rule for batches and audits.
+``Renderer`` writes a command's result in the chosen format: the JSON documents are
+built in ``volimg.documents``, their human form (``plan_rows``, ``outcome_rows``, the
+tables) here. This module never imports rich at module level: off a terminal,
+``PlainOutput`` writes the lines and rich is not loaded at all. Tables are drawn with
+rich only through ``rich_terminal``. Below this module: ``volimg.output`` (where
+output goes) and ``volimg.progress`` (events in words, the plain log); the live panels
+are in ``volimg.live``, which imports only those two, and ``live_progress`` loads it
+on a terminal. ``volimg.fleet_render`` follows the same rule for batches and audits.
+
+The names imported ``X as X`` below lived here once and are still importable from here
+(volimg.cli, volimg.context and the tests do).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
-from volimg import __version__
 from volimg import events as ev
+from volimg.documents import document, outcome_doc, stores_doc
+from volimg.documents import dump_json as dump_json
+from volimg.documents import failure_doc as failure_doc
 from volimg.errors import VolimgError
-from volimg.model import GlanceInfo, Image, Volume
-
-# ``X as X``: also importable from here, as before they moved down (volimg.context
-# and the tests import them from volimg.render).
+from volimg.model import GlanceInfo
 from volimg.output import Output as Output
 from volimg.output import PlainOutput as PlainOutput
 from volimg.output import might_be_terminal as might_be_terminal
@@ -40,159 +43,6 @@ from volimg.progress import _LineLog as _LineLog
 from volimg.progress import milestone as milestone
 from volimg.provenance import TAG, Stamp
 from volimg.results import Outcome
-
-SCHEMA_VERSION = 1
-
-
-# --- JSON documents (docs/json.md is their contract) ------------------------------
-
-
-def document(
-    command: str, result: str, *, mode: str | None = None, **fields: Any
-) -> dict[str, Any]:
-    """A JSON document: every one starts with the same keys (docs/json.md), then its own."""
-    head: dict[str, Any] = {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-    }
-    if mode is not None:
-        head["mode"] = mode
-    return {**head, "result": result, **fields}
-
-
-def _volume_doc(volume: Volume | None) -> dict[str, Any] | None:
-    if volume is None:
-        return None
-    return {
-        "id": volume.id,
-        "name": volume.name,
-        "status": volume.status,
-        "volume_type": volume.volume_type,
-        "size": volume.size,
-    }
-
-
-def _image_doc(image: Image | None) -> dict[str, Any] | None:
-    if image is None:
-        return None
-    return {
-        "id": image.id,
-        "name": image.name,
-        "status": image.status,
-        "stores": list(image.stores),
-        "disk_format": image.disk_format,
-        "container_format": image.container_format,
-        "visibility": image.visibility,
-        "size": image.size,
-        "checksum": image.checksum,
-    }
-
-
-def _base_doc(image: Image | None) -> dict[str, Any] | None:
-    if image is None:
-        return None
-    return {"id": image.id, "name": image.name, "stores": list(image.stores)}
-
-
-def error_doc(error: VolimgError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {
-        "type": error.kind,
-        "exit_code": int(error.exit_code),
-        "message": error.message,
-        "hint": error.hint,
-    }
-
-
-def plan_doc(plan: Plan | ReplicationPlan) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "replicate_to": list(plan.replicate_to),
-        "prune": list(plan.prune_from),
-        "target_stores": list(plan.placement.target_stores),
-        "expected_stores": list(plan.expected_stores),
-        "all_stores_must_succeed": plan.placement.all_stores_must_succeed,
-        "reasons": [
-            {"topic": d.topic, "decision": d.outcome, "reason": d.reason} for d in plan.decisions
-        ],
-    }
-    if isinstance(plan, Plan):
-        doc = {
-            "image_name": plan.upload.image_name,
-            "image_name_taken_by": list(plan.facts.same_name_images),
-            "upload_store": plan.upload_store,
-            "cinder_microversion": plan.upload.microversion,
-            "cinder_headers": dict(plan.cinder_headers),
-            "upload_request": {
-                k: v
-                for k, v in {
-                    "image_name": plan.upload.image_name,
-                    "force": plan.upload.force,
-                    "disk_format": plan.upload.disk_format,
-                    "container_format": plan.upload.container_format,
-                    "visibility": plan.upload.visibility,
-                    "protected": plan.upload.protected,
-                }.items()
-                if v is not None
-            },
-            **doc,
-        }
-    return doc
-
-
-def outcome_doc(outcome: Outcome) -> dict[str, Any]:
-    """The one JSON document of ``upload``, ``plan`` and ``replicate``."""
-    plan = outcome.plan
-    if isinstance(plan, Plan):
-        volume, base, type_store = plan.volume, plan.base_image, plan.volume_type_store
-    else:
-        volume, base, type_store = None, plan.like, None
-    return document(
-        outcome.command,
-        outcome.result,
-        volume=_volume_doc(volume),
-        base_image=_base_doc(base),
-        volume_type_store=type_store,
-        plan=plan_doc(plan),
-        image=None if outcome.dry_run and isinstance(plan, Plan) else _image_doc(outcome.image),
-        replication={r.store: r.outcome for r in outcome.stores},
-        details={r.store: r.detail for r in outcome.stores if r.detail},
-        error=error_doc(outcome.error),
-        next_steps=list(outcome.next_steps),
-    )
-
-
-def failure_doc(command: str, error: VolimgError) -> dict[str, Any]:
-    """The JSON document when a command fails before it has anything else to say."""
-    return document(command, "failed", error=error_doc(error))
-
-
-def stores_doc(info: GlanceInfo) -> dict[str, Any]:
-    return document(
-        "stores",
-        "ok",
-        multi_store=info.multi_store,
-        default_store=info.default_store,
-        copy_image_enabled=info.copy_image_enabled,
-        import_methods=list(info.import_methods),
-        stores=[
-            {
-                "id": s.id,
-                "default": s.is_default,
-                "read_only": s.read_only,
-                "description": s.description,
-            }
-            for s in info.stores
-        ],
-    )
-
-
-def dump_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=False)
-
-
-# --- human output ------------------------------------------------------------------
 
 
 def _named(name: str, resource_id: str) -> str:
