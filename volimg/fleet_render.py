@@ -1,9 +1,11 @@
-"""Output of the fleet commands (a batch of uploads): documents, lines, tables, metrics.
+"""Output of the fleet commands (a batch of uploads, an audit): lines, tables, metrics.
 
 Kept apart from doing, like ``volimg.render``: the batch returns a ``BatchOutcome`` and
-emits events; this module turns them into one JSON document (``-f json``), one JSON
-line per volume as it finishes plus a summary line (``-f ndjson``), a table, and the
-node_exporter textfile (``--metrics-file``). docs/json.md and docs/cron.md document them.
+emits events, the audit an ``AuditOutcome``; this module writes them in the chosen
+format (the documents for ``-f json`` and ``-f ndjson`` are built in
+``volimg.fleet_documents``), draws the table or the plain lines, shows progress while
+the batch runs, and writes the node_exporter textfile (``--metrics-file``).
+docs/json.md, docs/cron.md and docs/audit.md document them.
 """
 
 from __future__ import annotations
@@ -13,91 +15,23 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from volimg import events as ev
-from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
+from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
-from volimg.render import (
-    LiveView,
-    Streams,
-    _volume_doc,
-    describe,
-    document,
-    error_doc,
-    live_progress,
-    outcome_doc,
-    rich_terminal,
-    say,
+from volimg.fleet_documents import (
+    audit_doc,
+    audit_summary_doc,
+    batch_doc,
+    finding_doc,
+    ndjson_line,
+    repair_doc,
+    summary_doc,
+    volume_doc,
 )
-
-# --- documents ------------------------------------------------------------------------
-
-
-def volume_doc(result: VolumeResult) -> dict[str, Any]:
-    """One volume of a batch: the single upload's fields, plus the batch's own."""
-    doc: dict[str, Any] = {"ref": result.ref, "result": result.result, "reason": result.reason}
-    if result.outcome is not None:
-        single = outcome_doc(result.outcome)
-        for key in ("volimg", "schema_version", "command", "result"):
-            single.pop(key)
-        doc.update(single)
-    else:
-        doc.update(
-            volume=_volume_doc(result.volume),
-            base_image=None,
-            volume_type_store=None,
-            plan=None,
-            image=None,
-            replication={},
-            details={},
-            next_steps=[],
-        )
-    doc["error"] = error_doc(result.error)
-    doc["retention"] = [
-        {
-            "image_id": a.image_id,
-            "name": a.name,
-            "created_at": a.created_at,
-            "action": a.action,
-            "detail": a.detail,
-        }
-        for a in result.retention
-    ]
-    doc["seconds"] = round(result.seconds, 3)
-    doc["uploaded_bytes"] = result.uploaded_bytes
-    return doc
-
-
-def summary_doc(outcome: BatchOutcome) -> dict[str, Any]:
-    return {
-        "result": outcome.result,
-        "exit_code": int(outcome.exit_code),
-        "period": outcome.period,
-        "volumes": len(outcome.results),
-        "counts": outcome.counts,
-        "not_started": list(outcome.not_started),
-        "started_at": outcome.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seconds": round(outcome.seconds, 3),
-        "uploaded_bytes": outcome.uploaded_bytes,
-        "error": error_doc(outcome.interrupted),
-    }
-
-
-def batch_doc(outcome: BatchOutcome) -> dict[str, Any]:
-    """The one JSON document of a batch (``-f json``)."""
-    return document(
-        "upload",
-        outcome.result,
-        mode="batch",
-        volumes=[volume_doc(r) for r in outcome.results],
-        summary=summary_doc(outcome),
-    )
-
-
-def ndjson_line(kind: str, doc: dict[str, Any]) -> str:
-    return json.dumps({"type": kind, **doc}, separators=(",", ":"))
-
+from volimg.output import rich_terminal, say
+from volimg.progress import LiveView, describe
+from volimg.render import Streams, live_progress
 
 # --- metrics --------------------------------------------------------------------------
 
@@ -262,77 +196,7 @@ def _describe_item(event: ev.Event) -> str | None:
     return describe(event)
 
 
-# --- audit --------------------------------------------------------------------------------
-
-
-def finding_doc(finding: Finding) -> dict[str, Any]:
-    image, stamp = finding.image, finding.stamp
-    return {
-        "image": {
-            "id": image.id,
-            "name": image.name,
-            "status": image.status,
-            "stores": list(image.stores),
-        },
-        "finding": finding.finding,
-        "reason": finding.reason,
-        "expected_stores": list(finding.expected),
-        "missing": list(finding.missing),
-        "extra": list(finding.extra),
-        "takeover_at": finding.takeover_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if finding.takeover_at
-        else None,
-        "stamp": {
-            "stamped_by": stamp.stamped_by.value,
-            "stamped_at": stamp.stamped_at,
-            "source_volume": stamp.source_volume,
-            "base_image": stamp.base_image,
-            "type_store": stamp.type_store,
-            "rule": stamp.rule.value,
-            "prune": stamp.prune,
-            "period": stamp.period,
-        },
-    }
-
-
-def repair_doc(repair: Repair) -> dict[str, Any]:
-    outcome = repair.outcome
-    return {
-        "image_id": repair.image_id,
-        "finding": repair.finding,
-        "result": repair.result,
-        "detail": repair.detail,
-        "replication": {r.store: r.outcome for r in outcome.stores} if outcome else {},
-        "stores": list(outcome.image.stores) if outcome and outcome.image else None,
-        "error": error_doc(outcome.error) if outcome else None,
-    }
-
-
-def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
-    repairs = Counter(r.result for r in outcome.repairs)
-    return {
-        "result": "ok" if outcome.exit_code == 0 else "findings",
-        "exit_code": outcome.exit_code,
-        "images": len(outcome.findings),
-        "counts": outcome.counts,
-        "remaining": outcome.remaining,
-        "repairs": {result: repairs.get(result, 0) for result in REPAIR_RESULTS},
-        "fix": outcome.fix,
-        "dry_run": outcome.dry_run,
-        "audited_at": outcome.audited_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seconds": round(outcome.seconds, 3),
-    }
-
-
-def audit_doc(outcome: AuditOutcome) -> dict[str, Any]:
-    """The one JSON document of ``volimg audit``."""
-    return document(
-        "audit",
-        "ok" if outcome.exit_code == 0 else "findings",
-        findings=[finding_doc(f) for f in outcome.findings],
-        repairs=[repair_doc(r) for r in outcome.repairs],
-        summary=audit_summary_doc(outcome),
-    )
+# --- audit ----------------------------------------------------------------------------
 
 
 def write_audit_metrics(path: Path, outcome: AuditOutcome) -> None:

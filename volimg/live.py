@@ -3,8 +3,9 @@
 
 The layering: ``volimg.render`` and ``volimg.fleet_render`` write documents and plain
 lines and never import rich at module level; this module is the rich-only part, built
-on their event descriptions, and ``render.live_progress`` imports it only when stderr
-is a terminal. Cron, pipes and CI never load it.
+on ``volimg.progress``'s event descriptions (and importing nothing else of volimg's
+but the events), and ``render.live_progress`` imports it only when stderr is a
+terminal. Cron, pipes and CI never load it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from volimg import events as ev
-from volimg.render import CopyTracker, LiveView, describe, human_bytes
+from volimg.progress import CopyTracker, LiveView, describe, human_bytes
 
 
 @contextmanager

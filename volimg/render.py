@@ -1,257 +1,48 @@
-"""Output, kept apart from doing: JSON documents, tables, progress.
+"""Output for people, kept apart from doing: tables, plain lines, one upload's progress.
 
 stdout carries data only (a table, or exactly one JSON document); progress, notices
 and errors go to stderr. Colour and live displays appear only on a terminal;
 elsewhere progress is one timestamped line per change, fit for cron logs.
 
-This module never imports rich at module level: off a terminal, ``PlainOutput`` writes
-the lines and rich is not loaded at all. Tables are drawn with rich only through
-``rich_terminal``; the live panels are in ``volimg.live``, loaded by ``live_progress``
+``Renderer`` writes a command's result in the chosen format: the JSON documents are
+built in ``volimg.documents``, their human form (``plan_rows``, ``outcome_rows``, the
+tables) here. This module never imports rich at module level: off a terminal,
+``PlainOutput`` writes the lines and rich is not loaded at all. Tables are drawn with
+rich only through ``rich_terminal``. Below this module: ``volimg.output`` (where
+output goes) and ``volimg.progress`` (events in words, the plain log); the live panels
+are in ``volimg.live``, which imports only those two, and ``live_progress`` loads it
 on a terminal. ``volimg.fleet_render`` follows the same rule for batches and audits.
+
+The names imported ``X as X`` below lived here once and are still importable from here
+(volimg.cli, volimg.context and the tests do).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO, Union
+from typing import IO, Any
 
-from volimg import __version__
 from volimg import events as ev
+from volimg.documents import document, outcome_doc, stores_doc
+from volimg.documents import dump_json as dump_json
+from volimg.documents import failure_doc as failure_doc
 from volimg.errors import VolimgError
-from volimg.model import GlanceInfo, Image, Volume
+from volimg.model import GlanceInfo
+from volimg.output import Output as Output
+from volimg.output import PlainOutput as PlainOutput
+from volimg.output import might_be_terminal as might_be_terminal
+from volimg.output import rich_terminal
+from volimg.output import say as say
 from volimg.planner import Plan, ReplicationPlan
+from volimg.progress import PERCENT_EVERY as PERCENT_EVERY
+from volimg.progress import LiveView, comma_list
+from volimg.progress import _LineLog as _LineLog
+from volimg.progress import milestone as milestone
 from volimg.provenance import TAG, Stamp
 from volimg.results import Outcome
-
-if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
-
-SCHEMA_VERSION = 1
-
-
-# --- where output goes ------------------------------------------------------------------
-
-
-class PlainOutput:
-    """Standard output or error when it is not a terminal: text as it is, unwrapped.
-
-    Cron logs, pipes and CI read these. rich is imported only for a terminal
-    (``might_be_terminal``), which saves loading it on every scripted call. It prints
-    text only: a rich table or panel needs ``rich_terminal`` first, which mypy checks.
-    """
-
-    is_terminal = False
-    is_dumb_terminal = False
-
-    def __init__(self, file: TextIO) -> None:
-        self.file = file
-
-    def print(self, text: str, **_rich_options: object) -> None:
-        self.file.write(text + "\n")
-        self.file.flush()
-
-
-Output = Union["Console", PlainOutput]
-
-
-def rich_terminal(console: Output) -> Console | None:
-    """The console, if it is rich's and a terminal: where tables and colour go."""
-    if isinstance(console, PlainOutput) or not console.is_terminal:
-        return None
-    return console
-
-
-def might_be_terminal(stream: IO[str], force_terminal: bool | None) -> bool:
-    """False only where rich would say "not a terminal" too (rich/console.py is_terminal).
-
-    ``TTY_COMPATIBLE=1`` and a non-empty ``FORCE_COLOR`` make rich treat any stream as a
-    terminal; otherwise it asks the stream. Everything else rich decides itself.
-    """
-    if force_terminal is not None:
-        return force_terminal
-    if os.environ.get("TTY_COMPATIBLE") == "1" or os.environ.get("FORCE_COLOR"):
-        return True
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty()) if isatty is not None else False
-    except ValueError:  # a closed stream
-        return False
-
-
-#: What rich's Text strips from a line (rich/control.py strip_control_codes): a
-#: carriage return or form feed in a cloud's message must not garble a log.
-_CONTROL_CODES = str.maketrans("", "", "\a\b\v\f\r")
-
-
-def say(console: Output, message: str, *, style: str = "") -> None:
-    """One line of text, never read as rich markup, never wrapped."""
-    if isinstance(console, PlainOutput):
-        console.print(message.translate(_CONTROL_CODES))
-        return
-    from rich.text import Text
-
-    console.print(Text(message, style=style), soft_wrap=True)
-
-
-# --- JSON documents (docs/json.md is their contract) ------------------------------
-
-
-def document(
-    command: str, result: str, *, mode: str | None = None, **fields: Any
-) -> dict[str, Any]:
-    """A JSON document: every one starts with the same keys (docs/json.md), then its own."""
-    head: dict[str, Any] = {
-        "volimg": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-    }
-    if mode is not None:
-        head["mode"] = mode
-    return {**head, "result": result, **fields}
-
-
-def _volume_doc(volume: Volume | None) -> dict[str, Any] | None:
-    if volume is None:
-        return None
-    return {
-        "id": volume.id,
-        "name": volume.name,
-        "status": volume.status,
-        "volume_type": volume.volume_type,
-        "size": volume.size,
-    }
-
-
-def _image_doc(image: Image | None) -> dict[str, Any] | None:
-    if image is None:
-        return None
-    return {
-        "id": image.id,
-        "name": image.name,
-        "status": image.status,
-        "stores": list(image.stores),
-        "disk_format": image.disk_format,
-        "container_format": image.container_format,
-        "visibility": image.visibility,
-        "size": image.size,
-        "checksum": image.checksum,
-    }
-
-
-def _base_doc(image: Image | None) -> dict[str, Any] | None:
-    if image is None:
-        return None
-    return {"id": image.id, "name": image.name, "stores": list(image.stores)}
-
-
-def error_doc(error: VolimgError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {
-        "type": error.kind,
-        "exit_code": int(error.exit_code),
-        "message": error.message,
-        "hint": error.hint,
-    }
-
-
-def plan_doc(plan: Plan | ReplicationPlan) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "replicate_to": list(plan.replicate_to),
-        "prune": list(plan.prune_from),
-        "target_stores": list(plan.placement.target_stores),
-        "expected_stores": list(plan.expected_stores),
-        "all_stores_must_succeed": plan.placement.all_stores_must_succeed,
-        "reasons": [
-            {"topic": d.topic, "decision": d.outcome, "reason": d.reason} for d in plan.decisions
-        ],
-    }
-    if isinstance(plan, Plan):
-        doc = {
-            "image_name": plan.upload.image_name,
-            "image_name_taken_by": list(plan.facts.same_name_images),
-            "upload_store": plan.upload_store,
-            "cinder_microversion": plan.upload.microversion,
-            "cinder_headers": dict(plan.cinder_headers),
-            "upload_request": {
-                k: v
-                for k, v in {
-                    "image_name": plan.upload.image_name,
-                    "force": plan.upload.force,
-                    "disk_format": plan.upload.disk_format,
-                    "container_format": plan.upload.container_format,
-                    "visibility": plan.upload.visibility,
-                    "protected": plan.upload.protected,
-                }.items()
-                if v is not None
-            },
-            **doc,
-        }
-    return doc
-
-
-def outcome_doc(outcome: Outcome) -> dict[str, Any]:
-    """The one JSON document of ``upload``, ``plan`` and ``replicate``."""
-    plan = outcome.plan
-    if isinstance(plan, Plan):
-        volume, base, type_store = plan.volume, plan.base_image, plan.volume_type_store
-    else:
-        volume, base, type_store = None, plan.like, None
-    return document(
-        outcome.command,
-        outcome.result,
-        volume=_volume_doc(volume),
-        base_image=_base_doc(base),
-        volume_type_store=type_store,
-        plan=plan_doc(plan),
-        image=None if outcome.dry_run and isinstance(plan, Plan) else _image_doc(outcome.image),
-        replication={r.store: r.outcome for r in outcome.stores},
-        details={r.store: r.detail for r in outcome.stores if r.detail},
-        error=error_doc(outcome.error),
-        next_steps=list(outcome.next_steps),
-    )
-
-
-def failure_doc(command: str, error: VolimgError) -> dict[str, Any]:
-    """The JSON document when a command fails before it has anything else to say."""
-    return document(command, "failed", error=error_doc(error))
-
-
-def stores_doc(info: GlanceInfo) -> dict[str, Any]:
-    return document(
-        "stores",
-        "ok",
-        multi_store=info.multi_store,
-        default_store=info.default_store,
-        copy_image_enabled=info.copy_image_enabled,
-        import_methods=list(info.import_methods),
-        stores=[
-            {
-                "id": s.id,
-                "default": s.is_default,
-                "read_only": s.read_only,
-                "description": s.description,
-            }
-            for s in info.stores
-        ],
-    )
-
-
-def dump_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=False)
-
-
-# --- human output ------------------------------------------------------------------
-
-
-def _list(items: Sequence[str]) -> str:
-    return ", ".join(items) if items else "-"
 
 
 def _named(name: str, resource_id: str) -> str:
@@ -272,7 +63,9 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
         )
         base = plan.base_image
         if base is not None:
-            rows.append(("base image", f"{_named(base.name, base.id)}, in {_list(base.stores)}"))
+            rows.append(
+                ("base image", f"{_named(base.name, base.id)}, in {comma_list(base.stores)}")
+            )
         elif v.base_image_id:
             rows.append(("base image", f"{v.base_image_id} (gone or not visible)"))
         else:
@@ -292,12 +85,16 @@ def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
         rows.append(("lands in", plan.upload_store or "Glance's only store"))
     else:
         img = plan.image
-        rows.append(("image", f"{_named(img.name, img.id)}: {img.status}, in {_list(img.stores)}"))
+        rows.append(
+            ("image", f"{_named(img.name, img.id)}: {img.status}, in {comma_list(img.stores)}")
+        )
         if plan.like is not None:
-            rows.append(("like", f"{plan.like.name or plan.like.id}, in {_list(plan.like.stores)}"))
-    rows.append(("copy to", _list(plan.replicate_to)))
-    rows.append(("prune", _list(plan.prune_from)))
-    rows.append(("ends in", _list(plan.expected_stores)))
+            rows.append(
+                ("like", f"{plan.like.name or plan.like.id}, in {comma_list(plan.like.stores)}")
+            )
+    rows.append(("copy to", comma_list(plan.replicate_to)))
+    rows.append(("prune", comma_list(plan.prune_from)))
+    rows.append(("ends in", comma_list(plan.expected_stores)))
     return rows
 
 
@@ -306,7 +103,10 @@ def outcome_rows(outcome: Outcome) -> list[tuple[str, str]]:
     image = outcome.image
     if image is not None:
         rows.append(
-            ("image", f"{_named(image.name, image.id)}: {image.status}, in {_list(image.stores)}")
+            (
+                "image",
+                f"{_named(image.name, image.id)}: {image.status}, in {comma_list(image.stores)}",
+            )
         )
     for report in outcome.stores:
         detail = f" ({report.detail})" if report.detail else ""
@@ -438,7 +238,7 @@ class Renderer(Streams):
                 )
                 self.out.file.write(f"{s.id}\t{flags or '-'}\t{s.description}\n")
         enabled = "enabled" if info.copy_image_enabled else "NOT enabled"
-        say(self.err, f"copy-image: {enabled} (import methods: {_list(info.import_methods)})")
+        say(self.err, f"copy-image: {enabled} (import methods: {comma_list(info.import_methods)})")
 
     def stamped(self, command: str, stamp: Stamp) -> None:
         """The stamp an ``adopt`` wrote."""
@@ -472,14 +272,6 @@ class Renderer(Streams):
             yield sink
 
 
-class LiveView(Protocol):
-    """A terminal panel that events update."""
-
-    def update(self, event: ev.Event) -> None: ...
-
-    def render(self) -> RenderableType: ...
-
-
 def _upload_panel() -> LiveView:
     from volimg.live import UploadPanel
 
@@ -506,148 +298,3 @@ def live_progress(
 
     with live_panel(terminal, make_view(), line_for, refresh=refresh) as sink:
         yield sink
-
-
-MIB = 1024 * 1024
-PERCENT_EVERY = 10.0
-"""Seconds between two plain progress lines that only report more bytes copied."""
-_COPIED = re.compile(r"Copied (\d+) MiB")
-
-
-def human_bytes(count: float) -> str:
-    """Binary units, as Glance counts: 512.0 MiB, 1.0 GiB."""
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-class CopyTracker:
-    """Which store Glance is copying, and how many bytes it has copied there.
-
-    Glance copies the requested stores one after another, in the order asked
-    (glance/async_/flows/api_image_import.py builds one linear flow), and its task
-    message "Copied N MiB" counts the store in progress (``_ImportToStore`` reports
-    ``total_bytes`` of the current ``set_image_data``). The message the store before
-    left stays until the next store's first report, so a message seen when a store
-    becomes current is not counted for it.
-    """
-
-    def __init__(self) -> None:
-        self.order: tuple[str, ...] = ()
-        self.size: int | None = None
-        self.finished: set[str] = set()
-        self.current: str | None = None
-        self.copied: int | None = None  # bytes in the current store, once reported
-        self._stale_message = ""
-
-    def update(self, event: ev.Event) -> None:
-        if isinstance(event, ev.UploadFinished):
-            self.size = event.image.size or self.size
-        elif isinstance(event, ev.CopyRequested):
-            self.order, self.finished = event.stores, set()
-            self.size = event.image_size or self.size
-            self._advance("")
-        elif isinstance(event, ev.CopyProgress):
-            self.size = event.image_size or self.size
-            self.finished.update(event.done, event.failed)
-            self._advance(event.message)
-            match = _COPIED.search(event.message)
-            if match and self.current is not None and event.message != self._stale_message:
-                self.copied = int(match.group(1)) * MIB
-        elif isinstance(event, ev.StoreSettled) and event.store in self.order:
-            self.finished.add(event.store)
-            self._advance(self._stale_message)
-
-    def _advance(self, message: str) -> None:
-        current = next((s for s in self.order if s not in self.finished), None)
-        if current != self.current:
-            self.current, self.copied, self._stale_message = current, None, message
-
-    def percent(self) -> int | None:
-        if self.copied is None or not self.size:
-            return None
-        return min(100, self.copied * 100 // self.size)
-
-    def summary(self) -> str:
-        """E.g. "archive 50% of 1.0 GiB" ("" while nothing is known)."""
-        percent = self.percent()
-        if percent is None or self.current is None or self.size is None:
-            return ""
-        return f"{self.current} {percent}% of {human_bytes(self.size)}"
-
-
-class _LineLog:
-    """Plain progress: one line per change, with a UTC timestamp, for logs and cron.
-
-    A change of state is a line at once; a line that only says more was copied comes
-    at most every PERCENT_EVERY seconds (of the run's own clock).
-    """
-
-    def __init__(self, console: Output, wall_clock: Callable[[], datetime]) -> None:
-        self.file = console.file
-        self.wall_clock = wall_clock
-        self.tracker = CopyTracker()
-        self.last: tuple[object, ...] | None = None
-        self.last_state: tuple[object, ...] | None = None
-        self.last_progress_at = float("-inf")
-
-    def write(self, event: ev.Event) -> None:
-        self.tracker.update(event)
-        text = describe(event)
-        if text is None:
-            return
-        state: tuple[object, ...] | None = None
-        if isinstance(event, ev.CopyProgress):
-            state = (type(event), event.task_status, event.done, event.failed)
-            summary = self.tracker.summary()
-            text += f"; {summary}" if summary else ""
-        elif isinstance(event, ev.UploadProgress):
-            state = (type(event), event.image_status, event.volume_status)
-        key = (type(event), text)
-        if key == self.last:
-            return
-        if state is not None:
-            if state == self.last_state and event.elapsed - self.last_progress_at < PERCENT_EVERY:
-                return
-            self.last_state, self.last_progress_at = state, event.elapsed
-        self.last = key
-        stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.file.write(f"{stamp} {text}\n")
-        self.file.flush()
-
-
-def milestone(event: ev.Event) -> str | None:
-    """One line for an event worth a line of its own (None: progress only)."""
-    if isinstance(event, ev.PhaseStarted):
-        return f"{event.phase}: {event.detail}"
-    if isinstance(event, ev.UploadStarted):
-        return f"upload: Cinder accepted; image {event.image_id} ({event.image_name})"
-    if isinstance(event, ev.UploadFinished):
-        return f"wait: image {event.image.id} is active in {_list(event.image.stores)}"
-    if isinstance(event, ev.CopyRequested):
-        return (
-            f"replicate: Glance accepted copy-image to {_list(event.stores)} "
-            f"(request {event.request_id or '?'})"
-        )
-    if isinstance(event, ev.StoreSettled):
-        detail = f" ({event.detail})" if event.detail else ""
-        return f"store {event.store}: {event.outcome}{detail}"
-    if isinstance(event, ev.Notice):
-        return f"note: {event.message}"
-    return None
-
-
-def describe(event: ev.Event) -> str | None:
-    """One line for any event, progress included (the plain, non-terminal log)."""
-    if isinstance(event, ev.UploadProgress):
-        size = f" ({human_bytes(event.image_size)})" if event.image_size else ""
-        return f"wait: image {event.image_status}{size}, volume {event.volume_status}"
-    if isinstance(event, ev.CopyProgress):
-        message = f", {event.message}" if event.message else ""
-        return (
-            f"replicate: task {event.task_status}{message}; "
-            f"copied {_list(event.done)}, failed {_list(event.failed)}"
-        )
-    return milestone(event)

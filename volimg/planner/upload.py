@@ -1,14 +1,12 @@
-"""Pure planning: facts about the cloud in, a ``Plan`` out, with a reason for each decision.
+"""Planning ``volimg upload``: where the new image goes and how it gets there.
 
-Nothing here talks to a cloud, reads a clock or prints. Every check that can refuse a
-request happens here, so a refusal always comes before the first mutating request.
-
-The rules are the ones Cinder and Glance were designed to follow (the Glance spec for
-``x-openstack-base-image-ref``) but Glance never implemented:
-
-1. the volume type's store (extra spec ``image_service:store_id``) wins;
-2. else the new image goes to every store the base image is in;
-3. else (no base image) it stays in Glance's default store.
+Facts about the volume, its type, its base image and Glance in, a ``Plan`` out: the
+os-volume_upload_image request, the headers Cinder sends Glance, the store the upload
+lands in, and the copies (and, with ``--prune``, removals) that complete the
+placement. The rules are the package's (``volimg.planner``): the volume type's store
+wins, else the base image's stores, else Glance's default store.
+``replan_after_landing`` plans again when the upload lands where only a volume type
+store Cinder hid from the caller can have put it.
 """
 
 from __future__ import annotations
@@ -18,21 +16,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 
-from volimg.errors import (
-    ImportMethodDisabled,
-    InputError,
-    StoreNotUsable,
-    UnsupportedMicroversion,
-    VolumeNotUploadable,
-)
-from volimg.model import (
-    IMAGE_FILLING_STATUSES,
-    CloudIdentity,
-    GlanceInfo,
-    Image,
-    Volume,
-    VolumeTypeInfo,
-    version_tuple,
+from volimg.errors import InputError, UnsupportedMicroversion, VolumeNotUploadable
+from volimg.model import CloudIdentity, GlanceInfo, Image, Volume, VolumeTypeInfo, version_tuple
+from volimg.planner.placement import (
+    Decision,
+    Placement,
+    check_copy_image,
+    explicit_stores,
+    member_warnings,
+    unique,
+    usable_stores,
 )
 from volimg.provenance import Rule
 
@@ -40,52 +33,6 @@ from volimg.provenance import Rule
 # (cinder/api/contrib/volume_actions.py, mv.UPLOAD_IMAGE_PARAMS).
 UPLOAD_PARAMS_MICROVERSION = "3.1"
 BASE_MICROVERSION = "3.0"
-
-
-def _unique(stores: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(stores))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One choice the plan makes, and the one-line reason an operator reads."""
-
-    topic: str
-    outcome: str
-    reason: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Placement:
-    """Where the image must be, and how to get it there with copy-image.
-
-    Everything is judged against the image's real stores at the time, so a placement
-    stays right if Glance ever honours x-openstack-base-image-ref.
-    """
-
-    target_stores: tuple[str, ...]
-    replicate: bool = True
-    prune: bool = False
-    all_stores_must_succeed: bool = False
-
-    def missing_from(self, stores: Sequence[str]) -> tuple[str, ...]:
-        """Stores still to copy to."""
-        if not self.replicate:
-            return ()
-        return tuple(s for s in self.target_stores if s not in stores)
-
-    def extra_in(self, stores: Sequence[str]) -> tuple[str, ...]:
-        """Copies outside the target set: what --prune removes."""
-        return tuple(s for s in stores if s not in self.target_stores)
-
-    def done_in(self, stores: Sequence[str]) -> bool:
-        """Nothing left to copy, and (with prune intent) nothing left to remove."""
-        return not self.missing_from(stores) and not (self.prune and self.extra_in(stores))
-
-    def expected_after(self, stores: Sequence[str]) -> tuple[str, ...]:
-        """Where the image ends up when every step succeeds."""
-        kept = stores if not self.prune else [s for s in stores if s in self.target_stores]
-        return _unique([*kept, *self.missing_from(stores)])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,51 +131,6 @@ class Plan:
         return self.placement.expected_after(self.landing)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReplicationOptions:
-    stores: tuple[str, ...] = ()
-    prune: bool = False
-    all_stores_must_succeed: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplicationFacts:
-    image: Image
-    like: Image | None
-    glance: GlanceInfo
-    identity: CloudIdentity
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplicationPlan:
-    """What ``volimg replicate`` will do to an image that already exists."""
-
-    facts: ReplicationFacts
-    options: ReplicationOptions
-    placement: Placement
-    decisions: tuple[Decision, ...]
-
-    @property
-    def image(self) -> Image:
-        return self.facts.image
-
-    @property
-    def like(self) -> Image | None:
-        return self.facts.like
-
-    @property
-    def replicate_to(self) -> tuple[str, ...]:
-        return self.placement.missing_from(self.image.stores)
-
-    @property
-    def prune_from(self) -> tuple[str, ...]:
-        return self.placement.extra_in(self.image.stores) if self.placement.prune else ()
-
-    @property
-    def expected_stores(self) -> tuple[str, ...]:
-        return self.placement.expected_after(self.image.stores)
-
-
 def default_image_name(volume: Volume, at: datetime) -> str:
     """``<volume name or id>-<UTC timestamp>``: unique per second and sortable."""
     stamp = at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -295,67 +197,6 @@ def _upload_request(facts: UploadFacts, options: UploadOptions) -> UploadRequest
             hint="leave them out and set them on the image afterwards",
         )
     return request
-
-
-def _usable_stores(
-    candidates: Sequence[str], glance: GlanceInfo, why: str, present: Sequence[str] = ()
-) -> tuple[tuple[str, ...], list[Decision]]:
-    """Keep the stores copy-image can write to (or that already hold the image ``present``);
-    say why each other one is left out."""
-    usable: list[str] = []
-    decisions: list[Decision] = []
-    for store_id in candidates:
-        store = glance.store(store_id)
-        if store is None:
-            decisions.append(
-                Decision(
-                    f"store {store_id}",
-                    "skipped",
-                    f"{why} names store {store_id!r}, which Glance no longer has",
-                )
-            )
-        elif store.read_only and store_id not in present:
-            decisions.append(
-                Decision(
-                    f"store {store_id}",
-                    "skipped",
-                    f"store {store_id!r} is read-only in Glance: never a copy target",
-                )
-            )
-        else:
-            usable.append(store_id)
-    return _unique(usable), decisions
-
-
-def _explicit_stores(
-    stores: Sequence[str], glance: GlanceInfo, option: str, present: Sequence[str] = ()
-) -> tuple[str, ...]:
-    """Stores the operator named: unknown ones are refused outright, and read-only ones
-    unless the image is already there (``present``): nothing needs writing then."""
-    known = ", ".join(s.id for s in glance.stores) or "none"
-    for store_id in stores:
-        store = glance.store(store_id)
-        if store is None:
-            raise StoreNotUsable(
-                f"{option} {store_id}: Glance has no store {store_id!r} (stores: {known})",
-                hint="run 'volimg stores' to see the stores Glance offers",
-            )
-        if store.read_only and store_id not in present:
-            raise StoreNotUsable(
-                f"{option} {store_id}: store {store_id!r} is read-only and cannot receive a copy",
-                hint="choose a writable store ('volimg stores')",
-            )
-    return _unique(stores)
-
-
-def _check_copy_image(glance: GlanceInfo, replicate_to: Sequence[str], flag: str) -> None:
-    if replicate_to and not glance.copy_image_enabled:
-        raise ImportMethodDisabled(
-            "Glance does not offer the copy-image import method "
-            f"(enabled: {', '.join(glance.import_methods) or 'none'}), so the image cannot be "
-            f"copied to {', '.join(replicate_to)}",
-            hint=f"ask the operator to add copy-image to Glance's enabled_import_methods, or {flag}",
-        )
 
 
 def _type_store(facts: UploadFacts) -> tuple[str | None, Decision]:
@@ -445,7 +286,7 @@ def _base_image_stores(facts: UploadFacts) -> tuple[tuple[str, ...], list[Decisi
     )
     if not facts.glance.multi_store:
         return (), [seen]
-    usable, skipped = _usable_stores(base.stores, facts.glance, "the base image")
+    usable, skipped = usable_stores(base.stores, facts.glance, "the base image")
     return usable, [seen, *skipped]
 
 
@@ -494,46 +335,7 @@ def _name_taken(facts: UploadFacts, image_name: str) -> Decision | None:
     )
 
 
-def _member_warnings(
-    identity: CloudIdentity, *, copies: bool, prunes: bool, public: bool = False
-) -> list[Decision]:
-    """Steps that default policies allow only admins: say so before anything changes."""
-    if identity.is_admin:
-        return []
-    warnings: list[Decision] = []
-    if public:
-        warnings.append(
-            Decision(
-                "permission",
-                "--visibility public may be refused",
-                "Cinder's volume_extension:volume_actions:upload_public policy is admin-only "
-                "by default and you have no admin role: Cinder would refuse the upload (403) "
-                "before creating anything; leave out --visibility public, or ask an admin",
-            )
-        )
-    if copies:
-        warnings.append(
-            Decision(
-                "permission",
-                "copy may be refused",
-                "Glance's copy_image policy is admin-only by default and you have no admin "
-                "role: if Glance refuses (403), volimg says which command an admin runs",
-            )
-        )
-    if prunes:
-        warnings.append(
-            Decision(
-                "permission",
-                "--prune may be refused",
-                "removing one store's copy (DELETE /v2/stores/..., Glance's "
-                "delete_image_location policy) is admin-only by default and you have no admin "
-                "role: the copies would stay, and volimg says which command an admin runs",
-            )
-        )
-    return warnings
-
-
-# --- the two planners -----------------------------------------------------------------
+# --- the planner ----------------------------------------------------------------------
 
 
 def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
@@ -565,14 +367,14 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
     follow_base, follow_decision = _follow_base(options, type_store, base_targets)
     if follow_decision:
         decisions.append(follow_decision)
-    also = _explicit_stores(options.also_stores, glance, "--also-store")
+    also = explicit_stores(options.also_stores, glance, "--also-store")
 
     landing = (upload_store,) if upload_store else ()
     if follow_base and base_targets:
         # Rule 2 replaces the landing store; rule 1 keeps it and adds to it.
-        targets = _unique([*(landing if type_store else ()), *base_targets, *also])
+        targets = unique([*(landing if type_store else ()), *base_targets, *also])
     else:
-        targets = _unique([*landing, *also])
+        targets = unique([*landing, *also])
     placement = Placement(
         target_stores=targets,
         replicate=glance.multi_store and (follow_base or bool(also)),
@@ -590,11 +392,11 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
             if store_id in landing
             else Decision(f"store {store_id}", "copy", f"--also-store {store_id} was asked for")
         )
-    _check_copy_image(
+    check_copy_image(
         glance, replicate_to, "pass --no-replicate (without --also-store) to upload only"
     )
     decisions.extend(
-        _member_warnings(
+        member_warnings(
             facts.identity,
             copies=bool(replicate_to),
             prunes=bool(prune_from),
@@ -665,95 +467,3 @@ def replan_after_landing(plan: Plan, landed_in: Sequence[str]) -> Plan | None:
         return None
     learned = replace(volume_type, store=landed_in[0], specs_visible=True, store_learned=True)
     return plan_upload(replace(plan.facts, volume_type=learned), plan.options)
-
-
-def plan_replication(facts: ReplicationFacts, options: ReplicationOptions) -> ReplicationPlan:
-    """Decide which stores an existing image must be copied to (``volimg replicate``)."""
-    image, glance = facts.image, facts.glance
-    if not glance.multi_store:
-        raise InputError(
-            "Glance has no multiple stores (GET /v2/info/stores is not offered): there is "
-            "nowhere to copy to",
-        )
-    if facts.like is None and not options.stores:
-        raise InputError(
-            "nothing to copy to: name a base image with --like or stores with --store",
-            hint="e.g. volimg replicate IMAGE --like BASE_IMAGE",
-        )
-    decisions: list[Decision] = []
-    if image.status in IMAGE_FILLING_STATUSES:
-        decisions.append(
-            Decision(
-                "image",
-                "not active yet",
-                f"image {image.name or image.id} is {image.status}: volimg waits for it to "
-                "become active, then copies it (copy-image needs an active image)",
-            )
-        )
-    elif not image.is_active:
-        raise InputError(
-            f"image {image.name or image.id} is {image.status!r}; copy-image needs an active "
-            "image (Glance answers 409 otherwise)",
-            hint="only an active image can be copied; upload it again if it was killed",
-        )
-    targets: tuple[str, ...] = ()
-    if facts.like is not None:
-        like_name = facts.like.name or facts.like.id
-        like_targets, skipped = _usable_stores(
-            facts.like.stores, glance, "the --like image", present=image.stores
-        )
-        decisions.append(
-            Decision(
-                "follow",
-                like_name,
-                f"--like {like_name}: it is in {', '.join(facts.like.stores) or 'no store'}",
-            )
-        )
-        decisions.extend(skipped)
-        targets = like_targets
-    targets = _unique(
-        [*targets, *_explicit_stores(options.stores, glance, "--store", present=image.stores)]
-    )
-    if not targets:
-        raise InputError(
-            "the --like image is in no store that can receive a copy",
-            hint="name target stores with --store",
-        )
-    placement = Placement(
-        target_stores=targets,
-        prune=options.prune,
-        all_stores_must_succeed=options.all_stores_must_succeed,
-    )
-    replicate_to = placement.missing_from(image.stores)
-    present = [s for s in targets if s in image.stores]
-    if present:
-        decisions.append(
-            Decision("already present", ", ".join(present), "the image is already there")
-        )
-    decisions.append(
-        Decision(
-            "replicate",
-            ", ".join(replicate_to) or "nothing",
-            "copy with Glance's import method copy-image"
-            if replicate_to
-            else "the image is already in every planned store",
-        )
-    )
-    _check_copy_image(glance, replicate_to, "copy the data some other way")
-    prune_from = placement.extra_in(image.stores) if options.prune else ()
-    decisions.extend(
-        _member_warnings(facts.identity, copies=bool(replicate_to), prunes=bool(prune_from))
-    )
-    if options.prune:
-        decisions.append(
-            Decision(
-                "prune",
-                ", ".join(prune_from) or "nothing",
-                f"--prune: after every copy succeeded, remove the copies in {', '.join(prune_from)}"
-                if prune_from
-                else "--prune: no copy lies outside the planned stores",
-            )
-        )
-    return ReplicationPlan(
-        facts=facts, options=options, placement=placement, decisions=tuple(decisions)
-    )
