@@ -1,0 +1,283 @@
+"""The option stacks and decorators the commands share, and the types of their values.
+
+Each command's own options stay in its module; what two commands (or the group's
+``--os-cloud``) use is here: ``placement_options`` (upload, plan), ``wait_options``,
+``batch_options``, ``with_app`` and its ``--format``, the ``NAME_OR_ID`` type, and the
+completion callbacks, which import ``volimg.completion`` only when a shell asks.
+Nothing here imports the core: ``volimg --help`` loads this module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from volimg.provenance import Period
+
+if TYPE_CHECKING:
+    from volimg.context import AppContext
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _completer(name: str) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    """A completion callback that imports volimg.completion only when a shell asks."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from volimg import completion
+
+        found: list[Any] = getattr(completion, name)(ctx, param, incomplete)
+        return found
+
+    complete.__name__ = name
+    return complete
+
+
+complete_volumes = _completer("complete_volumes")
+complete_images = _completer("complete_images")
+complete_base_images = _completer("complete_base_images")
+complete_stores = _completer("complete_stores")
+complete_clouds = _completer("complete_clouds")
+
+# Cinder's os-volume_upload_image schema (cinder/api/schemas/volume_actions.py) and
+# Glance's container formats (glance/common/config.py container_formats).
+DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
+CONTAINER_FORMATS = ("bare", "ovf", "ova", "aki", "ari", "ami", "docker", "compressed")
+VISIBILITIES = ("private", "shared", "community", "public")
+
+
+class NameOrId(click.types.StringParamType):
+    """A name, ID or store id: an empty or blank value (an unset shell variable) is refused.
+
+    Cinder and Glance accept the empty string as a name, so ``volimg plan ''`` would
+    otherwise pick whatever nameless volume the project holds.
+    """
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        if not text.strip():
+            self.fail(
+                f"{'an empty' if not text else 'a blank'} value is not a name or ID "
+                "(an unset shell variable?)",
+                param,
+                ctx,
+            )
+        return text
+
+
+NAME_OR_ID = NameOrId()
+
+
+def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
+    ndjson = (
+        " ndjson: one JSON line per volume (or finding) as soon as it is known, then a summary."
+    )
+    return click.option(
+        "-f",
+        "--format",
+        "output_format",
+        type=click.Choice(list(formats)),
+        default="table",
+        show_default=True,
+        help="table for people; json for scripts (stdout holds exactly one document)."
+        + (ndjson if "ndjson" in formats else ""),
+    )(f)
+
+
+def _with_app(f: F, formats: Sequence[str]) -> F:
+    @functools.wraps(f)
+    @click.pass_obj
+    def wrapper(app: AppContext, /, *args: Any, output_format: str, **kwargs: Any) -> Any:
+        app.output_format = output_format
+        return f(app, *args, **kwargs)
+
+    return format_option(wrapper, formats)  # type: ignore[return-value]
+
+
+def with_app(f: F) -> F:
+    """Pass the AppContext, with the command's output format recorded on it."""
+    return _with_app(f, ("table", "json"))
+
+
+def with_app_formats(*formats: str) -> Callable[[F], F]:
+    """``with_app`` for a command that offers more formats (ndjson for batches)."""
+    return lambda f: _with_app(f, formats)
+
+
+def placement_options(f: F) -> F:
+    """Options shared by ``upload`` and ``plan``: everything that shapes the plan."""
+    decorators = [
+        click.option(
+            "--name",
+            "image_name",
+            type=NAME_OR_ID,
+            help="Image name [default: <volume>-<UTC time>].",
+        ),
+        click.option(
+            "--disk-format", type=click.Choice(DISK_FORMATS), help="[default: Cinder's, raw]"
+        ),
+        click.option(
+            "--container-format",
+            type=click.Choice(CONTAINER_FORMATS),
+            help="[default: Cinder's, bare]",
+        ),
+        click.option(
+            "--visibility",
+            type=click.Choice(VISIBILITIES),
+            help="Image visibility (sent at Cinder API 3.1) [default: shared: without it "
+            "volimg uses API 3.0, where Cinder sends none and Glance's default applies].",
+        ),
+        click.option(
+            "--protected/--unprotected",
+            default=None,
+            help="Protect the image from deletion (Cinder API 3.1).",
+        ),
+        click.option(
+            "--force", is_flag=True, help="Upload an in-use volume (needs enable_force_upload)."
+        ),
+        click.option(
+            "--replicate/--no-replicate",
+            default=None,
+            help="Follow the base image's stores, or not (--no-replicate; --also-store still "
+            "copies) [default: as planned].",
+        ),
+        click.option(
+            "--also-store",
+            "also_stores",
+            type=NAME_OR_ID,
+            multiple=True,
+            metavar="STORE",
+            shell_complete=complete_stores,
+            help="Also copy to this store (repeatable).",
+        ),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="After every copy succeeded, remove copies outside the planned stores.",
+        ),
+        click.option(
+            "--all-stores-must-succeed",
+            is_flag=True,
+            help="Let Glance undo every copy if one store fails (Glance's all_stores_must_succeed).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def upload_options_from(kwargs: dict[str, Any]) -> Any:
+    """The planner's UploadOptions from what ``placement_options`` parsed."""
+    from volimg.planner import UploadOptions
+
+    return UploadOptions(
+        image_name=kwargs["image_name"],
+        disk_format=kwargs["disk_format"],
+        container_format=kwargs["container_format"],
+        visibility=kwargs["visibility"],
+        protected=kwargs["protected"],
+        force=kwargs["force"],
+        replicate=kwargs["replicate"],
+        also_stores=tuple(kwargs["also_stores"]),
+        prune=kwargs["prune"],
+        all_stores_must_succeed=kwargs["all_stores_must_succeed"],
+    )
+
+
+def wait_options(what: str) -> Callable[[F], F]:
+    """--wait/--no-wait and --timeout; ``what`` names what is waited for."""
+
+    def decorate(f: F) -> F:
+        return _wait_options(f, what)
+
+    return decorate
+
+
+def _wait_options(f: F, what: str) -> F:
+    f = click.option(
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=3600,
+        show_default=True,
+        metavar="SECONDS",
+        help="Give up waiting after this long (exit 4); the cloud may still finish.",
+    )(f)
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help=f"Wait for {what} to finish.",
+    )(f)
+
+
+def batch_options(f: F) -> F:
+    """Options that select many volumes or shape a batch run (docs/cron.md)."""
+    decorators = [
+        click.option(
+            "--from-file",
+            "from_file",
+            type=click.File("r", encoding="utf-8"),
+            metavar="PATH|-",
+            help="Read volume names or IDs from a file (one a line, # comments), - for stdin.",
+        ),
+        click.option(
+            "--selector",
+            "selectors",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Select volumes whose metadata has KEY=VALUE (repeatable, all must match).",
+        ),
+        click.option(
+            "--all-projects", is_flag=True, help="With --selector: every project's volumes (admin)."
+        ),
+        click.option(
+            "--require-match",
+            is_flag=True,
+            help="Exit 2 when the selection is empty (default: exit 0 saying so).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            help="Volumes uploaded at once.",
+        ),
+        click.option(
+            "--once-per",
+            type=click.Choice([p.value for p in Period]),
+            help="At most one image per volume per UTC period; a re-run finishes what is "
+            "unfinished and skips what is done.",
+        ),
+        click.option(
+            "--keep",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Keep the newest N volimg images of each volume done in this run; delete "
+            "older ones (never protected ones).",
+        ),
+        click.option(
+            "--lock",
+            "lock",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[PATH]",
+            help="Exit 75 at once if another run holds this lock [PATH default: "
+            "$XDG_STATE_HOME/volimg/upload.lock].",
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="PATH.prom",
+            help="Write node_exporter textfile metrics of the run here (atomically).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
