@@ -73,3 +73,12 @@ def test_no_cloud_configured_is_exit_2_with_a_hint(tmp_path, monkeypatch) -> Non
     result = CliRunner().invoke(cli, ["plan", "vol"])
     assert result.exit_code == 2, result.stderr
     assert "--os-cloud" in result.stderr
+
+
+def test_the_once_per_choices_are_the_periods_volimg_knows() -> None:
+    """--once-per spells the periods out (help must not import provenance); they agree."""
+    from volimg.commands.options import PERIODS
+    from volimg.provenance import Period
+
+    assert tuple(p.value for p in Period) == PERIODS
+    assert "volimg.provenance" not in imported_modules("--help")

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from volimg.provenance import Period
+# volimg.provenance.Period's values, spelled out so that `volimg --help` does not import
+# provenance (tests/unit/test_cli_basics.py holds the two together).
+PERIODS = ("hour", "day", "week", "month")
+
 
 if TYPE_CHECKING:
     from volimg.context import AppContext
@@ -250,7 +253,7 @@ def batch_options(f: F) -> F:
         ),
         click.option(
             "--once-per",
-            type=click.Choice([p.value for p in Period]),
+            type=click.Choice(PERIODS),
             help="At most one image per volume per UTC period; a re-run finishes what is "
             "unfinished and skips what is done.",
         ),

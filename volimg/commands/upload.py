@@ -23,7 +23,6 @@ from volimg.commands.options import (
     wait_options,
     with_app_formats,
 )
-from volimg.provenance import Period
 
 if TYPE_CHECKING:
     from volimg.context import AppContext
@@ -98,6 +97,7 @@ def upload(
     if not volumes and from_file is None and not selectors:
         raise click.UsageError("name at least one VOLUME, or use --from-file or --selector")
     from volimg.batch import BatchOptions, Selection
+    from volimg.provenance import Period
 
     selection = Selection(
         refs=unique_refs(refs),
