@@ -31,7 +31,7 @@ from volimg.sandbox.state import MIB, Cloud, Image, ImportTask, now
 from volimg.sandbox.timings import Timings
 
 if TYPE_CHECKING:
-    from volimg.sandbox.glance import Glance
+    from volimg.sandbox.glance_base import GlanceBase
 
 LOCK = "os_glance_import_task"
 IMPORTING = "os_glance_importing_to_stores"
@@ -84,7 +84,7 @@ class ImportRunner:
         self.timings = timings
         self.live: set[str] = set()  # task IDs `hang_import` keeps alive
 
-    def enforce_lock(self, req: Request, glance: Glance, image: Image) -> ImportTask | None:
+    def enforce_lock(self, req: Request, glance: GlanceBase, image: Image) -> ImportTask | None:
         """ImagesController._enforce_import_lock: 409 unless the holder is long dead.
 
         A lock whose task no longer exists is taken over at once; otherwise the task's

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from volimg.sandbox.cinder_manager import BLANK_VOLUME, volume_image_metadata
 from volimg.sandbox.diskformat import qcow2_wrap, to_raw
-from volimg.sandbox.glance import store_data
+from volimg.sandbox.glance_image_data import store_data
 from volimg.sandbox.glance_views import image_view
 from volimg.sandbox.state import MIB, Attachment, Cloud, Image, Volume, new_id, now
 
