@@ -489,7 +489,7 @@ def adopt(
     now: datetime,
 ) -> Stamp:
     """Stamp an image volimg did not make, so that audit covers it. No data moves."""
-    from volimg.steps import stamp_intact
+    from volimg.steps.stamp import stamp_intact
 
     identity = gateway.identity()
     image = gateway.find_image(image_ref)

@@ -16,18 +16,11 @@ from volimg.model import Image
 from volimg.planner import Plan, ReplicationPlan, plan_replication
 from volimg.provenance import UNKNOWN, Stamp, StampedBy, stamp_time
 from volimg.results import SKIPPED, Outcome, RunSettings
-from volimg.steps import (
-    Job,
-    adopt_landing,
-    finish,
-    prune,
-    replicate,
-    request_upload,
-    stamp_intact,
-    wait_for_upload,
-    wait_until_active,
-    write_stamp,
-)
+from volimg.steps.copy import replicate
+from volimg.steps.job import Job, finish
+from volimg.steps.prune import prune
+from volimg.steps.stamp import stamp_intact, write_stamp
+from volimg.steps.upload import adopt_landing, request_upload, wait_for_upload, wait_until_active
 
 
 def stamp_for(plan: Plan, image_id: str, *, settings: RunSettings, period: str | None) -> Stamp:

@@ -1,0 +1,233 @@
+"""What one run knows about the cloud right now, and how the run ends.
+
+A ``Job`` is the state every step updates (image id, which stores, what was
+requested): whatever stops a run, it can say what exists and which command finishes
+the work. ``finish`` runs the composed steps and freezes the job into an ``Outcome``;
+``interrupted`` is what a Ctrl-C says. ``watch_in_flight`` (looking again for what a
+timed-out request may still bring about) is shared by the upload, copy and prune
+steps, so it lives here, at the bottom of the package, with the job it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from volimg import events as ev
+from volimg.errors import Interrupted, NotFoundInCloud, VolimgError, WaitTimedOut
+from volimg.gateway import Gateway
+from volimg.model import Image
+from volimg.planner import Placement, Plan, ReplicationPlan
+from volimg.provenance import Stamp
+from volimg.results import PENDING, Outcome, RunSettings, StoreReport
+from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, poll, watch
+
+T = TypeVar("T")
+
+
+def watch_in_flight(job: Job, look: Callable[[], T], *, seen: Callable[[T], bool]) -> T:
+    """Look again (bounded by the grace and the run's deadline) for what a timed-out
+    request may still bring about; never resends it."""
+    return watch(
+        look,
+        seen=seen,
+        clock=job.settings.clock,
+        seconds=min(IN_FLIGHT_GRACE, job.deadline.remaining),
+        interval=job.settings.poll_interval,
+    )
+
+
+def resume_command(image_id: str, placement: Placement) -> str:
+    """The ``volimg replicate`` line that finishes a placement from where it stopped."""
+    words = ["volimg", "replicate", image_id]
+    for store in placement.target_stores:
+        words += ["--store", store]
+    if placement.prune:
+        words.append("--prune")
+    if placement.all_stores_must_succeed:
+        words.append("--all-stores-must-succeed")
+    return shlex.join(words)
+
+
+@dataclass(eq=False)
+class Job:
+    """The mutable bookkeeping of one run, frozen into an ``Outcome`` at the end."""
+
+    plan: Plan | ReplicationPlan
+    settings: RunSettings
+    emit_to: ev.EventSink
+    subject: str = ""
+    deadline: Deadline = field(init=False)
+    image: Image | None = None
+    image_id: str | None = None
+    upload_requested_at: datetime | None = None  # set just before the upload POST
+    upload_request_id: str | None = None  # Cinder's request id for that POST
+    upload_failed: bool = False  # Cinder gave up: the next step is a new upload
+    copying: tuple[str, ...] = ()  # stores of the copy-image in flight
+    reports: dict[str, StoreReport] = field(default_factory=dict)
+    stamp: Stamp | None = None  # the stamp this run wrote, once written
+
+    def __post_init__(self) -> None:
+        self.deadline = Deadline(self.settings.clock, self.settings.timeout)
+
+    @property
+    def placement(self) -> Placement:
+        return self.plan.placement
+
+    def emit(self, event_type: type[ev.Event], **fields: object) -> None:
+        self.emit_to(event_type(elapsed=self.deadline.elapsed, subject=self.subject, **fields))
+
+    def settle(self, store: str, outcome: str, detail: str = "") -> None:
+        self.reports[store] = StoreReport(store, outcome, detail)
+        self.emit(ev.StoreSettled, store=store, outcome=outcome, detail=detail)
+
+    def where(self) -> str:
+        """One sentence on what exists in the cloud right now."""
+        if self.image is not None:
+            if not self.image.stores:
+                return f"image {self.image.id} ({self.image.status}) has no store yet"
+            return (
+                f"image {self.image.id} ({self.image.status}) is in {', '.join(self.image.stores)}"
+            )
+        if self.image_id is not None:
+            if self.upload_failed:
+                return f"image {self.image_id} is gone (Cinder deleted it)"
+            return f"Cinder is uploading to image {self.image_id}"
+        if self.upload_requested_at is not None and isinstance(self.plan, Plan):
+            return (
+                f"the upload was requested and Cinder may have created image "
+                f"{self.plan.upload.image_name!r}"
+            )
+        return "nothing was created"
+
+    def resume(self) -> str | None:
+        image_id = self.image.id if self.image else self.image_id
+        if image_id is None or self.upload_failed:
+            return None
+        return resume_command(image_id, self.placement)
+
+    def next_steps(self) -> tuple[str, ...]:
+        """Commands that finish the job from the state the cloud is in now."""
+        if self.upload_failed and isinstance(self.plan, Plan):
+            return (
+                "once the cause above is fixed: "
+                + shlex.join(["volimg", "upload", self.plan.volume.id]),
+            )
+        resume = self.resume()
+        if resume is None:
+            return ()
+        if self.image is not None and self.image.is_active:
+            return () if self.placement.done_in(self.image.stores) else (resume,)
+        # volimg replicate waits for an image that is still being uploaded.
+        return (f"once image {self.image.id if self.image else self.image_id} is active: {resume}",)
+
+    def known_image(self) -> Image | None:
+        """The image as last read; one Cinder created but volimg could not read yet is
+        named by its id, with status ``unknown``."""
+        if self.image is not None or self.image_id is None or self.upload_failed:
+            return self.image
+        name = self.plan.upload.image_name if isinstance(self.plan, Plan) else ""
+        return Image(id=self.image_id, name=name, status="unknown")
+
+    def outcome(self, command: str, error: VolimgError | None) -> Outcome:
+        return Outcome(
+            command=command,
+            plan=self.plan,
+            image=self.known_image(),
+            stores=tuple(self.reports.values()),
+            error=error,
+            waited=self.settings.wait,
+            stamp=self.stamp,
+            next_steps=self.next_steps(),
+        )
+
+    def reread(self, gateway: Gateway, image_id: str | None = None) -> Image:
+        image_id = image_id or (self.image.id if self.image else self.image_id)
+        assert image_id is not None
+        current = gateway.get_image(image_id)
+        if current is None:
+            raise NotFoundInCloud(f"image {image_id} disappeared while volimg was working on it")
+        self.image = current
+        return current
+
+    def wait(
+        self,
+        fetch: Callable[[], T],
+        *,
+        done: Callable[[T], bool],
+        report: Callable[[T], None],
+        what: str,
+        who: str,
+        check: str,
+    ) -> T:
+        """Poll until done; past the deadline, say what exists and how to go on."""
+        try:
+            return poll(
+                fetch,
+                done=done,
+                deadline=self.deadline,
+                interval=self.settings.poll_interval,
+                on_poll=report,
+            )
+        except PollTimedOut:
+            raise WaitTimedOut(
+                f"gave up waiting for {what} after {self.settings.timeout:g} s; "
+                f"{self.where()}; {who} may still finish it",
+                hint=f"{check}: {self.resume()}",
+            ) from None
+
+
+def finish(
+    job: Job, command: str, steps: Callable[[], None], gateway: Gateway | None = None
+) -> Outcome:
+    """Run the steps; whatever stops them, return what exists and how to go on."""
+    error: VolimgError | None = None
+    try:
+        steps()
+    except VolimgError as exc:
+        error = exc
+        if gateway is not None and job.image is None and job.image_id and not job.upload_failed:
+            # Cinder made an image volimg has not read yet: one more (safe) read, so
+            # the report says what exists.
+            with contextlib.suppress(VolimgError):
+                job.image = gateway.get_image(job.image_id)
+    except KeyboardInterrupt as exc:
+        error = interrupted(job, exc)
+    for store in job.copying:
+        if store not in job.reports:
+            job.settle(store, PENDING, "copy-image was requested; Glance may still finish")
+    landing = job.plan.upload_store if isinstance(job.plan, Plan) else None
+    still_uploading = (
+        job.image_id is not None
+        and not job.upload_failed
+        and (job.image is None or not job.image.is_active)
+    )
+    if error is not None and landing and still_uploading and landing not in job.reports:
+        job.settle(landing, PENDING, "Cinder's upload was still running; it lands here")
+    return job.outcome(command, error)
+
+
+def interrupted(job: Job, exc: KeyboardInterrupt | None = None) -> Interrupted:
+    """Interrupted (Ctrl-C, or a signal the CLI turned into one): say what exists."""
+    resume = job.resume()
+    if resume:
+        hint = f"what was already requested goes on in the cloud; to finish, run: {resume}"
+        if job.image is None or not job.image.is_active:
+            image_id = job.image.id if job.image else job.image_id
+            hint = (
+                "what was already requested goes on in the cloud; once image "
+                f"{image_id} is active (volimg replicate waits for it too), run: {resume}"
+            )
+    elif job.upload_requested_at is not None and isinstance(job.plan, Plan):
+        name = job.plan.upload.image_name
+        hint = (
+            f"check 'openstack image list --name {name}' before running volimg again: "
+            "if the image exists, finish with volimg replicate"
+        )
+    else:
+        hint = "nothing was changed; run the command again"
+    return Interrupted(f"interrupted; {job.where()}", hint=hint, signum=Interrupted.signal_of(exc))
