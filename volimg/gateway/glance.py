@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from volimg.planner import UploadRequest
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("volimg.gateway")  # the name -v has always shown
 
 # keystoneauth owns transport retries, and only reads may use them. It counts a
 # connection dropped after the request was sent, and a read timeout, as connection
