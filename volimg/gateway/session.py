@@ -1,0 +1,203 @@
+"""The connection to one cloud: opening it, Keystone, and what every service part shares.
+
+``connect`` builds the openstacksdk Connection from openstacksdk's own configuration
+(clouds.yaml, OS_*) with volimg's transport settings: a timeout on every request, and
+keystoneauth's retries for reads only (``NO_RETRY`` for requests that create or delete
+something). ``Session`` holds that connection; ``Gateway`` (``volimg/gateway/__init__.py``)
+is a Session with the Cinder and Glance parts on top, and the Keystone call
+(``identity``) lives here because the token is the connection's. openstacksdk and
+keystoneauth are imported inside the functions that use them: ``volimg --help`` must not
+pay for them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+import warnings
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from volimg.errors import ConfigError, InputError
+from volimg.gateway.errors import _calling
+from volimg.model import CloudIdentity
+
+if TYPE_CHECKING:
+    from openstack.connection import Connection
+
+    from volimg.gateway import Gateway
+
+# keystoneauth owns transport retries, and only reads may use them. It counts a
+# connection dropped after the request was sent, and a read timeout, as connection
+# failures (keystoneauth1/session.py _send_request), and openstacksdk has it retry
+# Glance's 503s for every method (image_status_code_retries = 5). So requests that
+# create or delete something go out with NO_RETRY: a resent upload could create a
+# second image; a resent copy-image would meet its own import lock.
+CONNECT_RETRIES = 3
+# Reads answered 503 are sent again this many times by keystoneauth (0.5, 1, 2 s apart;
+# it does not read Retry-After). openstacksdk already does so for Glance (5 times);
+# this extends it to Cinder and Keystone. Requests that change something never are.
+STATUS_CODE_RETRIES = 3
+NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
+
+# Seconds one HTTP request may take before keystoneauth gives up on it, unless the cloud
+# sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
+# service that accepted a connection and never answered would hang volimg for ever.
+DEFAULT_HTTP_TIMEOUT = 60.0
+
+# What Cinder's and Glance's lookups share: a reference that looks like an ID is tried
+# as one first; a blank reference is refused (_require_ref).
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+
+
+def connect(
+    cloud: str | None,
+    region: str | None,
+    *,
+    config_file: str | None = None,
+    timeout: float | None = None,
+    retries: bool = True,
+    insecure: bool = False,
+) -> Gateway:
+    """Open a connection from openstacksdk's own configuration (clouds.yaml, OS_*).
+
+    ``config_file`` names one clouds.yaml to read instead of the usual search path
+    (``volimg demo`` uses it for the sandbox's); authentication happens on first use.
+    ``timeout`` bounds every request (openstacksdk's ``api_timeout``); ``retries=False``
+    turns keystoneauth's transport retries off, including the five that openstacksdk
+    gives Glance's 503s (``image_status_code_retries``): shell completion must answer
+    quickly or not at all.
+    ``insecure`` turns TLS verification off, as ``verify: false`` in clouds.yaml does;
+    ``Gateway.verifies_tls`` says which it is, so the CLI can warn once.
+    """
+    from keystoneauth1 import exceptions as ksa
+    from openstack import connection
+    from openstack import exceptions as sdk
+    from openstack.config import OpenStackConfig
+
+    from volimg import __version__
+    from volimg.gateway import Gateway  # Session and the service parts, composed
+
+    options: dict[str, Any] = {
+        "connect_retries": CONNECT_RETRIES,
+        "status_code_retries": STATUS_CODE_RETRIES,
+    }
+    if not retries:
+        options = {"connect_retries": 0, "status_code_retries": 0, "image_status_code_retries": 0}
+    if timeout is not None:
+        options["api_timeout"] = timeout
+    with _calling("reading the cloud configuration", cloud=cloud):
+        config = OpenStackConfig(
+            config_files=[config_file] if config_file else None,
+            app_name="volimg",
+            app_version=__version__,
+        )
+        try:
+            region_config = config.get_one(cloud=cloud, region_name=region, **options)
+        except (sdk.ConfigException, ksa.ClientException) as exc:
+            where = f"cloud {cloud!r}" if cloud else "the default cloud"
+            # openstacksdk (openstack/config/loader.py _get_region): "Region X is not a
+            # valid region name for cloud Y. Valid choices are ...".
+            if region and "not a valid region name" in str(exc):
+                hint = (
+                    f"region {region!r} comes from --os-region-name (or OS_REGION_NAME): pass "
+                    "one of the valid regions, or leave it out to use the cloud's own"
+                )
+            else:
+                hint = (
+                    "name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
+                    "OS_* variables"
+                )
+            raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
+        if region_config.config.get("api_timeout") is None:
+            region_config.config["api_timeout"] = DEFAULT_HTTP_TIMEOUT
+        if insecure:
+            region_config.config["insecure"] = True
+        verifies_tls = not (
+            region_config.config.get("insecure") or region_config.config.get("verify") is False
+        )
+        if not verifies_tls:
+            # volimg says it once; urllib3 would say it on every request.
+            import urllib3
+
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        return Gateway(
+            connection.Connection(config=region_config), cloud=cloud, verifies_tls=verifies_tls
+        )
+
+
+def cloud_names() -> list[str]:
+    """The clouds that clouds.yaml (and secure.yaml) name, as openstacksdk finds them."""
+    from openstack.config import OpenStackConfig
+
+    with _calling("reading the cloud configuration"):
+        config = OpenStackConfig()
+        # Without a file, openstacksdk makes up a cloud named "defaults": no name to offer.
+        return sorted(config.get_cloud_names()) if config.config_filename else []
+
+
+class Session:
+    """The one openstacksdk connection that Gateway's Keystone, Cinder and Glance calls share.
+
+    The connection carries authentication, the service catalog, microversions and
+    transport retries; the service parts (``CinderCalls``, ``GlanceCalls``) reach their
+    service through ``self._conn`` and wrap every call in ``self._calling``.
+    """
+
+    def __init__(
+        self, conn: Connection, *, cloud: str | None = None, verifies_tls: bool = True
+    ) -> None:
+        self._conn = conn
+        self.cloud = cloud  # its name in clouds.yaml, for messages
+        self.verifies_tls = verifies_tls
+        """False when TLS certificates are not checked (--insecure, verify: false)."""
+
+    def _calling(self, action: str) -> AbstractContextManager[None]:
+        return _calling(action, cloud=self.cloud)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def fork(self) -> Gateway:
+        """A gateway for another thread: its own HTTP session, the same login.
+
+        keystoneauth's Session and requests' Session are not meant to be shared by
+        threads, so each worker of a batch gets its own; the auth plugin (one token,
+        guarded by keystoneauth's own lock) and the discovery cache are shared, so a
+        worker costs no extra Keystone or version-discovery request.
+        """
+        import copy
+
+        from openstack import connection
+
+        from volimg.gateway import Gateway
+
+        region = copy.copy(self._conn.config)
+        region._keystone_session = None  # CloudRegion.get_session() builds a new one
+        return Gateway(
+            connection.Connection(config=region), cloud=self.cloud, verifies_tls=self.verifies_tls
+        )
+
+    # --- identity ---------------------------------------------------------------
+
+    def identity(self) -> CloudIdentity:
+        with self._calling("authenticating with Keystone"):
+            auth: Any = self._conn.session.auth
+            access = auth.get_access(self._conn.session)
+        return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
+
+
+def _require_ref(ref: str, noun: str) -> None:
+    """Cinder and Glance drop an empty name filter, so '' would match nameless resources."""
+    if not ref.strip():
+        raise InputError(
+            f"{'an empty' if not ref else 'a blank'} {noun} name or ID names no {noun}",
+            hint=f"pass the {noun}'s name or ID (an unset shell variable?)",
+        )
+
+
+def new_request_id() -> str:
+    """A request id in the form OpenStack services accept from callers."""
+    return f"req-{uuid.uuid4()}"
