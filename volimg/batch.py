@@ -32,7 +32,16 @@ from volimg.executor import run_upload
 from volimg.gateway import Gateway
 from volimg.model import IMAGE_DEAD_STATUSES, Image, Volume
 from volimg.planner import UploadOptions, default_image_name, plan_upload
-from volimg.provenance import KEY_PERIOD, KEY_SOURCE_VOLUME, TAG, Period, Stamp, period_key
+from volimg.provenance import (
+    KEY_MARK,
+    KEY_PERIOD,
+    KEY_SOURCE_VOLUME,
+    SCHEMA,
+    TAG,
+    Period,
+    Stamp,
+    period_key,
+)
 from volimg.results import (
     OK,
     PARTIAL,
@@ -43,6 +52,10 @@ from volimg.results import (
     RunSettings,
     planned,
 )
+from volimg.safety import own_upload_of
+from volimg.steps.job import Job
+from volimg.steps.mark import clear_stale_mark
+from volimg.steps.stamp import finish_unstamped
 from volimg.waiting import Clock
 
 # Results of one volume in a batch (docs/json.md, docs/cron.md).
@@ -431,12 +444,16 @@ def _one_volume(
             )
             return done(PLANNED, outcome=planned("upload", plan), retention=retention)
         if resume is not None and resume.is_active and plan.placement.done_in(resume.stores):
+            job = Job(plan, settings, emit, subject=volume.label)
+            finished = finish_unstamped(gateway, job, resume, period=period)
+            clear_stale_mark(gateway, job, volume)
             retention = _retention(
                 gateway, volume, options.keep, keep_id=resume.id, clock=settings.clock
             )
             return done(
                 ALREADY_DONE,
-                reason=f"image {resume.id} of this period is active and placed",
+                reason=f"image {resume.id} of this period is active and placed"
+                + (f"; {finished}" if finished else ""),
                 retention=retention,
             )
         stamp = Stamp.from_properties(resume.id, resume.properties) if resume else None
@@ -501,21 +518,26 @@ def _retention(
 ) -> tuple[RetentionAction, ...]:
     """Delete the oldest volimg images of the volume beyond ``keep``.
 
-    Only images whose own stamp names this volume (an inherited stamp is not volimg's),
-    never a protected one, and never the image this run made or kept.
+    Only images that are volimg's own upload of this very volume (``volimg.safety``,
+    docs/safety.md: never an adopted, Glance-filter-stamped, inherited or unstamped
+    one), never a protected one, and never the image this run made or kept.
     """
     if keep is None:
         return ()
+    owner = gateway.identity().project_id
+    # The stamped images of the volume, and the images its killed runs never finished
+    # (born with the mark, no stamp yet): one filtered listing each.
+    listed = {
+        image.id: image
+        for image in [
+            *gateway.list_images(tag=TAG, properties={KEY_SOURCE_VOLUME: volume.id}, owner=owner),
+            *gateway.list_images(properties={KEY_MARK: SCHEMA}, owner=owner),
+        ]
+    }
     images = [
         image
-        for image in gateway.list_images(
-            tag=TAG,
-            properties={KEY_SOURCE_VOLUME: volume.id},
-            owner=gateway.identity().project_id,
-        )
-        if image.status not in IMAGE_DEAD_STATUSES
-        and (stamp := Stamp.from_properties(image.id, image.properties)) is not None
-        and stamp.source_volume == volume.id
+        for image in listed.values()
+        if image.status not in IMAGE_DEAD_STATUSES and own_upload_of(image, volume.id)
     ]
     images.sort(key=lambda i: (i.created_at or "", i.id), reverse=True)
     if keep_id is not None:

@@ -196,7 +196,12 @@ def replicate(
         )
     from volimg.executor import run_replication
 
-    return run_replication(gateway, the_plan, settings, emit)
+    asked = [f"--like {like_ref}"] if like_ref else []
+    asked += [f"--store {store}" for store in options.stores]
+    asked += ["--prune"] if options.prune else []
+    return run_replication(
+        gateway, the_plan, settings, emit, intent_by=" ".join(["replicate", *asked])
+    )
 
 
 def stores(gateway: Gateway) -> GlanceInfo:

@@ -14,33 +14,14 @@ from volimg.errors import Interrupted, StampFailed, VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Image
 from volimg.planner import Plan, ReplicationPlan, plan_replication
-from volimg.provenance import UNKNOWN, Stamp, StampedBy, stamp_time
+from volimg.provenance import Stamp, stamp_time
 from volimg.results import SKIPPED, Outcome, RunSettings
 from volimg.steps.copy import replicate
 from volimg.steps.job import Job, finish
+from volimg.steps.mark import clear_mark, has_mark, mark_volume
 from volimg.steps.prune import prune
-from volimg.steps.stamp import stamp_intact, write_stamp
+from volimg.steps.stamp import finish_unstamped, stamp_for, stamp_intact, write_stamp
 from volimg.steps.upload import adopt_landing, request_upload, wait_for_upload, wait_until_active
-
-
-def stamp_for(plan: Plan, image_id: str, *, settings: RunSettings, period: str | None) -> Stamp:
-    """The provenance volimg records for an upload it makes (docs/provenance.md)."""
-    volume_type = plan.facts.volume_type
-    hidden = (
-        volume_type is not None and not volume_type.specs_visible and not plan.volume_type_store
-    )
-    return Stamp(
-        image_id=image_id,
-        stamped_by=StampedBy.UPLOAD,
-        stamped_at=stamp_time(settings.clock.wall()),
-        source_volume=plan.volume.id,
-        base_image=plan.volume.base_image_id,
-        type_store=UNKNOWN if hidden else plan.volume_type_store,
-        rule=plan.rule,
-        prune=plan.placement.prune,
-        also_stores=plan.options.also_stores,
-        period=period,
-    )
 
 
 def run_upload(
@@ -69,7 +50,9 @@ def run_upload(
     job = Job(plan, settings, emit, subject=plan.volume.label)
 
     def steps() -> None:
+        marked = False
         if resume is None:
+            marked = mark_volume(gateway, job, plan, period=period) is not None
             image_id = request_upload(gateway, job, plan)
         else:
             image_id = job.image_id = resume.id
@@ -83,12 +66,15 @@ def run_upload(
                 job.settle(store, SKIPPED, "not pruned: --no-wait")
             job.emit(
                 ev.Notice,
-                message=f"image {image_id} is not stamped: volimg stamps an image once Cinder's "
-                "upload is over (--once-per finds it by name; else run volimg adopt once it is "
-                "active)",
+                message=f"image {image_id} carries volimg's mark, not yet its stamp: volimg "
+                "stamps an image once Cinder's upload is over; the printed next step (or "
+                "volimg audit --fix) finishes it",
             )
             return
         image = wait_for_upload(gateway, job, plan.volume)
+        if marked or has_mark(plan.volume):
+            # The volume is out of 'uploading': Cinder lets the mark be removed now.
+            clear_mark(gateway, job, plan.volume)
         placed_by = adopt_landing(job, plan, image)
         _keep_stamp(gateway, job, image, placed_by, period)
         try:
@@ -132,7 +118,7 @@ def _stamp_still_on(gateway: Gateway, job: Job, read_before_stamp: Image) -> Non
         "writing it again",
     )
     job.stamp = None
-    write_stamp(gateway, job, stamp)
+    write_stamp(gateway, job, stamp, image=latest)
 
 
 def _keep_stamp(gateway: Gateway, job: Job, image: Image, plan: Plan, period: str | None) -> None:
@@ -152,16 +138,24 @@ def _keep_stamp(gateway: Gateway, job: Job, image: Image, plan: Plan, period: st
     if job.stamp is not None and wanted == job.stamp:
         job.emit(ev.Notice, message=f"the stamp on image {image.id} was lost; writing it again")
     job.stamp = None
-    write_stamp(gateway, job, wanted)
+    write_stamp(gateway, job, wanted, image=image)
 
 
 def run_replication(
-    gateway: Gateway, plan: ReplicationPlan, settings: RunSettings, emit: ev.EventSink = ev.ignore
+    gateway: Gateway,
+    plan: ReplicationPlan,
+    settings: RunSettings,
+    emit: ev.EventSink = ev.ignore,
+    *,
+    intent_by: str | None = None,
 ) -> Outcome:
     """Copy an existing image to the plan's stores and prune if asked.
 
     An image still being uploaded is waited for first, then planned again with the
-    stores it really has.
+    stores it really has. An image a volimg run created and never finished (a kill, a
+    timeout, ``--no-wait``) gets its stamp first, as its mark records. With
+    ``intent_by`` (the ``replicate`` command, not audit's repairs), the stores asked
+    for are recorded in the image's stamp, so that audit keeps them.
     """
     job = Job(plan, settings, emit, subject=plan.image.name or plan.image.id)
     job.image = plan.image
@@ -171,7 +165,31 @@ def run_replication(
         if not image.is_active:
             image = wait_until_active(gateway, job, image)
             job.plan = plan_replication(replace(plan.facts, image=image), plan.options)
+        finish_unstamped(gateway, job, image, period=None)
+        if intent_by is not None:
+            _record_intent(gateway, job, image, intent_by)
         replicate(gateway, job, image)
         prune(gateway, job, job.image or image)
 
     return finish(job, "replicate", steps, gateway)
+
+
+def _record_intent(gateway: Gateway, job: Job, image: Image, intent_by: str) -> None:
+    """Add the stores (and prune) asked of ``volimg replicate`` to the image's stamp."""
+    stamp = job.stamp or Stamp.from_properties(image.id, image.properties)
+    if stamp is None or not isinstance(job.plan, ReplicationPlan):
+        return
+    asked = job.plan.placement.target_stores
+    also = stamp.also_stores + tuple(s for s in asked if s not in stamp.also_stores)
+    prune = stamp.prune or job.plan.options.prune
+    if also == stamp.also_stores and prune == stamp.prune:
+        return
+    wanted = replace(
+        stamp,
+        also_stores=also,
+        prune=prune,
+        intent_by=intent_by,
+        intent_at=stamp_time(job.settings.clock.wall()),
+    )
+    job.stamp = None
+    write_stamp(gateway, job, wanted, image=image)

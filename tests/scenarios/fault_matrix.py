@@ -41,6 +41,7 @@ class Step:
     method: str
     path: str
     what: str
+    action: str | None = None  # a Cinder volume action: every action shares one path
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,30 @@ COMMANDS = {
 }
 
 _UUID = "[0-9a-f-]{36}"
+UPLOAD_ACTION = "os-volume_upload_image"
 STEPS = (
     Step("upload", "resolve", "GET", r"/volume/v3/[^/]+/volumes/detail$", "find the volume"),
     Step("upload", "facts", "GET", r"/image/v2/info/stores$", "read Glance's stores"),
-    Step("upload", "upload", "POST", r"/volumes/[^/]+/action$", "os-volume_upload_image"),
+    Step(
+        "upload",
+        "upload",
+        "POST",
+        r"/volumes/[^/]+/action$",
+        "os-volume_upload_image",
+        UPLOAD_ACTION,
+    ),
     Step("upload", "wait-image", "GET", rf"/volume/v3/[^/]+/volumes/{_UUID}$", "poll the upload"),
     Step("upload", "import", "POST", r"/image/v2/images/[^/]+/import$", "copy-image import"),
     Step("upload", "wait-copies", "GET", r"/image/v2/images/[^/]+/tasks$", "poll the copy"),
     Step("upload", "prune", "DELETE", r"/image/v2/stores/", "remove a store's copy"),
-    Step("batch", "upload", "POST", r"/volumes/[^/]+/action$", "os-volume_upload_image"),
+    Step(
+        "batch",
+        "upload",
+        "POST",
+        r"/volumes/[^/]+/action$",
+        "os-volume_upload_image",
+        UPLOAD_ACTION,
+    ),
     Step("batch", "wait-image", "GET", rf"/volume/v3/[^/]+/volumes/{_UUID}$", "poll an upload"),
     Step("batch", "import", "POST", r"/image/v2/images/[^/]+/import$", "copy-image import"),
     Step("batch", "retention", "DELETE", rf"/image/v2/images/{_UUID}$", "delete an older image"),

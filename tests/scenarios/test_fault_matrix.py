@@ -28,29 +28,37 @@ def apply_fault(sandbox: Sandbox, step: fm.Step, fault: str) -> None:
     faults = sandbox.faults
     method, path = step.method, step.path
     if fault == "refused":
-        faults.refuse_connection(method, path)
+        faults.refuse_connection(method, path, action=step.action)
     elif fault == "down":
-        faults.refuse_connection(method, path, times=None)
+        faults.refuse_connection(method, path, times=None, action=step.action)
     elif fault == "dropped":
-        faults.drop_connection(method, path)
+        faults.drop_connection(method, path, action=step.action)
     elif fault == "lost":
-        faults.lose_answer(method, path)
+        faults.lose_answer(method, path, action=step.action)
     elif fault in ("500-html", "502-html"):
-        faults.proxy_error(method, path, int(fault[:3]))
+        faults.proxy_error(method, path, int(fault[:3]), action=step.action)
     elif fault == "503-retry":
-        faults.proxy_error(method, path, 503, retry_after=1)
+        faults.proxy_error(method, path, 503, retry_after=1, action=step.action)
     elif fault == "truncated":
-        faults.corrupt_answer(method, path, "truncate")
+        faults.corrupt_answer(method, path, "truncate", action=step.action)
     elif fault == "not-json":
-        faults.corrupt_answer(method, path, "not-json")
+        faults.corrupt_answer(method, path, "not-json", action=step.action)
     elif fault == "slow":
-        faults.delay(method, path, fm.SLOW_SECONDS)
+        faults.delay(method, path, fm.SLOW_SECONDS, action=step.action)
     elif fault == "token-expired":
-        faults.expire_token(method, path)
+        faults.expire_token(method, path, action=step.action)
     elif fault == "403":
-        faults.respond(method, path, 403, message="Policy doesn't allow this to be performed.")
+        faults.respond(
+            method,
+            path,
+            403,
+            message="Policy doesn't allow this to be performed.",
+            action=step.action,
+        )
     elif fault == "409":
-        faults.respond(method, path, 409, message="Image has an import in progress.")
+        faults.respond(
+            method, path, 409, message="Image has an import in progress.", action=step.action
+        )
     else:
         raise AssertionError(f"no such fault {fault!r}")
 
@@ -138,7 +146,9 @@ def check_cell(sandbox: Sandbox, cell: fm.Cell, seen: dict[str, Any]) -> None:
         # did not act).
         sent = [
             r
-            for r in sandbox.requests.filter(method=step.method, path=step.path, origin="client")
+            for r in sandbox.requests.filter(
+                method=step.method, path=step.path, origin="client", action=step.action
+            )
             if r.seq >= seen["first_request"]
         ]
         paths = [r.path for r in sent]

@@ -103,7 +103,9 @@ def test_cinder_upload_failure_is_exit_1_and_quotes_cinders_message(
     (message,) = sandbox.cloud.messages_for(volume.id)
     # Cinder's user message (not its internal error, which users never see), matched to
     # this upload by the request id of the upload call.
-    upload_call = sandbox.requests.filter(method="POST", path=r"/action$")[0]
+    upload_call = sandbox.requests.filter(
+        method="POST", path=r"/action$", action="os-volume_upload_image"
+    )[0]
     assert message.request_id == upload_call.request_id
     assert "Cinder says: " in doc["error"]["message"]
     assert f"({message.event_id})" in doc["error"]["message"]
@@ -153,7 +155,7 @@ def test_the_upload_request_carries_the_right_microversion_and_headers(
 
     assert (pinned.exit_code, boot.exit_code) == (0, 0), (pinned, boot)
 
-    actions = [r for r in sandbox.requests if r.path.endswith("/action")]
+    actions = sandbox.requests.filter(action="os-volume_upload_image")
     versions = [r.headers.get("OpenStack-API-Version") for r in actions]
     assert versions == ["volume 3.1", "volume 3.0"]
     # What the sandbox's Cinder sent to Glance, as the real Cinder does.
@@ -289,12 +291,19 @@ def test_another_import_to_other_stores_is_a_refusal(
 def test_a_lost_answer_to_the_upload_is_never_resent(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    sandbox.faults.lose_answer("POST", r"/volumes/[^/]+/action$")
+    sandbox.faults.lose_answer("POST", r"/volumes/[^/]+/action$", action="os-volume_upload_image")
 
     run = volimg_sandbox("upload", "boot-vol", "-f", "json")
 
     assert run.exit_code == 0, run
-    assert len(sandbox.requests.filter(method="POST", path=r"/action$")) == 1
+    assert (
+        len(
+            sandbox.requests.filter(
+                method="POST", path=r"/action$", action="os-volume_upload_image"
+            )
+        )
+        == 1
+    )
     name = run.doc["plan"]["image_name"]
     assert [i.id for i in sandbox.cloud.images_named(name)] == [run.doc["image"]["id"]]
     assert set(run.doc["image"]["stores"]) == {"fast", "cheap", "archive"}
@@ -304,12 +313,21 @@ def test_a_lost_answer_to_the_upload_is_never_resent(
 def test_an_upload_request_that_never_arrived_is_reported_safe_to_retry(
     volimg_sandbox: VolimgRunner, sandbox: Sandbox
 ) -> None:
-    sandbox.faults.drop_connection("POST", r"/volumes/[^/]+/action$")
+    sandbox.faults.drop_connection(
+        "POST", r"/volumes/[^/]+/action$", action="os-volume_upload_image"
+    )
 
     run = volimg_sandbox("upload", "boot-vol", "-f", "json")
 
     assert run.exit_code == 1, run
-    assert len(sandbox.requests.filter(method="POST", path=r"/action$")) == 1
+    assert (
+        len(
+            sandbox.requests.filter(
+                method="POST", path=r"/action$", action="os-volume_upload_image"
+            )
+        )
+        == 1
+    )
     assert "nothing came of it" in run.doc["error"]["message"]
     assert "safe to run volimg upload again" in run.doc["error"]["hint"]
     assert sandbox.cloud.images_named(run.doc["plan"]["image_name"]) == []

@@ -53,18 +53,18 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def answered(sandbox: Sandbox, method: str, path: str) -> bool:
+def answered(sandbox: Sandbox, method: str, path: str, action: str | None = None) -> bool:
     """The request was answered, and a moment has passed for volimg to read the answer
     and start waiting (a signal before that is a different case: the hint then says
     how to check whether the request took effect)."""
-    done = [r for r in sandbox.requests.filter(method=method, path=path) if r.status]
+    done = [r for r in sandbox.requests.filter(method=method, path=path, action=action) if r.status]
     if done:
         time.sleep(0.5)
     return bool(done)
 
 
 def uploading(sandbox: Sandbox) -> Callable[[], bool]:
-    return lambda: answered(sandbox, "POST", r"/volumes/[^/]+/action$")
+    return lambda: answered(sandbox, "POST", r"/volumes/[^/]+/action$", "os-volume_upload_image")
 
 
 def copying(sandbox: Sandbox) -> Callable[[], bool]:
@@ -207,7 +207,9 @@ def test_sigterm_stops_a_batch_says_what_was_not_started_and_a_rerun_finishes(
     (started,) = doc["volumes"]
     assert started["error"]["exit_code"] == 143
     assert started["image"] is not None  # Cinder's upload goes on; the report names it
-    uploads = slow_sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")
+    uploads = slow_sandbox.requests.filter(
+        method="POST", path=r"/volumes/[^/]+/action$", action="os-volume_upload_image"
+    )
     assert len(uploads) == 1
 
     slow_sandbox.timings.upload = 0.05
@@ -223,5 +225,7 @@ def test_sigterm_stops_a_batch_says_what_was_not_started_and_a_rerun_finishes(
         for v in json.loads(stdout)["volumes"]
         if v["volume"]["name"] == started["volume"]["name"]
     )
-    uploads = slow_sandbox.requests.filter(method="POST", path=r"/volumes/[^/]+/action$")
+    uploads = slow_sandbox.requests.filter(
+        method="POST", path=r"/volumes/[^/]+/action$", action="os-volume_upload_image"
+    )
     assert len(uploads) == 3  # the interrupted upload was finished, not sent again

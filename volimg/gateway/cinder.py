@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from volimg.errors import AmbiguousVolume, VolumeNotFound
+from volimg.errors import AmbiguousVolume, NotFoundInCloud, VolumeNotFound
 from volimg.gateway.errors import _calling, _raise_for, _request_id
 from volimg.gateway.session import _UUID, NO_RETRY, Session, _require_ref
 from volimg.gateway.values import _volume
@@ -107,6 +107,37 @@ class CinderCalls(Session):
             store=specs.get("image_service:store_id") or None,
             specs_visible=specs_visible,
         )
+
+    def set_volume_image_metadata(self, volume_id: str, metadata: Mapping[str, str]) -> None:
+        """Add keys to a volume's image metadata (``os-set_image_metadata``).
+
+        Cinder copies them onto every image it uploads from the volume, before it
+        answers the upload (cinder/volume/api.py ``_merge_volume_image_meta``). Safe
+        to resend: it merges the same keys again. Refused (400) while the volume is
+        ``uploading`` or ``maintenance``.
+        """
+        with self._calling(f"marking volume {volume_id} (Cinder image metadata)"):
+            response = self._conn.block_storage.post(
+                f"/volumes/{volume_id}/action",
+                json={"os-set_image_metadata": {"metadata": dict(metadata)}},
+            )
+            _raise_for(response)
+
+    def unset_volume_image_metadata(self, volume_id: str, key: str) -> None:
+        """Remove one key of a volume's image metadata; a key already gone is fine.
+
+        ``os-unset_image_metadata`` takes one key a request; 404 when the key is not
+        there (cinder/api/contrib/volume_image_metadata.py), 400 while uploading.
+        """
+        try:
+            with self._calling(f"removing {key} from volume {volume_id}'s image metadata"):
+                response = self._conn.block_storage.post(
+                    f"/volumes/{volume_id}/action",
+                    json={"os-unset_image_metadata": {"key": key}},
+                )
+                _raise_for(response)
+        except NotFoundInCloud:
+            return
 
     def upload_volume(self, volume_id: str, request: UploadRequest) -> UploadAccepted:
         """POST os-volume_upload_image once. Never retried: it creates an image."""

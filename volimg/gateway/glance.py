@@ -136,16 +136,24 @@ class GlanceCalls(Session):
                     return found
                 params["marker"] = page[-1]["id"]
 
-    def set_image_properties(self, image_id: str, properties: Mapping[str, str]) -> None:
-        """Add or overwrite custom properties with one JSON-patch (draft 10 ``add``).
+    def set_image_properties(
+        self, image_id: str, properties: Mapping[str, str], *, remove: Sequence[str] = ()
+    ) -> None:
+        """Add or overwrite custom properties, and remove some, with one JSON-patch.
 
-        Safe to resend: the same patch leaves the same image, so keystoneauth's
-        transport retries may apply. Glance refuses os_glance* keys (403).
+        The ``add`` part is safe to resend (the same patch leaves the same image), so
+        keystoneauth's transport retries may apply; a resent ``remove`` of a key already
+        gone is refused by Glance, and the caller reads the image again to see that it
+        took. Glance refuses os_glance* keys (403).
         """
-        ops = [
-            {"op": "add", "path": "/" + key.replace("~", "~0").replace("/", "~1"), "value": value}
-            for key, value in properties.items()
+
+        def path(key: str) -> str:
+            return "/" + key.replace("~", "~0").replace("/", "~1")
+
+        ops: list[dict[str, str]] = [
+            {"op": "add", "path": path(key), "value": value} for key, value in properties.items()
         ]
+        ops += [{"op": "remove", "path": path(key)} for key in remove if key not in properties]
         with self._calling(f"setting properties on Glance image {image_id}"):
             response = self._conn.image.patch(
                 f"/images/{image_id}",

@@ -27,6 +27,7 @@ class _HttpRule:
     times: int | None
     origin: str | None
     status: int = 0
+    action: str | None = None  # a Cinder volume action's name, e.g. os-volume_upload_image
     message: str | None = None
     seconds: float = 0.0
     body: bytes | None = None
@@ -107,6 +108,7 @@ class Faults:
         times: int | None = 1,
         message: str | None = None,
         origin: str | None = "client",
+        action: str | None = None,
         body: bytes | str | None = None,
         content_type: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
@@ -131,6 +133,7 @@ class Faults:
             body=raw,
             content_type=content_type,
             headers=tuple(headers),
+            action=action,
         )
 
     def proxy_error(
@@ -143,6 +146,7 @@ class Faults:
         times: int | None = 1,
         retry_after: int | None = None,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Answer with a load balancer's HTML error page instead of the service's JSON."""
         from volimg.sandbox.http import reason
@@ -159,6 +163,7 @@ class Faults:
             body=page,
             content_type="text/html",
             headers=extra,
+            action=action,
         )
 
     def refuse_connection(
@@ -169,13 +174,14 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Reset the TCP connection (RST) of the nth matching request; the service never acts.
 
         What a client sees when nothing listens behind the endpoint: requests raises
         ConnectionError and keystoneauth ConnectFailure, as for ECONNREFUSED.
         """
-        self._add("refuse_connection", method, path_regex, nth, times, origin)
+        self._add("refuse_connection", method, path_regex, nth, times, origin, action=action)
 
     def corrupt_answer(
         self,
@@ -186,6 +192,7 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Let the service act, then spoil its answer (status kept).
 
@@ -195,7 +202,9 @@ class Faults:
         """
         if mode not in CORRUPTIONS:
             raise ValueError(f"mode must be one of {', '.join(CORRUPTIONS)}")
-        self._add("corrupt_answer", method, path_regex, nth, times, origin, mode=mode)
+        self._add(
+            "corrupt_answer", method, path_regex, nth, times, origin, mode=mode, action=action
+        )
 
     def expire_token(
         self,
@@ -205,13 +214,14 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Expire every issued token just before the nth matching request is handled.
 
         The service then answers 401, as keystonemiddleware does for a token that
         expired while the client held it.
         """
-        self._add("expire_token", method, path_regex, nth, times, origin)
+        self._add("expire_token", method, path_regex, nth, times, origin, action=action)
 
     def drop_connection(
         self,
@@ -221,9 +231,10 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Close the socket of the nth matching request without answering."""
-        self._add("drop_connection", method, path_regex, nth, times, origin)
+        self._add("drop_connection", method, path_regex, nth, times, origin, action=action)
 
     def lose_answer(
         self,
@@ -233,13 +244,14 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Let the service handle the nth matching request, then close without answering.
 
         The request takes effect but the caller never hears of it: what a client sees
         when a proxy or the network drops an answer.
         """
-        self._add("lose_answer", method, path_regex, nth, times, origin)
+        self._add("lose_answer", method, path_regex, nth, times, origin, action=action)
 
     def delay(
         self,
@@ -250,9 +262,10 @@ class Faults:
         nth: int = 1,
         times: int | None = 1,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> None:
         """Hold the nth matching request for `seconds` before the service handles it."""
-        self._add("delay", method, path_regex, nth, times, origin, seconds=seconds)
+        self._add("delay", method, path_regex, nth, times, origin, seconds=seconds, action=action)
 
     def _add(
         self,
@@ -271,14 +284,22 @@ class Faults:
         with self._lock:
             self._rules.append(rule)
 
-    def match(self, method: str, path: str, origin: str) -> list[FaultAction]:
-        """Count this request against every rule; return the actions that fire for it."""
+    def match(
+        self, method: str, path: str, origin: str, action: str | None = None
+    ) -> list[FaultAction]:
+        """Count this request against every rule; return the actions that fire for it.
+
+        ``action``: the name of a Cinder volume action (the one key of the body of
+        ``POST /volumes/{id}/action``); a rule made with ``action=`` matches only it.
+        """
         actions: list[FaultAction] = []
         with self._lock:
             for rule in self._rules:
                 if rule.method not in ("*", method.upper()) or not rule.pattern.search(path):
                     continue
                 if rule.origin is not None and rule.origin != origin:
+                    continue
+                if rule.action is not None and rule.action != action:
                     continue
                 rule.seen += 1
                 if rule.seen < rule.nth or (rule.times is not None and rule.fired >= rule.times):

@@ -45,6 +45,13 @@ class RequestRecord:
     fault: str | None = None
     """Name of the fault hook that shaped this answer, if any."""
 
+    @property
+    def action(self) -> str | None:
+        """A Cinder volume action's name: the one key of the JSON body, if any."""
+        if isinstance(self.json, dict) and len(self.json) == 1:
+            return str(next(iter(self.json)))
+        return None
+
     def header(self, name: str) -> str | None:
         """A request header, case-insensitively."""
         return self.headers.get(name)
@@ -124,8 +131,12 @@ class RequestLog(Sequence[RequestRecord]):
         path: str | None = None,
         origin: str | None = None,
         status: int | None = None,
+        action: str | None = None,
     ) -> list[RequestRecord]:
-        """Records matching every given criterion; `path` is a regex searched in the full path."""
+        """Records matching every given criterion; `path` is a regex searched in the full path.
+
+        `action`: a Cinder volume action's name (the one key of the request body).
+        """
         pattern = re.compile(path) if path is not None else None
         return [
             r
@@ -135,6 +146,7 @@ class RequestLog(Sequence[RequestRecord]):
             and (origin is None or r.origin == origin)
             and (status is None or r.status == status)
             and (pattern is None or pattern.search(r.path))
+            and (action is None or r.action == action)
         ]
 
     def mutating(self, origin: str | None = None) -> list[RequestRecord]:

@@ -198,8 +198,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         response: Response | None = None
         lose_answer = False
         corruption: str | None = None
+        path = urllib.parse.urlsplit(req.raw_path).path
         for action in dispatcher.faults.match(
-            req.method, urllib.parse.urlsplit(req.raw_path).path, req.origin
+            req.method, path, req.origin, volume_action(req.method, path, body)
         ):
             if action.kind == "delay":
                 time.sleep(action.seconds)
@@ -286,3 +287,21 @@ def _corrupt(response: Response, mode: str) -> Response:
         body = b"Service temporarily overloaded, try again later\n"
     headers = [(k, v) for k, v in response.headers if k.lower() != "content-type"]
     return Response(response.status, body, [("Content-Type", "application/json"), *headers])
+
+
+def volume_action(method: str, path: str, body: bytes) -> str | None:
+    """The name of a Cinder volume action (``POST .../volumes/{id}/action``), or None.
+
+    Every action shares one path; fault hooks and the request log tell them apart by
+    the body's one key, e.g. ``os-volume_upload_image`` or ``os-set_image_metadata``.
+    """
+    if method != "POST" or not path.endswith("/action"):
+        return None
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(parsed, dict) and len(parsed) == 1:
+        (name,) = parsed
+        return str(name)
+    return None

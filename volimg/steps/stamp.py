@@ -11,19 +11,55 @@ from volimg import events as ev
 from volimg.errors import VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Image
-from volimg.provenance import TAG, Stamp
+from volimg.planner import Plan
+from volimg.provenance import (
+    MARK_KEYS,
+    TAG,
+    UNKNOWN,
+    Stamp,
+    StampedBy,
+    stamp_time,
+    unfinished_mark,
+)
+from volimg.results import RunSettings
 from volimg.steps.job import Job
 
 
-def write_stamp(gateway: Gateway, job: Job, stamp: Stamp) -> bool:
+def stamp_for(plan: Plan, image_id: str, *, settings: RunSettings, period: str | None) -> Stamp:
+    """The provenance volimg records for an upload it makes (docs/provenance.md)."""
+    volume_type = plan.facts.volume_type
+    hidden = (
+        volume_type is not None and not volume_type.specs_visible and not plan.volume_type_store
+    )
+    return Stamp(
+        image_id=image_id,
+        stamped_by=StampedBy.UPLOAD,
+        stamped_at=stamp_time(settings.clock.wall()),
+        source_volume=plan.volume.id,
+        base_image=plan.volume.base_image_id,
+        type_store=UNKNOWN if hidden else plan.volume_type_store,
+        rule=plan.rule,
+        prune=plan.placement.prune,
+        also_stores=plan.options.also_stores,
+        period=period,
+        # Recorded only for --no-replicate, which audit must not undo.
+        replicate=False if plan.options.replicate is False else None,
+    )
+
+
+def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None = None) -> bool:
     """Stamp the image with volimg's provenance (properties, then the tag).
 
-    Both requests are idempotent. A failure is not fatal to the upload: the image is
-    still good, so it is reported, checked again once the image is active, and named
-    in the outcome if it never took.
+    The same patch removes the mark the image was born with (``image``: the image as
+    last read, to know which mark keys it carries), so a finished image carries the
+    stamp alone and volumes made from it do not inherit the mark. Both requests are
+    idempotent. A failure is not fatal to the upload: the image is still good, so it is
+    reported, checked again once the image is active, and named in the outcome if it
+    never took.
     """
+    marked = tuple(k for k in MARK_KEYS if image is not None and k in image.properties)
     try:
-        gateway.set_image_properties(stamp.image_id, stamp.properties())
+        gateway.set_image_properties(stamp.image_id, stamp.properties(), remove=marked)
         gateway.add_image_tag(stamp.image_id, TAG)
     except VolimgError as exc:
         job.emit(ev.Notice, message=f"could not stamp image {stamp.image_id} yet: {exc.message}")
@@ -36,3 +72,28 @@ def write_stamp(gateway: Gateway, job: Job, stamp: Stamp) -> bool:
 def stamp_intact(image: Image, stamp: Stamp) -> bool:
     wanted = stamp.properties()
     return TAG in image.tags and all(image.properties.get(k) == v for k, v in wanted.items())
+
+
+def finish_unstamped(gateway: Gateway, job: Job, image: Image, *, period: str | None) -> str:
+    """Stamp an image a volimg run created and never finished; '' if it needs nothing.
+
+    The stamp is the one its mark records (the intent of the run that made it); an
+    image without a mark was found by the name the plan gives it (``--once-per``), and
+    gets the plan's stamp. Returns a phrase for the report.
+    """
+    own = Stamp.from_properties(image.id, image.properties)
+    if own is not None and own.is_own_upload:
+        return ""
+    mark = unfinished_mark(image.id, image.name, image.properties)
+    if mark is not None:
+        stamp = mark.stamp_for(image.id, stamped_at=stamp_time(job.settings.clock.wall()))
+        source = f"as its mark (run {mark.run}) records"
+    elif isinstance(job.plan, Plan):
+        stamp = stamp_for(job.plan, image.id, settings=job.settings, period=period)
+        source = "as this run plans it"
+    else:
+        return ""
+    if not write_stamp(gateway, job, stamp, image=image):
+        return f"its stamp could not be written yet ({source})"
+    job.emit(ev.Notice, message=f"image {image.id} was never stamped: stamped it now, {source}")
+    return f"stamped it now, {source}"
