@@ -214,7 +214,7 @@ class VolimgUnderCron(RuleBasedStateMachine):
         ),
     )
     def upload_one(self, volume: str, options: list[str]) -> None:
-        code, doc, err = self.volimg_step("upload", volume, *options, "-f", "json")
+        code, _doc, err = self.volimg_step("upload", volume, *options, "-f", "json")
         assert code in (0, 3), err
 
     @rule(once_per=st.booleans(), keep=st.sampled_from([None, 1, 2]))
@@ -224,7 +224,7 @@ class VolimgUnderCron(RuleBasedStateMachine):
             args += ["--once-per", "day"]
         if keep is not None:
             args += ["--keep", str(keep)]
-        code, doc, err = self.volimg_step(*args)
+        code, _doc, err = self.volimg_step(*args)
         assert code in (0, 1, 3), err
 
     @rule(
@@ -283,11 +283,11 @@ class VolimgUnderCron(RuleBasedStateMachine):
 
     @rule()
     def audit_fix(self) -> None:
-        code, doc, err = self.volimg_step("audit", "--fix", "-f", "json")
+        code, _doc, err = self.volimg_step("audit", "--fix", "-f", "json")
         assert code in (0, 3), err
         if code == 0:
             # 4. a clean fix leaves nothing to fix
-            again, doc2, err2 = self.volimg("audit", "-f", "json")
+            again, doc2, _err2 = self.volimg("audit", "-f", "json")
             assert again == 0, f"audit after a clean --fix still finds work: {doc2}"
 
     # --- rules: faults and other people -----------------------------------------------
@@ -368,9 +368,8 @@ class VolimgUnderCron(RuleBasedStateMachine):
                 f"{what} removed {lost} of foreign {image_id}"
             )
             stamp = before[image_id].stamp
-            assert stamp is not None and stamp.prune, (
-                f"{what} removed {lost} of {image_id} whose intent does not prune"
-            )
+            assert stamp is not None, f"{what} removed {lost} of unstamped {image_id}"
+            assert stamp.prune, f"{what} removed {lost} of {image_id} whose intent does not prune"
             assert not lost & set(stamp.also_stores), f"{what} removed kept stores {lost}"
             if stamp.base_image is not None:
                 assert stamp.base_image not in self.ledger.operator_deleted, (
@@ -409,10 +408,9 @@ class VolimgUnderCron(RuleBasedStateMachine):
                 continue  # deleted by --keep (checked when it happened)
             image = images[image_id]
             stamp = image.stamp
-            assert stamp is not None and stamp.stamped_by is StampedBy.UPLOAD, (
-                f"image {image_id} ({image.name}) that volimg created carries no finished stamp: "
-                f"{image.properties}"
-            )
+            unfinished = f"image {image_id} ({image.name}) that volimg created is not finished"
+            assert stamp is not None, f"{unfinished}: {image.properties}"
+            assert stamp.stamped_by is StampedBy.UPLOAD, f"{unfinished}: {image.properties}"
             assert image_id in audited, f"volimg audit does not list image {image_id}"
 
 
