@@ -10,7 +10,8 @@ registered here, as cinder/api/v3/router.py maps them:
 
 * `cinder_volumes.py`: volumes (list, show, create, delete, filters)
 * `cinder_volume_metadata.py`: a volume's metadata
-* `cinder_actions.py`: `POST /volumes/{id}/action` (upload to image)
+* `cinder_actions.py`: `POST /volumes/{id}/action` (the dispatch; upload to image)
+* `cinder_image_metadata.py`: the image metadata actions (set, unset, show)
 * `cinder_types.py`: volume types and their extra specs
 * `cinder_messages.py`: user messages
 
@@ -23,6 +24,8 @@ import re
 from collections.abc import Callable
 
 from volimg.sandbox.cinder_actions import VolumeActionsController
+from volimg.sandbox.cinder_base import WebobResponse
+from volimg.sandbox.cinder_image_metadata import VolumeImageMetadataController
 from volimg.sandbox.cinder_manager import VolumeManager
 from volimg.sandbox.cinder_messages import MessagesController
 from volimg.sandbox.cinder_types import TypesController
@@ -42,6 +45,7 @@ class Cinder(
     VolumesController,
     VolumeMetadataController,
     VolumeActionsController,
+    VolumeImageMetadataController,
     TypesController,
     MessagesController,
 ):
@@ -134,8 +138,10 @@ class Cinder(
         if version is not None:
             response.set_header("OpenStack-API-Version", f"volume {version}")
             response.set_header("Vary", "OpenStack-API-Version")
-        # The request_id middleware's placeholder context exists even before auth.
-        response.set_header("x-compute-request-id", req.request_id)
+        # The request_id middleware's placeholder context exists even before auth; a
+        # controller's own webob.Response is the one answer that goes without it.
+        if not isinstance(response, WebobResponse):
+            response.set_header("x-compute-request-id", req.request_id)
         return response
 
     # -- versions (cinder/api/versions.py) ----------------------------------------------

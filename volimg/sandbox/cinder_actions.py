@@ -1,18 +1,19 @@
 """Cinder's volume actions controller: `POST /volumes/{volume_id}/action`.
 
-The sandbox knows one action, `os-volume_upload_image` (upload to image): the
-schema's checks in jsonschema's order, the status change to `uploading`, the image
-created in Glance, then the copy handed to `cinder_manager.py`. Mirrors
-cinder/api/contrib/volume_actions.py `VolumeActionsController` and
-cinder/volume/api.py `copy_volume_to_image`.
+The dispatch on the action's name covers every controller's actions
+(`CinderBase._volume_actions`); this controller's own is `os-volume_upload_image`
+(upload to image): the schema's checks in jsonschema's order, the status change to
+`uploading`, the image created in Glance, then the copy handed to
+`cinder_manager.py`. Mirrors cinder/api/contrib/volume_actions.py
+`VolumeActionsController` and cinder/volume/api.py `copy_volume_to_image`; the image
+metadata actions are in `cinder_image_metadata.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from volimg.sandbox.cinder_base import CinderBase, as_bool, join_or, policy
+from volimg.sandbox.cinder_base import ActionHandler, CinderBase, as_bool, join_or, policy
 from volimg.sandbox.cinder_manager import Caller, upload_image_meta
 from volimg.sandbox.cinder_views import Microversion, type_primitive
 from volimg.sandbox.errors import cinder_fault
@@ -30,14 +31,15 @@ _DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
 class VolumeActionsController(CinderBase):
     """Handler for /volumes/{volume_id}/action."""
 
+    def _volume_actions(self) -> dict[str, ActionHandler]:
+        return {**super()._volume_actions(), "os-volume_upload_image": self._upload_image}
+
     def volume_action(self, req: Request, params: dict[str, str]) -> Response:
         body = self._body(req)
         if not isinstance(body, dict) or len(body) != 1:
             raise HttpError(cinder_fault(400, "Malformed request body"))
         (action,) = body
-        actions: dict[str, Callable[[Request, str, Any], Response]] = {
-            "os-volume_upload_image": self._upload_image
-        }
+        actions = self._volume_actions()
         if action not in actions:
             raise HttpError(
                 cinder_fault(

@@ -2,13 +2,14 @@
 validation errors, the volume lookup and the non-admin filter policy.
 
 The controllers (`cinder_volumes.py`, `cinder_volume_metadata.py`,
-`cinder_actions.py`, `cinder_types.py`, `cinder_messages.py`) are mixins of this
-class; `cinder.py` composes them into `Cinder` and owns the pipeline and the routes,
-as cinder/api/v3/router.py does upstream.
+`cinder_actions.py`, `cinder_image_metadata.py`, `cinder_types.py`,
+`cinder_messages.py`) are mixins of this class; `cinder.py` composes them into `Cinder`
+and owns the pipeline and the routes, as cinder/api/v3/router.py does upstream.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from volimg.sandbox.cinder_manager import VolumeManager
@@ -38,6 +39,17 @@ NON_ADMIN_FILTERS = {
 }
 TRUE_STRINGS = ("true", "1", "t", "y", "yes", "on")
 
+ActionHandler = Callable[[Request, str, Any], Response]
+"""One `POST /volumes/{id}/action` action: (request, volume ID, the action's value)."""
+
+
+class WebobResponse(Response):
+    """A `webob.Response` a controller returns itself rather than a dict.
+
+    wsgi.Resource passes it through as it is: it gets the microversion headers but,
+    unlike a dict's ResponseObject or a Fault, no `x-compute-request-id`.
+    """
+
 
 def policy(action: str) -> str:
     return f"Policy doesn't allow {action} to be performed."
@@ -58,6 +70,14 @@ class CinderBase(Service):
     cloud: Cloud
     manager: VolumeManager
     glance: InternalGlanceClient
+
+    def _volume_actions(self) -> dict[str, ActionHandler]:
+        """The `@wsgi.action` handlers every controller adds for /volumes/{id}/action.
+
+        Each controller extends its `super()`'s dict, as wsgi.Resource gathers the
+        actions of every controller extension upstream.
+        """
+        return {}
 
     def error(self, req: Request, status: int, message: str | None = None) -> Response:
         return cinder_fault(status, message)
