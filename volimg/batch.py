@@ -457,6 +457,10 @@ def _one_volume(
                 retention=retention,
             )
         stamp = Stamp.from_properties(resume.id, resume.properties) if resume else None
+        if stamp is not None and not stamp.is_own_upload:
+            # A Glance-filter stamp on the image this run's period made: the upload's
+            # own stamp (what the mark records) is still to be written.
+            stamp = None
         outcome = run_upload(
             gateway, plan, settings, emit, period=period, resume=resume, resume_stamp=stamp
         )

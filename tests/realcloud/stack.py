@@ -884,6 +884,28 @@ def seed_and_finish(stack: Stack, identity: bool = True) -> None:
     say(f"up: clouds.yaml {stack.clouds_yaml} (clouds {ADMIN_CLOUD}, {MEMBER_CLOUD})")
 
 
+def cmd_restart(stack: Stack, services: tuple[str, ...]) -> int:
+    """Stop and start the named services (SIGTERM, as systemd would), keep the data.
+
+    For tests of what volimg does when a service goes away under it (e.g. glance-api
+    restarted while copies run): whatever the service was doing in that moment is lost,
+    as on a real cloud.
+    """
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown or not services:
+        raise StackError(f"restart takes services among {', '.join(SERVICES)}, not {unknown}")
+    for line in stop(stack, services=services):
+        say(f"restarting: {line}")
+    pids = stack.read_pids()
+    for service in services:
+        pids[service] = start_service(stack, service)
+    stack.pids_file.write_text(json.dumps(pids, indent=2))
+    record_started(stack, services)
+    wait_answering(stack, services)
+    say(f"restarted {', '.join(services)}")
+    return 0
+
+
 def cmd_down(stack: Stack) -> int:
     if not stack.read_pids():
         say("nothing recorded as running")
@@ -912,7 +934,10 @@ def cmd_status(stack: Stack) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "restart"))
+    parser.add_argument(
+        "services", nargs="*", help="with restart: the services to restart (default: all three)"
+    )
     parser.add_argument("--state", required=True, type=Path, help="state directory")
     parser.add_argument(
         "--port-base",
@@ -950,6 +975,13 @@ def main(argv: list[str] | None = None) -> int:
         debug=args.debug,
         glance_filter=args.glance_filter == "on",
     )
+    if args.command == "restart":
+        with exclusive(stack):
+            try:
+                return cmd_restart(stack, tuple(args.services) or SERVICES)
+            except StackError as exc:
+                print(f"\nrealstack restart FAILED: {exc}", file=sys.stderr)
+                return 1
     command = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
     try:
         if args.command == "status":

@@ -193,7 +193,7 @@ class VolimgUnderCron(RuleBasedStateMachine):
     def _follow_next_steps(self, doc: dict[str, Any]) -> None:
         steps = list(doc.get("next_steps") or [])
         for volume in doc.get("volumes") or []:
-            steps += (volume.get("outcome") or {}).get("next_steps") or []
+            steps += volume.get("next_steps") or []
         for step in steps:
             found = _COMMAND.search(step)
             assert found is not None, f"next step {step!r} holds no volimg command"
