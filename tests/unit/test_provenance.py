@@ -38,9 +38,19 @@ def stamp(**changes: object) -> Stamp:
     return Stamp(**fields)  # type: ignore[arg-type]
 
 
+def _documented_keys(section: str) -> list[str]:
+    text = DOC.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `(volimg_[a-z_]+)` \|", text, flags=re.M)
+
+
 def test_the_doc_lists_exactly_the_stamp_keys() -> None:
-    documented = re.findall(r"^\| `(volimg_[a-z_]+)` \|", DOC.read_text(), flags=re.M)
-    assert sorted(documented) == sorted(STAMP_KEYS)
+    assert sorted(_documented_keys("Keys")) == sorted(STAMP_KEYS)
+
+
+def test_the_doc_lists_exactly_the_mark_keys() -> None:
+    from volimg.provenance import MARK_KEYS
+
+    assert sorted(_documented_keys("The mark")) == sorted(MARK_KEYS)
 
 
 def test_a_stamp_survives_the_round_trip_through_glance_properties() -> None:
