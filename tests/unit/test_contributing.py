@@ -184,7 +184,7 @@ def test_the_checker_catches_what_does_not_exist(pytestconfig: pytest.Config) ->
     for line in (
         ".venv/bin/python -m pytest -m 'not realclouds'",
         ".venv/bin/python -m pytest tests/unit/test_nothing.py",
-        "python3 tests/realcloud/stack.py restart --state .realcloud",
+        "python3 tests/realcloud/stack.py reboot --state .realcloud",
         "python3 tests/realcloud/stack.py state --state .realcloud",
         "python3 bench/run.py --fast",
         ".venv/bin/python -m tests.scenarios.no_such_matrix --write",
