@@ -660,8 +660,8 @@ def check_glance_quota(facts: DoctorFacts) -> list[Check]:
 def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Check:
     name = quota.name
     fix = (
-        f"openstack limit set --resource-limit N {name} (per project), or openstack "
-        f"registered limit set --default-limit N {name}"
+        f"openstack limit create --service glance --project PROJECT --resource-limit N "
+        f"{name} (or openstack limit set --resource-limit N LIMIT_ID on the existing one)"
     )
     counted = f"{quota.usage} of {quota.limit}"
     if quota.unlimited:
