@@ -184,11 +184,6 @@ def _store_list(glance: GlanceInfo) -> str:
     return ", ".join(parts)
 
 
-def _where(facts: DoctorFacts) -> str:
-    """The Glance volimg talks to; the multi-store row names its URL."""
-    return "this Glance"
-
-
 # --- Glance multi-store and copy-image ---------------------------------------------------
 
 
@@ -343,7 +338,7 @@ def _type_store(facts: DoctorFacts, vtype: VolumeTypeInfo, volumes: int) -> Chec
             TYPE_STORE,
             FAIL,
             vtype.name,
-            f"{spec}, but {_where(facts)} has no store {store_id!r} (it has {known}): every "
+            f"{spec}, but this Glance has no store {store_id!r} (it has {known}): every "
             f"upload of a volume of this type fails, late, with a generic message{yours}",
             f"{set_spec} (one of {known}), or add {store_id} to glance-api.conf [DEFAULT] "
             "enabled_backends",
@@ -357,9 +352,7 @@ def _type_store(facts: DoctorFacts, vtype: VolumeTypeInfo, volumes: int) -> Chec
             f"refuses Cinder's upload into it{yours}",
             f"{set_spec} (one of {known})",
         )
-    return Check(
-        TYPE_STORE, OK, vtype.name, f"{spec}: a store {_where(facts)} has, writable{yours}"
-    )
+    return Check(TYPE_STORE, OK, vtype.name, f"{spec}: a store this Glance has, writable{yours}")
 
 
 # --- base images and endpoints -------------------------------------------------------------
@@ -432,7 +425,7 @@ def check_base_image_stores(facts: DoctorFacts) -> list[Check]:
                 OK,
                 subject,
                 f"{scope}: their stores ({', '.join(stores) or 'none'}) are all known to "
-                f"{_where(facts)}{gone_note}",
+                f"this Glance{gone_note}",
             )
         ]
     details = "; ".join(affected[:_EXAMPLES]) + (
@@ -460,7 +453,7 @@ def check_base_image_stores(facts: DoctorFacts) -> list[Check]:
             BASE_STORES,
             WARN,
             subject,
-            f"{scope}: {details}, unknown to {_where(facts)} ({facts.endpoint}): volimg skips "
+            f"{scope}: {details}, unknown to this Glance ({facts.endpoint}): volimg skips "
             "those stores"
             f"{through}{gone_note}",
             fix,
@@ -492,7 +485,7 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
     checks: list[Check] = []
     for endpoint in sorted(endpoints, key=lambda e: not e.current):
         subject = _endpoint_name(endpoint)
-        own = " (the one volimg uses)" if endpoint.current else ""
+        own = "volimg uses this endpoint; it " if endpoint.current else ""
         if isinstance(endpoint.stores, Unread):
             checks.append(
                 _unread(
@@ -509,8 +502,8 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
                     ENDPOINTS,
                     WARN,
                     subject,
-                    f"a single store (GET /v2/info/stores answers 404){own}: it cannot copy "
-                    "between stores",
+                    f"{own or 'it '}has a single store (GET /v2/info/stores answers 404), so "
+                    "it cannot copy between stores",
                     "copy images through an endpoint with multiple stores",
                 )
             )
@@ -521,7 +514,7 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
                     ENDPOINTS,
                     OK,
                     subject,
-                    f"the only image endpoint in the catalog{own}: sees "
+                    f"the only image endpoint in the catalog; it sees "
                     f"{', '.join(endpoint.stores) or 'no store'}",
                 )
             )
@@ -532,8 +525,8 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
                     ENDPOINTS,
                     OK,
                     subject,
-                    f"sees every store the catalog's image endpoints know "
-                    f"({', '.join(sorted(seen))}){own}: it can copy everywhere",
+                    f"{own}sees every store the catalog's image endpoints know "
+                    f"({', '.join(sorted(seen))}), so it can copy everywhere",
                 )
             )
             continue
@@ -549,7 +542,7 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
                 ENDPOINTS,
                 WARN,
                 subject,
-                f"sees only {', '.join(endpoint.stores) or 'no store'}{own}: {via}",
+                f"{own}sees only {', '.join(endpoint.stores) or 'no store'}, so {via}",
                 (
                     f"run volimg against {_endpoint_name(better)}"
                     + (f" (--os-region-name {better.region})" if better.region else "")
