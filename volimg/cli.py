@@ -22,6 +22,7 @@ from volimg.commands.adopt import adopt
 from volimg.commands.audit import audit
 from volimg.commands.completion import SHELLS, completion
 from volimg.commands.demo import demo
+from volimg.commands.doctor import doctor
 from volimg.commands.options import complete_clouds
 from volimg.commands.plan import plan
 from volimg.commands.replicate import replicate
@@ -259,6 +260,7 @@ cli.add_command(replicate)
 cli.add_command(audit)
 cli.add_command(adopt)
 cli.add_command(stores)
+cli.add_command(doctor)
 cli.add_command(demo)
 cli.add_command(sandbox)
 cli.add_command(completion)

@@ -1,4 +1,4 @@
-"""The JSON documents of a single upload, plan, replicate, stores or adopt (``-f json``).
+"""The JSON documents of a single upload, plan, replicate, stores, adopt or doctor (``-f json``).
 
 docs/json.md is their contract: every document starts with the same keys
 (``document``), then its own. Plain dicts of model values, nothing printed here:
@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from volimg import __version__
+from volimg.doctor import DoctorReport
 from volimg.errors import VolimgError
 from volimg.model import GlanceInfo, Image, Volume
 from volimg.planner import Plan, ReplicationPlan
@@ -158,6 +159,25 @@ def stores_doc(info: GlanceInfo) -> dict[str, Any]:
             }
             for s in info.stores
         ],
+    )
+
+
+def doctor_doc(report: DoctorReport) -> dict[str, Any]:
+    """``volimg doctor``: one object per row, in the order of the table."""
+    return document(
+        "doctor",
+        report.result,
+        checks=[
+            {
+                "check": c.check,
+                "status": c.status,
+                "subject": c.subject,
+                "detail": c.detail,
+                "fix": c.fix,
+            }
+            for c in report.checks
+        ],
+        counts=report.counts,
     )
 
 

@@ -227,3 +227,49 @@ class CloudIdentity:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """One of Glance's per-project quotas, as ``GET /v2/info/usage`` reports it.
+
+    Glance counts ``image_size_total`` and ``image_stage_total`` in MiB and the two
+    ``image_count_*`` in images (glance/quota/keystone.py ``get_usage``); a negative
+    limit is Keystone's "unlimited".
+    """
+
+    name: str
+    usage: int
+    limit: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit < 0
+
+    @property
+    def headroom(self) -> int:
+        """What is left before Glance refuses (never below 0)."""
+        return max(0, self.limit - self.usage)
+
+
+@dataclass(frozen=True)
+class ImageEndpoint:
+    """An image (Glance) endpoint of the Keystone catalog, as the token carries it."""
+
+    region: str | None
+    interface: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CinderVersions:
+    """The microversion range Cinder's ``GET /v3/`` version document advertises."""
+
+    min_version: str | None
+    max_version: str | None
+
+    def allows(self, microversion: str) -> bool:
+        """The API accepts requests at ``microversion``."""
+        if self.max_version is None:
+            return microversion == "3.0"
+        return version_tuple(self.max_version) >= version_tuple(microversion)

@@ -26,7 +26,8 @@ from datetime import datetime
 from typing import IO, Any
 
 from volimg import events as ev
-from volimg.documents import document, outcome_doc, stores_doc
+from volimg.doctor import STATUSES, DoctorReport
+from volimg.documents import doctor_doc, document, outcome_doc, stores_doc
 from volimg.documents import dump_json as dump_json
 from volimg.documents import failure_doc as failure_doc
 from volimg.errors import VolimgError
@@ -247,6 +248,32 @@ class Renderer(Streams):
             self._emit_json(document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG))
             return
         self._rows([("image", stamp.image_id), *props.items(), ("tag", TAG)])
+
+    def doctor(self, report: DoctorReport) -> None:
+        """The doctor's rows: a table on a terminal, tab-separated lines elsewhere."""
+        if self.json:
+            self._emit_json(doctor_doc(report))
+            return
+        header = ("check", "status", "subject", "detail", "fix")
+        rows = [(c.check, c.status, c.subject, c.detail, c.fix or "-") for c in report.checks]
+        terminal = rich_terminal(self.out)
+        if terminal is not None:
+            from rich.markup import escape
+            from rich.table import Table
+
+            styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+            table = Table(*header, box=None)
+            for check, status, *rest in rows:
+                table.add_row(
+                    check, f"[{styles[status]}]{status}[/]", *(escape(cell) for cell in rest)
+                )
+            terminal.print(table)
+        else:
+            for row in (header, *rows):
+                self._write(self.out.file, "\t".join(row))
+        counts = report.counts
+        summary = ", ".join(f"{counts[status]} {status}" for status in STATUSES)
+        self._write(self.out.file, f"{len(report.checks)} checks: {summary}")
 
     def error(self, error: VolimgError, *, document: bool = True, command: str = "") -> None:
         """An error: one line (and a hint) on stderr; in JSON mode also the document."""

@@ -18,7 +18,10 @@ loaded code changed since it started (``DIR/run/started.json``).
 
 Glance runs with volimg's paste filter (``volimg.glance_filter``) in its keystone
 pipeline, copied from this checkout into ``DIR/glance/pylib``; ``--glance-filter off``
-renders ``enabled = false``.
+renders ``enabled = false``. ``--glance-import-methods`` renders glance-api.conf's
+``enabled_import_methods`` (e.g. without ``copy-image``, for ``volimg doctor``'s real
+test); like any changed config, it restarts Glance, and ``up`` without it restores
+the default.
 
 Stdlib only: it runs under any Python >= 3.10 (volimg's venv, or the system's). The
 services run in their own venv, never in volimg's.
@@ -92,6 +95,8 @@ DEFAULT_VOLUME_TYPE = "standard"
 #: Bump when the on-disk layout or the DB bootstrap changes: data is then re-created.
 LAYOUT_VERSION = 1
 SERVICES = ("keystone", "glance", "cinder")
+#: glance-api.conf [DEFAULT] enabled_import_methods of a normal stack.
+DEFAULT_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 
 _T0 = time.monotonic()
 
@@ -133,6 +138,8 @@ class Stack:
     python: str
     debug: bool = False
     glance_filter: bool = True  # `enabled` of volimg's paste filter in glance-api
+    # glance-api.conf [DEFAULT] enabled_import_methods
+    glance_import_methods: tuple[str, ...] = DEFAULT_IMPORT_METHODS
 
     # -- layout ---------------------------------------------------------------
 
@@ -380,6 +387,7 @@ def rendered(stack: Stack, pkgdir: str | None = None) -> dict[str, tuple[Path, s
         "default_volume_type": DEFAULT_VOLUME_TYPE,
         "debug": "true" if stack.debug else "false",
         "glance_filter_enabled": "true" if stack.glance_filter else "false",
+        "glance_import_methods": ",".join(stack.glance_import_methods),
     }
     targets = {
         "keystone.conf": stack.state / "keystone" / "keystone.conf",
@@ -965,6 +973,15 @@ def main(argv: list[str] | None = None) -> int:
         help="volimg's paste filter in glance-api: on (default) or off (enabled = false);"
         " changing it restarts Glance",
     )
+    parser.add_argument(
+        "--glance-import-methods",
+        default=os.environ.get(
+            "VOLIMG_REALCLOUD_GLANCE_IMPORT_METHODS", ",".join(DEFAULT_IMPORT_METHODS)
+        ),
+        metavar="M1,M2",
+        help="glance-api.conf enabled_import_methods (default "
+        f"{','.join(DEFAULT_IMPORT_METHODS)}); changing it restarts Glance",
+    )
     args = parser.parse_args(argv)
     stack = Stack(
         state=args.state.resolve(),
@@ -974,6 +991,9 @@ def main(argv: list[str] | None = None) -> int:
         python=os.path.realpath(args.python),
         debug=args.debug,
         glance_filter=args.glance_filter == "on",
+        glance_import_methods=tuple(
+            m.strip() for m in args.glance_import_methods.split(",") if m.strip()
+        ),
     )
     if args.command == "restart":
         with exclusive(stack):

@@ -40,6 +40,7 @@ class Api:
             for service in self.token_body["catalog"]
             for endpoint in service["endpoints"]
             if endpoint["interface"] == "public"
+            and endpoint.get("region_id", self.region) == self.region
         }
 
     def password_body(

@@ -62,6 +62,8 @@ SECTIONS: dict[str, Objects] = {
     "`repairs[]`": _each("audit", "repairs"),
     "The audit `summary`": _each("audit", "summary"),
     "The `adopt` document": _each("adopt"),
+    "The `doctor` document": _each("doctor"),
+    "`checks[]`": _each("doctor", "checks"),
 }
 OUTCOMES = "Store outcomes in `replication`"
 
@@ -122,6 +124,10 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
     assert audit.exit_code == 0, audit
     adopt = volimg_sandbox("adopt", "cirros-base", "--base", "cirros-base", "-f", "json")
     assert adopt.exit_code == 0, adopt
+    # A type whose store Glance lacks: a failing row (with a fix) beside ok ones (fix null).
+    sandbox.cloud.add_volume_type("gold", extra_specs={"image_service:store_id": "nowhere"})
+    doctor = volimg_sandbox("doctor", "-f", "json")
+    assert doctor.exit_code == 3, doctor
     sandbox.faults.fail_store_copy("cheap")
     runs["upload-partial"] = volimg_sandbox("upload", "boot-vol", "-f", "json")
     assert runs["upload-partial"].exit_code == 3, runs["upload-partial"]
@@ -129,6 +135,7 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
         "batch": [batch.doc],
         "audit": [audit.doc],
         "adopt": [adopt.doc],
+        "doctor": [doctor.doc],
         "outcome": [
             r.doc for name, r in runs.items() if name.startswith(("upload-", "plan", "replicate"))
         ],

@@ -95,3 +95,39 @@ def test_render_copies_the_filters_three_files_for_glance(
     assert sorted(p.name for p in pylib.iterdir()) == sorted(stack_module.FILTER_FILES)
     uwsgi = (tmp_path / "glance" / "uwsgi.ini").read_text()
     assert f"pythonpath = {tmp_path}/glance/pylib\n" in uwsgi
+
+
+def test_the_default_import_methods_render_as_before(
+    stack_module: ModuleType, tmp_path: Path
+) -> None:
+    """A running stack must not restart for the option's sake (same rendered text)."""
+    conf = stack_module.rendered(make_stack(stack_module, tmp_path))["glance-api.conf"][1]
+    assert "\nenabled_import_methods = [glance-direct,web-download,copy-image]\n" in conf
+
+
+def test_import_methods_without_copy_image_restart_glance_alone(
+    stack_module: ModuleType, tmp_path: Path
+) -> None:
+    """What volimg doctor's real test uses: `up --glance-import-methods ...`, then `up`."""
+    stack_module.record_started(make_stack(stack_module, tmp_path), stack_module.SERVICES)
+    without = make_stack(
+        stack_module, tmp_path, glance_import_methods=("glance-direct", "web-download")
+    )
+    assert stack_module.stale_services(without) == ["glance"]
+    conf = stack_module.rendered(without)["glance-api.conf"][1]
+    assert "\nenabled_import_methods = [glance-direct,web-download]\n" in conf
+    stack_module.record_started(without, ["glance"])
+    assert stack_module.stale_services(make_stack(stack_module, tmp_path)) == ["glance"]
+
+
+def test_the_import_methods_option_and_its_variable(
+    stack_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[object] = []
+    monkeypatch.setattr(stack_module, "cmd_status", lambda stack: seen.append(stack) or 0)
+    monkeypatch.setenv("VOLIMG_REALCLOUD_GLANCE_IMPORT_METHODS", "glance-direct, web-download")
+    assert stack_module.main(["status", "--state", str(tmp_path)]) == 0
+    assert seen[-1].glance_import_methods == ("glance-direct", "web-download")  # type: ignore[attr-defined]
+    monkeypatch.delenv("VOLIMG_REALCLOUD_GLANCE_IMPORT_METHODS")
+    assert stack_module.main(["status", "--state", str(tmp_path)]) == 0
+    assert seen[-1].glance_import_methods == stack_module.DEFAULT_IMPORT_METHODS  # type: ignore[attr-defined]

@@ -18,7 +18,14 @@ from volimg.errors import AmbiguousVolume, NotFoundInCloud, VolumeNotFound
 from volimg.gateway.errors import _calling, _raise_for, _request_id
 from volimg.gateway.session import _UUID, NO_RETRY, Session, _require_ref
 from volimg.gateway.values import _volume
-from volimg.model import UploadAccepted, UserMessage, Volume, VolumeTypeInfo, version_tuple
+from volimg.model import (
+    CinderVersions,
+    UploadAccepted,
+    UserMessage,
+    Volume,
+    VolumeTypeInfo,
+    version_tuple,
+)
 
 if TYPE_CHECKING:
     from volimg.planner import UploadRequest
@@ -212,4 +219,35 @@ class CinderCalls(Session):
                 for v in self._conn.block_storage.volumes(
                     details=True, all_projects=all_projects, **query
                 )
+            ]
+
+    def cinder_versions(self) -> CinderVersions:
+        """The microversion range of Cinder's version document (``GET /v3/``), which
+        keystoneauth has already read to discover the endpoint."""
+        with self._calling("discovering Cinder's API versions"):
+            data = self._conn.block_storage.get_endpoint_data()
+
+        def text(version: Any) -> str | None:
+            return ".".join(str(part) for part in version[:2]) if version else None
+
+        return CinderVersions(
+            min_version=text(getattr(data, "min_microversion", None)),
+            max_version=text(getattr(data, "max_microversion", None)),
+        )
+
+    def volume_types_with_specs(self, *, specs_visible: bool) -> list[VolumeTypeInfo]:
+        """Every volume type visible to you, private ones too, with its
+        ``image_service:store_id``: one listing (``GET /v3/{project}/types``).
+
+        Cinder shows that extra spec only to roles its policy allows (admins by
+        default), so ``specs_visible`` says whether a missing store means "none".
+        """
+        with self._calling("listing Cinder's volume types"):
+            return [
+                VolumeTypeInfo(
+                    name=found.name,
+                    store=(found.extra_specs or {}).get("image_service:store_id") or None,
+                    specs_visible=specs_visible,
+                )
+                for found in self._conn.block_storage.types(is_public="none")
             ]

@@ -18,12 +18,15 @@ from volimg.errors import AmbiguousImage, ImageNotFound
 from volimg.gateway.errors import _calling, _raise_for
 from volimg.gateway.session import _UUID, NO_RETRY, Session, _require_ref
 from volimg.gateway.values import _image, _store
-from volimg.model import GlanceInfo, Image, ImportTask, Store
+from volimg.model import GlanceInfo, Image, ImportTask, QuotaUsage, Store
 
 log = logging.getLogger("volimg.gateway")  # the name -v has always shown
 
 # Glance pages image lists (api_limit_max is 1000 by default).
 IMAGE_PAGE = 200
+# Image IDs per ``id=in:...`` listing: 40 UUIDs keep the query under 1,600 characters,
+# well inside what proxies and Glance's own request-line limit take.
+IDS_PER_LISTING = 40
 
 
 class GlanceCalls(Session):
@@ -235,3 +238,61 @@ class GlanceCalls(Session):
             response = self._conn.image.delete(f"/stores/{store}/{image_id}", **NO_RETRY)
             _raise_for(response)
         log.info("removed image %s from store %s", image_id, store)
+
+    def glance_usage(self) -> tuple[QuotaUsage, ...] | None:
+        """GET /v2/info/usage: the caller's project against Glance's quotas.
+
+        Glance (API 2.13, Xena on) answers with every quota it enforces through
+        Keystone's unified limits, and with an empty ``usage`` when those are off
+        (``use_keystone_limits = false``: glance/quota/keystone.py ``get_usage``). None
+        when this Glance does not offer the call (404).
+        """
+        with self._calling("reading Glance's quota usage"):
+            response = self._conn.image.get("/info/usage")
+            if response.status_code == 404:
+                return None
+            _raise_for(response)
+            return tuple(
+                QuotaUsage(name=str(name), usage=int(value["usage"]), limit=int(value["limit"]))
+                for name, value in response.json()["usage"].items()
+            )
+
+    def images_by_ids(self, image_ids: Sequence[str]) -> list[Image]:
+        """The images among ``image_ids`` that Glance lists to you, one request per
+        ``IDS_PER_LISTING`` IDs (``id=in:a,b,...``, glance/api/v2/images.py index).
+
+        An image that is gone, not visible to you or hidden (``os_hidden``) is simply
+        not in the answer.
+        """
+        found: list[Image] = []
+        unique_ids = list(dict.fromkeys(image_ids))
+        with self._calling("listing images by ID"):
+            for start in range(0, len(unique_ids), IDS_PER_LISTING):
+                chunk = unique_ids[start : start + IDS_PER_LISTING]
+                params = {"id": "in:" + ",".join(chunk), "limit": IMAGE_PAGE}
+                response = self._conn.image.get("/images", params=params)
+                _raise_for(response)
+                found += [_image(i) for i in response.json()["images"]]
+        return found
+
+    def image_endpoint_url(self) -> str:
+        """The URL of the image endpoint this connection talks to (from the catalog)."""
+        with self._calling("finding Glance's endpoint"):
+            return str(self._conn.image.get_endpoint())
+
+    def stores_at(self, endpoint_url: str) -> tuple[Store, ...] | None:
+        """GET /v2/info/stores of another image endpoint of the catalog (a region, an
+        edge site): the stores that glance-api knows. None when it answers 404 (a
+        single store). One request, with this connection's token.
+        """
+        base = endpoint_url.rstrip("/")
+        if not base.endswith("/v2"):
+            base += "/v2"
+        with self._calling(f"reading the stores of image endpoint {endpoint_url}"):
+            response = self._conn.session.get(
+                base + "/info/stores", raise_exc=False, headers={"Accept": "application/json"}
+            )
+            if response.status_code == 404:
+                return None
+            _raise_for(response)
+            return tuple(_store(s) for s in response.json().get("stores", []))

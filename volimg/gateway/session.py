@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from volimg.errors import ConfigError, InputError
 from volimg.gateway.errors import _calling
-from volimg.model import CloudIdentity
+from volimg.model import CloudIdentity, ImageEndpoint
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -187,6 +187,32 @@ class Session:
             auth: Any = self._conn.session.auth
             access = auth.get_access(self._conn.session)
         return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
+
+    def image_endpoints(self) -> tuple[ImageEndpoint, ...]:
+        """The catalog's image endpoints of this connection's interface, every region.
+
+        The catalog came with the token (Keystone's ``catalog`` in the token body), so
+        this sends no request beyond authentication.
+        """
+        interface = str(self._conn.config.get_interface() or "public").removesuffix("URL")
+        found: list[ImageEndpoint] = []
+        with self._calling("reading the service catalog"):
+            auth: Any = self._conn.session.auth
+            access = auth.get_access(self._conn.session)
+            for service in access.service_catalog.catalog or []:
+                if service.get("type") != "image":
+                    continue
+                for endpoint in service.get("endpoints") or []:
+                    if str(endpoint.get("interface", "")).removesuffix("URL") != interface:
+                        continue
+                    found.append(
+                        ImageEndpoint(
+                            region=endpoint.get("region_id") or endpoint.get("region"),
+                            interface=interface,
+                            url=str(endpoint["url"]),
+                        )
+                    )
+        return tuple(found)
 
 
 def _require_ref(ref: str, noun: str) -> None:

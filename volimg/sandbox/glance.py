@@ -13,6 +13,7 @@ registered here, as glance/api/v2/router.py maps them:
 * `glance_image_data.py`: image data (upload, download)
 * `glance_import_api.py`: import, an image's tasks, /v2/info/import
 * `glance_stores.py`: /v2/info/stores, deleting an image from one store
+* `glance_usage.py`: /v2/info/usage (quota usage under unified limits)
 
 Shared helpers live in `glance_base.py`; the copy-image task runs in `glance_import.py`.
 """
@@ -28,6 +29,7 @@ from volimg.sandbox.glance_images import ImagesController
 from volimg.sandbox.glance_import import ImportRunner
 from volimg.sandbox.glance_import_api import ImportController
 from volimg.sandbox.glance_stores import StoresController
+from volimg.sandbox.glance_usage import UsageController
 from volimg.sandbox.glance_views import image_schema, image_view
 from volimg.sandbox.http import Request, Response
 from volimg.sandbox.jobs import Jobs
@@ -63,6 +65,7 @@ class Glance(
     ImageDataController,
     ImportController,
     StoresController,
+    UsageController,
 ):
     """The Glance service: the controllers' handlers behind the pipeline below."""
 
@@ -89,6 +92,7 @@ class Glance(
         add("GET", "/v2/info/import", self.info_import)
         add("GET", "/v2/info/stores", self.info_stores)
         add("GET", "/v2/info/stores/detail", self.info_stores_detail)
+        add("GET", "/v2/info/usage", self.info_usage)
         add("GET", "/v2/schemas/image", self.schema)
 
     def image_document(self, image: Image) -> dict[str, Any]:
@@ -98,7 +102,10 @@ class Glance(
         place: tests replace `glance.image_view` to make a handler fail
         (tests/sandbox/test_http.py).
         """
-        return image_view(image)
+        view = image_view(image)
+        if not self.cloud.config.multi_store:
+            view.pop("stores", None)  # _format_image adds it only with enabled_backends
+        return view
 
     # -- pipeline ----------------------------------------------------------------------
     def request_id(self, req: Request) -> str:

@@ -31,6 +31,22 @@ class GlanceBase(Service):
 
     cloud: Cloud
     runner: ImportRunner
+    # The stores this glance-api node has in its enabled_backends; None: every store of
+    # the cloud. A second region's (edge) endpoint knows fewer (`Sandbox(image_regions=)`).
+    known_stores: tuple[str, ...] | None = None
+
+    def knows_store(self, store_id: str) -> bool:
+        """The store is configured on this node (it exists, and this node lists it)."""
+        return store_id in self.cloud.stores and (
+            self.known_stores is None or store_id in self.known_stores
+        )
+
+    def default_store_here(self) -> str | None:
+        """This node's default_backend: the cloud's, or its first store when it lacks it."""
+        default = self.cloud.default_store
+        if default is not None and self.knows_store(default):
+            return default
+        return next((s for s in self.cloud.stores if self.knows_store(s)), None)
 
     @abstractmethod
     def image_document(self, image: Image) -> dict[str, Any]:

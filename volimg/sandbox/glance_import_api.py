@@ -47,8 +47,10 @@ class ImportController(GlanceBase):
             if not image.disk_format:
                 raise self.fail(req, 409, "'disk_format' needs to be set before import")
             if method_name == "copy-image":
-                # Policy `copy_image` defaults to admin only (glance/policies/image.py).
-                self._enforce(req, image, "copy_image", token.is_admin)
+                # Policy `copy_image` defaults to admin only (glance/policies/image.py);
+                # CloudConfig.copy_image_roles stands for a policy.yaml that changes it.
+                allowed = self.cloud.config.copy_image_roles
+                self._enforce(req, image, "copy_image", any(r in token.roles for r in allowed))
             else:
                 self._enforce(req, image, "modify_image", self.owns(token, image))
             stolen: ImportTask | None = None
@@ -112,7 +114,11 @@ class ImportController(GlanceBase):
                     "All_stores parameter can't be used with x-image-meta-store header or stores parameter",
                 )
             # http stores are read-only and left out (utils._get_available_stores).
-            stores = [s.id for s in self.cloud.stores.values() if not s.read_only]
+            stores = [
+                s.id
+                for s in self.cloud.stores.values()
+                if not s.read_only and self.knows_store(s.id)
+            ]
         elif "stores" in body:
             if header is not None:
                 raise self.fail(
@@ -122,9 +128,9 @@ class ImportController(GlanceBase):
                 )
             stores = list(body["stores"]) if isinstance(body["stores"], list) else [body["stores"]]
         else:
-            stores = [header or self.cloud.default_store or ""]
+            stores = [header or self.default_store_here() or ""]
         for store in stores:
-            if store not in self.cloud.stores:
+            if not self.knows_store(store):
                 raise self.fail(req, 409, f"Store for identifier {store} not found")
         return stores
 

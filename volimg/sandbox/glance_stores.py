@@ -23,7 +23,7 @@ class StoresController(GlanceBase):
         assert token is not None
         store_id, image_id = params["store_id"], params["image_id"]
         with self.cloud.lock:
-            if store_id not in self.cloud.stores:
+            if not self.knows_store(store_id):
                 raise self.fail(
                     req, 409, f"The selected store {store_id} is not available on this node."
                 )
@@ -53,22 +53,32 @@ class StoresController(GlanceBase):
     def _stores_list(self) -> list[dict[str, Any]]:
         stores: list[dict[str, Any]] = []
         with self.cloud.lock:
+            default = self.default_store_here()
             for store in self.cloud.stores.values():
+                if not self.knows_store(store.id):
+                    continue
                 entry: dict[str, Any] = {"id": store.id}
                 if store.description:
                     entry["description"] = store.description
-                if store.id == self.cloud.default_store:
+                if store.id == default:
                     entry["default"] = "true"
                 if store.read_only:
                     entry["read-only"] = "true"
                 stores.append(entry)
         return stores
 
+    def _require_multi_store(self, req: Request) -> None:
+        """discovery.py `get_stores`: without enabled_backends, 404."""
+        if not self.cloud.config.multi_store:
+            raise self.fail(req, 404, "Multi backend is not supported at this site.")
+
     def info_stores(self, req: Request, _: dict[str, str]) -> Response:
+        self._require_multi_store(req)
         return Response.json(200, {"stores": self._stores_list()})
 
     def info_stores_detail(self, req: Request, _: dict[str, str]) -> Response:
         assert req.token is not None
+        self._require_multi_store(req)
         if not req.token.is_admin:
             raise self.fail(req, 403, forbidden_action("stores_info_detail"))
         stores = self._stores_list()

@@ -55,11 +55,20 @@ class Keystone(Service):
     name = "identity"
     prefix = "/identity"
 
-    def __init__(self, cloud: Cloud, volume_prefix: str, image_prefix: str) -> None:
+    def __init__(
+        self,
+        cloud: Cloud,
+        volume_prefix: str,
+        image_prefix: str,
+        other_regions: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.cloud = cloud
         self.volume_prefix = volume_prefix
         self.image_prefix = image_prefix
+        # Region name -> the path prefix of that region's glance-api (an edge site's):
+        # the catalog lists an image endpoint and the one Cinder for each of them.
+        self.other_regions = dict(other_regions or {})
         self.router.add("GET", r"/?", self.versions)
         self.router.add("GET", r"/v3/?", self.version)
         self.router.add("POST", r"/v3/auth/tokens", self.issue_token)
@@ -284,7 +293,7 @@ class Keystone(Service):
             ("volumev3", "cinderv3", volume_url),
             ("image", "glance", f"{base_url}{self.image_prefix}"),
         ]
-        return [
+        catalog: list[dict[str, Any]] = [
             {
                 "endpoints": [
                     {
@@ -301,3 +310,20 @@ class Keystone(Service):
             }
             for kind, name, url in services
         ]
+        for region, image_prefix in self.other_regions.items():
+            for service in catalog:
+                url = (
+                    f"{base_url}{image_prefix}"
+                    if service["type"] == "image"
+                    else service["endpoints"][0]["url"]
+                )
+                service["endpoints"].append(
+                    {
+                        "id": _stable_id(base_url, service["type"], "public", project_id, region),
+                        "interface": "public",
+                        "region": region,
+                        "region_id": region,
+                        "url": url,
+                    }
+                )
+        return catalog

@@ -89,6 +89,11 @@ class Sandbox:
         read_only_stores: tuple[str, ...] = (),
         token_ttl: float = 3600,
         tls: bool = False,
+        multi_store: bool = True,
+        copy_image_roles: tuple[str, ...] = ("admin",),
+        glance_limits: Mapping[str, int] | None = None,
+        image_regions: Mapping[str, tuple[str, ...]] | None = None,
+        cinder_max_microversion: str = "3.71",
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise SandboxBindRefused.for_host(host)
@@ -104,8 +109,18 @@ class Sandbox:
                 import_methods=tuple(import_methods),
                 enable_force_upload=enable_force_upload,
                 token_ttl=float(token_ttl),
+                max_microversion=cinder_max_microversion,
+                multi_store=multi_store,
+                copy_image_roles=tuple(copy_image_roles),
+                glance_limits=dict(glance_limits) if glance_limits is not None else None,
             )
         )
+        # Other regions' image endpoints (edge sites): region -> the stores its
+        # glance-api knows. They share this Glance's images and tasks, as glance-api
+        # nodes share one database; only what each node has configured differs.
+        self.image_regions = {r: tuple(s) for r, s in (image_regions or {}).items()}
+        if REGION in self.image_regions:
+            raise ValueError(f"{REGION} is the sandbox's own region; name the others")
         self.faults = Faults(expire_tokens=self.cloud.expire_tokens)
         self._read_only_stores = tuple(read_only_stores)
         self._clouds_yaml_wanted = Path(clouds_yaml) if clouds_yaml is not None else None
@@ -176,10 +191,22 @@ class Sandbox:
         runner = ImportRunner(self.cloud, self._jobs, self.faults, timings)
         self._runner = runner
         manager = VolumeManager(self.cloud, self._jobs, self.faults, glance_client, timings)
+        regional: dict[str, Glance] = {}
+        for region, stores in self.image_regions.items():
+            edge = Glance(self.cloud, self._jobs, runner)
+            edge.prefix = region_image_prefix(region)
+            edge.known_stores = stores
+            regional[region] = edge
         return [
-            Keystone(self.cloud, Cinder.prefix, Glance.prefix),
+            Keystone(
+                self.cloud,
+                Cinder.prefix,
+                Glance.prefix,
+                {region: glance.prefix for region, glance in regional.items()},
+            ),
             Cinder(self.cloud, manager, glance_client),
             Glance(self.cloud, self._jobs, runner),
+            *regional.values(),
         ]
 
     def stop(self) -> None:
@@ -360,15 +387,30 @@ class Sandbox:
                 self.auth_url,
                 {self.admin_cloud: self.admin, self.member_cloud: self.member},
                 cacert=self.tls_files.ca_cert if self.tls_files else None,
+                regions=(REGION, *self.image_regions) if self.image_regions else (),
             ),
         )
         self._clouds_yaml = path
 
 
+def region_image_prefix(region: str) -> str:
+    """Where another region's glance-api answers: /image-<region>, path-safe."""
+    return "/image-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in region.lower())
+
+
 def render_clouds_yaml(
-    auth_url: str, clouds: dict[str, Credentials], *, cacert: Path | None = None
+    auth_url: str,
+    clouds: dict[str, Credentials],
+    *,
+    cacert: Path | None = None,
+    regions: tuple[str, ...] = (),
 ) -> str:
-    """A clouds.yaml; every scalar is a JSON string, which YAML reads as-is."""
+    """A clouds.yaml; every scalar is a JSON string, which YAML reads as-is.
+
+    ``regions``: every region of the catalog, listed so that ``--os-region-name`` may
+    choose one (openstacksdk accepts only the regions clouds.yaml names); the first is
+    the default.
+    """
     q = json.dumps
     lines = [
         "# Written by volimg's sandbox cloud. Use it with:",
@@ -388,6 +430,7 @@ def render_clouds_yaml(
             f"      user_domain_name: {q('Default')}",
             f"      project_domain_name: {q('Default')}",
             f"    region_name: {q(REGION)}",
+            *([f"    regions: [{', '.join(q(r) for r in regions)}]"] if regions else []),
             f"    interface: {q('public')}",
             "    identity_api_version: 3",
         ]

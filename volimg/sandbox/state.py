@@ -295,6 +295,16 @@ class CloudConfig:
     token_ttl: float = 3600.0
     volume_host: str = "sandbox@file#file"
     max_microversion: str = "3.71"
+    # Glance's enabled_backends: False makes GET /v2/info/stores answer 404 and image
+    # views lose their `stores`, as a single-store Glance does.
+    multi_store: bool = True
+    # Roles Glance's `copy_image` policy lets through (its default: admin only); () refuses
+    # everyone, ("admin", "member") lets project members copy too.
+    copy_image_roles: tuple[str, ...] = ("admin",)
+    # Glance's unified limits (`use_keystone_limits`), quota name -> limit (MiB for
+    # image_size_total and image_stage_total, images for the counts; -1 unlimited).
+    # None: unified limits off, and GET /v2/info/usage reports no quota.
+    glance_limits: dict[str, int] | None = None
 
 
 class Cloud:
