@@ -182,3 +182,26 @@ def test_the_plan_fields_of_an_upload_are_filled_in(documents: dict[str, list[Do
         assert plan["upload_request"]["image_name"] == plan["image_name"]
         assert plan["cinder_microversion"] in ("3.0", "3.1")
         assert isinstance(plan["all_stores_must_succeed"], bool)
+
+
+def test_no_wait_gives_the_outcomes_json_md_says(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    """`upload --no-wait`: the copies are `skipped`, the landing store is not listed (so
+    `{}` when there is nothing to copy); `replicate --no-wait`: the copies are `pending`."""
+    tables = documented_tables()
+    outcomes = {field: meaning for field, meaning, _ in tables[OUTCOMES]}  # two columns
+    replication = next(m for f, _, m in tables["The document"] if f == "replication")
+    assert "`upload --no-wait`" in outcomes["skipped"]
+    assert "`--no-wait`" in outcomes["pending"]
+    assert all(f"`{word}`" in replication for word in ("skipped", "{}", "pending"))
+
+    boot = volimg_sandbox("upload", "boot-vol", "--no-wait", "-f", "json")
+    data = volimg_sandbox("upload", "data-vol", "--no-wait", "-f", "json")
+    sandbox.wait_idle()
+    copy = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "--no-wait", "-f", "json")
+
+    assert (boot.doc["result"], data.doc["result"], copy.doc["result"]) == ("started",) * 3
+    assert boot.doc["replication"] == {"cheap": "skipped", "archive": "skipped"}
+    assert data.doc["replication"] == {}
+    assert copy.doc["replication"] == {"fast": "pending"}
