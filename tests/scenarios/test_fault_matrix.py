@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.scenarios import fault_matrix as fm
+from tests.scenarios.cloud_checks import check_report
 from volimg.cli import cli
 from volimg.context import AppContext
 from volimg.sandbox import Sandbox
@@ -103,51 +104,6 @@ def run_cell(sandbox: Sandbox, tmp_path: Path, cell: fm.Cell) -> dict[str, Any]:
         "new_images": set(sandbox.cloud.images) - images_before,
         "first_request": first_request,
     }
-
-
-# Store outcomes (docs/json.md) that say where the copy is once the run is over.
-IN_THE_STORE = ("copied", "already-present", "skipped", "prune-failed")
-NOT_IN_THE_STORE = ("failed", "rolled-back", "pruned")
-
-
-def check_report(sandbox: Sandbox, doc: dict[str, Any]) -> None:
-    """The image a report names exists, and every store outcome is true of the cloud.
-
-    Checked once the sandbox is idle: a store said to hold a copy (``copied``,
-    ``already-present``, a prune held back or refused) holds it; a store said to have
-    failed, been rolled back or pruned does not; a ``pending`` store was not in the
-    image as the report saw it, and something was really running for it (the copy
-    arrived, or Glance recorded its failure). A result of ``ok`` means the image is in
-    every store of ``plan.expected_stores``, the landing store included unless pruned.
-    """
-    image_doc = doc.get("image")
-    if image_doc is None:
-        return
-    held = sandbox.cloud.images.get(image_doc["id"])
-    assert held is not None, f"the report names image {image_doc['id']}, which is gone"
-    replication: dict[str, str] = doc["replication"]
-    pending = {s for s, outcome in replication.items() if outcome == "pending"}
-    reported, really = set(image_doc["stores"]), set(held.stores)
-    assert reported <= really | pending, (reported, really)
-    assert really - reported <= pending, (reported, really)
-    assert image_doc["status"] == held.status or pending
-    failed_import = set(filter(None, held.extra.get("os_glance_failed_import", "").split(",")))
-    for store, outcome in replication.items():
-        if outcome in IN_THE_STORE:
-            assert store in really, f"{store} is {outcome!r} but not among {sorted(really)}"
-        elif outcome in NOT_IN_THE_STORE:
-            assert store not in really, f"{store} is {outcome!r} but holds a copy"
-        else:
-            assert outcome == "pending", (store, outcome)
-            assert store not in reported, f"{store} is pending and in the report's stores"
-            assert store in really | failed_import, f"{store} is pending, but nothing ran"
-    plan = doc.get("plan") or {}
-    landing = plan.get("upload_store")
-    if landing and image_doc["status"] == "active" and replication.get(landing) != "pruned":
-        assert landing in really, f"the image never reached its landing store {landing}"
-    if doc["result"] == "ok":
-        expected = set(plan.get("expected_stores", ()))
-        assert expected <= really, f"ok, but missing {sorted(expected - really)}"
 
 
 def check_cell(sandbox: Sandbox, cell: fm.Cell, seen: dict[str, Any]) -> None:
