@@ -11,12 +11,14 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import CloudUnderTest
+from tests.scenarios.arrivals import Arrivals, Gate
 from tests.scenarios.conftest import MemberVolume, VolimgRunner
 from tests.scenarios.test_upload import stores_of
 from volimg.provenance import TAG, Period, Stamp, StampedBy, period_key
@@ -579,10 +581,105 @@ def test_a_second_run_exits_75_at_once_while_the_first_holds_the_lock(
     assert json.loads(out)["summary"]["counts"]["ok"] == 1
 
 
+UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
+
+
+@dataclass
+class KillPoint:
+    """What a run was doing when SIGKILL landed: a moment, and the volumes in flight."""
+
+    moment: str
+    in_flight: set[str]
+
+
+class KilledRuns:
+    """Start the batch, wait in the sandbox for a moment it means to interrupt, kill it.
+
+    A volume is *in flight* for a run when the kill lands while that run is waiting on
+    it: its upload request has reached Cinder and is held there unanswered; or Cinder is
+    uploading it and this run has asked about it; or a copy-image import holds its
+    image's lock and this run has asked about that image.
+    """
+
+    MOMENTS = ("upload requested", "Cinder uploading", "copy-image running")
+
+    def __init__(self, cloud: CloudUnderTest, volumes: list[Any], args: tuple[str, ...]):
+        assert cloud.sandbox is not None
+        self.cloud, self.sandbox, self.args = cloud, cloud.sandbox, args
+        self.volumes = {v.id: v.name for v in volumes}
+        self.points: list[KillPoint] = []
+
+    @property
+    def covered(self) -> set[str]:
+        return {name for point in self.points for name in point.in_flight}
+
+    def image_of(self, name: str) -> Any:
+        images = self.sandbox.cloud.images_named(f"{name}-{today()}")
+        return max(images, key=lambda i: i.created_at) if images else None
+
+    def state(self, since: int, gate: Gate | None) -> dict[str, set[str]]:
+        """Volume names per moment, as of now, for the run whose requests start at ``since``."""
+        asked = " ".join(r.path for r in self.sandbox.requests[since:])
+        held = " ".join(a.path for a in gate.held) if gate else ""
+        found: dict[str, set[str]] = {moment: set() for moment in self.MOMENTS}
+        with self.sandbox.cloud.lock:
+            for volume_id, name in self.volumes.items():
+                volume = self.sandbox.cloud.volumes[volume_id]
+                image = self.image_of(name)
+                if f"/volumes/{volume_id}/action" in held:
+                    found["upload requested"].add(name)
+                if volume.status == "uploading" and volume_id in asked:
+                    found["Cinder uploading"].add(name)
+                if (
+                    image is not None
+                    and "os_glance_import_task" in image.extra
+                    and image.id in asked
+                ):
+                    found["copy-image running"].add(name)
+        return found
+
+    def kill_at(self, moments: tuple[str, ...], arrivals: Arrivals) -> int:
+        """One run, killed at the first of ``moments`` reached by a volume not yet covered
+        (by any volume, once all are)."""
+        since = len(self.sandbox.requests)
+        gate = arrivals.hold("POST", UPLOAD_REQUEST) if "upload requested" in moments else None
+        process = volimg_process(self.cloud, *self.args)
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                state = self.state(since, gate)
+                targets = set(self.volumes.values()) - self.covered or set(self.volumes.values())
+                reached = [m for m in moments if state[m] & targets]
+                if reached:
+                    break
+                assert process.poll() is None, (
+                    f"the run ended before any of {moments}: {self.points}"
+                )
+                assert time.monotonic() < deadline, f"no volume reached any of {moments}"
+                time.sleep(0.01)
+            process.kill()
+            process.wait(timeout=30)
+            # What was in flight when it landed: what the test saw just before, and what
+            # the sandbox holds just after (an upload request that arrived in between).
+            after = self.state(since, gate)
+            in_flight = set().union(*state.values(), *after.values())
+            self.points.append(KillPoint(reached[0], in_flight))
+        finally:
+            if gate is not None:
+                gate.open()  # the held request reaches Cinder after its sender died
+            process.kill()
+            process.communicate(timeout=30)
+        return process.returncode
+
+
 @pytest.mark.timeout(300)
-def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
+def test_a_batch_killed_while_uploads_and_copies_are_in_flight_and_run_again_leaves_one_image_per_volume(
     sandbox_cloud: CloudUnderTest, tmp_path: Path
 ) -> None:
+    """SIGKILL lands at a moment the test waits for in the sandbox: an upload request
+    held unanswered at Cinder, Cinder uploading, a copy-image import running; until every
+    volume was in flight at some kill. Then one run finishes everything, with one image
+    per volume and period, in every store."""
     import openstack
 
     sandbox = sandbox_cloud.sandbox
@@ -594,17 +691,16 @@ def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
     listing = write_list(tmp_path, [v.name for v in volumes])
     args = ("upload", "--from-file", str(listing), "--once-per", "day", "--concurrency", "3",
             "-f", "ndjson")  # fmt: skip
+    runs = KilledRuns(sandbox_cloud, volumes, args)
 
-    # Kill it at different moments: before, during and after uploads and copies.
-    codes = []
-    for delay in (0.3, 0.8, 1.4, 0.5, 2.0):
-        proc = volimg_process(sandbox_cloud, *args)
-        time.sleep(delay)
-        proc.kill()
-        proc.communicate(timeout=30)
-        codes.append(proc.returncode)
-    assert codes[:3] == [-9, -9, -9]  # later runs may find everything done and exit 0
-    assert set(codes) <= {-9, 0}
+    with Arrivals(sandbox).watching() as arrivals:
+        codes = [runs.kill_at((moment,), arrivals) for moment in KilledRuns.MOMENTS]
+        while runs.covered != set(runs.volumes.values()) and len(codes) < 8:
+            codes.append(runs.kill_at(KilledRuns.MOMENTS, arrivals))
+
+    assert codes == [-9] * len(codes)
+    assert [p.moment for p in runs.points][:3] == list(KilledRuns.MOMENTS)
+    assert runs.covered == set(runs.volumes.values()), runs.points
 
     final = volimg_process(sandbox_cloud, *args)
     out, err = final.communicate(timeout=240)
