@@ -540,48 +540,96 @@ def volimg_process(
     )
 
 
-def test_a_second_run_exits_75_at_once_while_the_first_holds_the_lock(
+UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
+IMAGE_POLL = r"/image/v2/images/[0-9a-f-]{36}(/tasks)?$"
+COPY_REQUEST = r"/image/v2/images/[0-9a-f-]{36}/import$"
+
+
+def finished(process: subprocess.Popen[str], within: float = 10.0) -> tuple[int, str]:
+    """The exit code and stderr of a run that must end by itself, soon."""
+    try:
+        _, err = process.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(f"still running after {within} s: it took the lock\n{err}") from None
+    return process.returncode, err
+
+
+def test_two_nightly_batches_on_one_lock_the_second_exits_75_while_the_first_works(
     sandbox_cloud: CloudUnderTest, tmp_path: Path
 ) -> None:
-    import sys
+    """Two real `volimg upload --lock PATH` batches: the one that came second exits 75 at
+    once while the first is still working, and the first holds the lock to its very end
+    (a run started while the first waits on its last answer still gets 75); once the
+    first has ended, the next run takes the lock and does the job.
 
-    state = tmp_path / "state"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from volimg.locking import default_lock_path, held\n"
-         "with held(default_lock_path('upload')):\n"
-         "    print('held', flush=True); time.sleep(30)\n"],
-        stdout=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "XDG_STATE_HOME": str(state)},
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        began = time.monotonic()
-        second = volimg_process(
-            sandbox_cloud, "upload", "boot-vol", "--lock", env={"XDG_STATE_HOME": str(state)}
-        )
-        _, err = second.communicate(timeout=30)
-        assert second.returncode == 75, err
-        assert time.monotonic() - began < 10
-        assert str(state / "volimg" / "upload.lock") in err
+    The first is kept working by holding its requests in the sandbox: its upload
+    request, then (once its copy-image import is requested) its polls, until the copy
+    is over and nothing is left to it but reading that last answer.
+    """
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    sandbox.timings.store_copy = 0.2
+    lock = tmp_path / "nightly.lock"
+    batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
+
+    with Arrivals(sandbox).watching() as arrivals:
+        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        first = volimg_process(sandbox_cloud, *batch)
+        arrivals.wait_until(lambda: upload.held)  # the first is working, lock in hand
+
+        before = arrivals.last_seq
+        code, err = finished(volimg_process(sandbox_cloud, *batch))
+        assert code == 75, err
+        assert str(lock) in err
         assert "Traceback" not in err
-        assert not sandbox_cloud.sandbox.requests.filter(method="POST")  # type: ignore[union-attr]
-    finally:
-        holder.kill()
-        holder.wait()
-    # The holder died (SIGKILL): its lock is free again.
-    third = volimg_process(
-        sandbox_cloud, "upload", "boot-vol", "--lock", "-f", "json",
-        env={"XDG_STATE_HOME": str(state)},
-    )  # fmt: skip
-    out, err = third.communicate(timeout=120)
-    assert third.returncode == 0, err
+        assert first.poll() is None  # still working
+        assert arrivals.last_seq == before  # the second sent nothing, not even a login
+
+        upload.open()
+        arrivals.wait_for("POST", COPY_REQUEST)
+        last_polls = arrivals.hold("GET", IMAGE_POLL)  # before its first poll (1 s on)
+        arrivals.wait_until(lambda: last_polls.held)
+        image_id = arrivals.seen("POST", COPY_REQUEST)[0].path.split("/")[4]
+        copied = sandbox.cloud.images[image_id]
+        assert set(copied.stores) == {"fast", "cheap", "archive"}  # the copy is over
+
+        code, err = finished(volimg_process(sandbox_cloud, *batch))
+        assert code == 75, err  # right before the first ends, the lock is still held
+        assert first.poll() is None
+
+        last_polls.open()
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+        assert json.loads(out)["summary"]["counts"]["ok"] == 1
+
+    after = volimg_process(sandbox_cloud, *batch)
+    out, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
     assert json.loads(out)["summary"]["counts"]["ok"] == 1
+    uploads = sandbox.requests.filter(method="POST", path=UPLOAD_REQUEST, origin="client")
+    assert len(uploads) == 2  # the first's and the last's; the refused runs sent none
 
 
-UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
+def test_a_batch_killed_with_sigkill_while_holding_the_lock_frees_it_at_once(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    lock = tmp_path / "nightly.lock"
+    batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
+    with Arrivals(sandbox).watching() as arrivals:
+        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        holder = volimg_process(sandbox_cloud, *batch)
+        arrivals.wait_until(lambda: upload.held)
+        holder.kill()
+        holder.communicate(timeout=30)
+
+    after = volimg_process(sandbox_cloud, *batch)
+    out, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
+    assert json.loads(out)["summary"]["counts"]["ok"] == 1
 
 
 @dataclass
