@@ -545,7 +545,7 @@ IMAGE_POLL = r"/image/v2/images/[0-9a-f-]{36}(/tasks)?$"
 COPY_REQUEST = r"/image/v2/images/[0-9a-f-]{36}/import$"
 
 
-def finished(process: subprocess.Popen[str], within: float = 10.0) -> tuple[int, str]:
+def finished(process: subprocess.Popen[str], within: float = 20.0) -> tuple[int, str]:
     """The exit code and stderr of a run that must end by itself, soon."""
     try:
         _, err = process.communicate(timeout=within)
