@@ -4,8 +4,15 @@ The first signal becomes an exception in the main thread (a ``KeyboardInterrupt`
 that carries the signal's number), so the run stops the way Ctrl-C stops it: the
 executor says what exists and how to finish, and the exit code tells the two apart
 (130 for SIGINT, 143 for SIGTERM, as a shell reports a process killed by them). A
-second signal while that clean stop is under way ends the process at once, with one
-line on stderr and no traceback: whoever sends it has stopped waiting.
+second signal while that clean stop is under way, of either kind, ends the process at
+once, with one line on stderr and no traceback: whoever sends it has stopped waiting.
+
+The exit code is always the first signal's: the clean stop may already have written
+its report, whose ``error.exit_code`` is the process's (docs/json.md). Once the
+process's own block is over (the report is out and only the interpreter's shutdown is
+left), later signals are ignored: Python resets its handlers to the default action
+while it shuts down, and a SIGINT then would kill the process with status -2 (130 in
+a shell) under a report that says 143.
 """
 
 from __future__ import annotations
@@ -42,9 +49,10 @@ class _Handler:
         if self.first is None:
             self.first = signum
             raise Interrupt(signum)
-        name = signal.Signals(signum).name
-        os.write(2, f"volimg: {name} again: stopping at once\n".encode())
-        self.exit_now(int(exit_code_for_signal(signum)))
+        name, first = signal.Signals(signum).name, signal.Signals(self.first).name
+        again = f"{name} again" if signum == self.first else f"{name} after {first}"
+        os.write(2, f"volimg: {again}: stopping at once\n".encode())
+        self.exit_now(int(exit_code_for_signal(self.first)))
 
 
 @contextmanager
@@ -55,8 +63,10 @@ def handled(
 
     Outside the main thread (Python only delivers signals there), or inside a block
     that already handles them, this does nothing. With ``keep_after_signal`` (the
-    process's entry point), handlers that have seen a signal stay until the process
-    ends, so a second signal after the block still exits at once.
+    process's entry point), a block that has seen a signal leaves SIGINT and SIGTERM
+    ignored: the process is ending with the first signal's exit code, and a later
+    signal must not change it (Python would otherwise restore the default actions
+    while it shuts down, and be killed by the second signal).
     """
     if threading.current_thread() is not threading.main_thread() or isinstance(
         signal.getsignal(signal.SIGINT), _Handler
@@ -68,6 +78,6 @@ def handled(
     try:
         yield
     finally:
-        if not (keep_after_signal and handler.first is not None):
-            for signum, old in previous.items():
-                signal.signal(signum, old)
+        ending = keep_after_signal and handler.first is not None
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_IGN if ending else old)

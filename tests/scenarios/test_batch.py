@@ -11,12 +11,14 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import CloudUnderTest
+from tests.scenarios.arrivals import Arrivals, Gate
 from tests.scenarios.conftest import MemberVolume, VolimgRunner
 from tests.scenarios.test_upload import stores_of
 from volimg.provenance import TAG, Period, Stamp, StampedBy, period_key
@@ -373,6 +375,63 @@ def test_the_metrics_file_parses_and_counts_every_result(
     assert families["volimg_batch_exit_code"].samples[0].value == 1
 
 
+def test_a_volume_that_gives_up_waiting_makes_the_batch_exit_3_or_1_never_4(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
+) -> None:
+    """docs/cron.md, exit 4: a timeout is the volume's own error; the batch exits by results."""
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    sandbox.timings.store_copy = 5.0  # boot-vol's copies outlast --timeout 1
+
+    copies = volimg_sandbox("upload", "boot-vol", "--concurrency", "1", "--timeout", "1",
+                            "-f", "json")  # fmt: skip
+
+    assert copies.exit_code == 3, copies
+    (volume,) = copies.doc["volumes"]
+    assert (volume["result"], volume["error"]["exit_code"]) == ("partial", 4)
+
+    sandbox.timings.upload = 5.0  # now Cinder's uploads outlast it too
+    uploads = volimg_sandbox("upload", "data-vol", "pinned-vol", "--timeout", "1", "-f", "json")
+
+    assert uploads.exit_code == 1, uploads
+    assert {(v["result"], v["error"]["exit_code"]) for v in uploads.doc["volumes"]} == {
+        ("failed", 4)
+    }
+    assert uploads.doc["summary"]["exit_code"] == 1
+
+
+def test_a_batch_whose_login_is_refused_exits_5_and_leaves_the_metrics_file_alone(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    """docs/cron.md, exit 5: before any volume starts; the last run's metrics stay."""
+    import yaml
+    from click.testing import CliRunner
+
+    from volimg.cli import cli
+    from volimg.context import AppContext
+
+    config = yaml.safe_load(sandbox_cloud.clouds_yaml.read_text())
+    config["clouds"][sandbox_cloud.admin_cloud]["auth"]["password"] = "changed-last-week"
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump(config))
+    clouds.chmod(0o600)
+    metrics = tmp_path / "volimg.prom"
+    metrics.write_text("# the previous run's metrics\n")
+
+    result = CliRunner().invoke(
+        cli,
+        ["--os-cloud", sandbox_cloud.admin_cloud, "upload", "boot-vol", "data-vol",
+         "--metrics-file", str(metrics), "-f", "json"],
+        obj=AppContext(poll_interval=0.02),
+        env={"OS_CLIENT_CONFIG_FILE": str(clouds)},
+    )  # fmt: skip
+
+    assert result.exit_code == 5, result.stderr
+    assert json.loads(result.stdout)["error"]["exit_code"] == 5
+    assert metrics.read_text() == "# the previous run's metrics\n"
+    assert not sandbox_cloud.sandbox.requests.mutating(origin="client")  # type: ignore[union-attr]
+
+
 def test_retention_keeps_the_newest_and_never_a_protected_or_foreign_image(
     volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
 ) -> None:
@@ -494,51 +553,194 @@ def volimg_process(
     )
 
 
-def test_a_second_run_exits_75_at_once_while_the_first_holds_the_lock(
+UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
+IMAGE_POLL = r"/image/v2/images/[0-9a-f-]{36}(/tasks)?$"
+COPY_REQUEST = r"/image/v2/images/[0-9a-f-]{36}/import$"
+
+
+def finished(process: subprocess.Popen[str], within: float = 20.0) -> tuple[int, str]:
+    """The exit code and stderr of a run that must end by itself, soon."""
+    try:
+        _, err = process.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(f"still running after {within} s: it took the lock\n{err}") from None
+    return process.returncode, err
+
+
+def test_two_nightly_batches_on_one_lock_the_second_exits_75_while_the_first_works(
     sandbox_cloud: CloudUnderTest, tmp_path: Path
 ) -> None:
-    import sys
+    """Two real `volimg upload --lock PATH` batches: the one that came second exits 75 at
+    once while the first is still working, and the first holds the lock to its very end
+    (a run started while the first waits on its last answer still gets 75); once the
+    first has ended, the next run takes the lock and does the job.
 
-    state = tmp_path / "state"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from volimg.locking import default_lock_path, held\n"
-         "with held(default_lock_path('upload')):\n"
-         "    print('held', flush=True); time.sleep(30)\n"],
-        stdout=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "XDG_STATE_HOME": str(state)},
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
-        began = time.monotonic()
-        second = volimg_process(
-            sandbox_cloud, "upload", "boot-vol", "--lock", env={"XDG_STATE_HOME": str(state)}
-        )
-        _, err = second.communicate(timeout=30)
-        assert second.returncode == 75, err
-        assert time.monotonic() - began < 10
-        assert str(state / "volimg" / "upload.lock") in err
+    The first is kept working by holding its requests in the sandbox: its upload
+    request, then (once its copy-image import is requested) its polls, until the copy
+    is over and nothing is left to it but reading that last answer.
+    """
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    sandbox.timings.store_copy = 0.2
+    lock = tmp_path / "nightly.lock"
+    batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
+
+    with Arrivals(sandbox).watching() as arrivals:
+        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        first = volimg_process(sandbox_cloud, *batch)
+        arrivals.wait_until(lambda: upload.held)  # the first is working, lock in hand
+
+        before = arrivals.last_seq
+        code, err = finished(volimg_process(sandbox_cloud, *batch))
+        assert code == 75, err
+        assert str(lock) in err
         assert "Traceback" not in err
-        assert not sandbox_cloud.sandbox.requests.filter(method="POST")  # type: ignore[union-attr]
-    finally:
+        assert first.poll() is None  # still working
+        assert arrivals.last_seq == before  # the second sent nothing, not even a login
+
+        upload.open()
+        arrivals.wait_for("POST", COPY_REQUEST)
+        last_polls = arrivals.hold("GET", IMAGE_POLL)  # before its first poll (1 s on)
+        arrivals.wait_until(lambda: last_polls.held)
+        image_id = arrivals.seen("POST", COPY_REQUEST)[0].path.split("/")[4]
+        copied = sandbox.cloud.images[image_id]
+        assert set(copied.stores) == {"fast", "cheap", "archive"}  # the copy is over
+
+        code, err = finished(volimg_process(sandbox_cloud, *batch))
+        assert code == 75, err  # right before the first ends, the lock is still held
+        assert first.poll() is None
+
+        last_polls.open()
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+        assert json.loads(out)["summary"]["counts"]["ok"] == 1
+
+    after = volimg_process(sandbox_cloud, *batch)
+    out, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
+    assert json.loads(out)["summary"]["counts"]["ok"] == 1
+    uploads = sandbox.requests.filter(method="POST", path=UPLOAD_REQUEST, origin="client")
+    assert len(uploads) == 2  # the first's and the last's; the refused runs sent none
+
+
+def test_a_batch_killed_with_sigkill_while_holding_the_lock_frees_it_at_once(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    lock = tmp_path / "nightly.lock"
+    batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
+    with Arrivals(sandbox).watching() as arrivals:
+        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        holder = volimg_process(sandbox_cloud, *batch)
+        arrivals.wait_until(lambda: upload.held)
         holder.kill()
-        holder.wait()
-    # The holder died (SIGKILL): its lock is free again.
-    third = volimg_process(
-        sandbox_cloud, "upload", "boot-vol", "--lock", "-f", "json",
-        env={"XDG_STATE_HOME": str(state)},
-    )  # fmt: skip
-    out, err = third.communicate(timeout=120)
-    assert third.returncode == 0, err
+        holder.communicate(timeout=30)
+
+    after = volimg_process(sandbox_cloud, *batch)
+    out, err = after.communicate(timeout=60)
+    assert after.returncode == 0, err
     assert json.loads(out)["summary"]["counts"]["ok"] == 1
 
 
+@dataclass
+class KillPoint:
+    """What a run was doing when SIGKILL landed: a moment, and the volumes in flight."""
+
+    moment: str
+    in_flight: set[str]
+
+
+class KilledRuns:
+    """Start the batch, wait in the sandbox for a moment it means to interrupt, kill it.
+
+    A volume is *in flight* for a run when the kill lands while that run is waiting on
+    it: its upload request has reached Cinder and is held there unanswered; or Cinder is
+    uploading it and this run has asked about it; or a copy-image import holds its
+    image's lock and this run has asked about that image.
+    """
+
+    MOMENTS = ("upload requested", "Cinder uploading", "copy-image running")
+
+    def __init__(self, cloud: CloudUnderTest, volumes: list[Any], args: tuple[str, ...]):
+        assert cloud.sandbox is not None
+        self.cloud, self.sandbox, self.args = cloud, cloud.sandbox, args
+        self.volumes = {v.id: v.name for v in volumes}
+        self.points: list[KillPoint] = []
+
+    @property
+    def covered(self) -> set[str]:
+        return {name for point in self.points for name in point.in_flight}
+
+    def image_of(self, name: str) -> Any:
+        images = self.sandbox.cloud.images_named(f"{name}-{today()}")
+        return max(images, key=lambda i: i.created_at) if images else None
+
+    def state(self, since: int, gate: Gate | None) -> dict[str, set[str]]:
+        """Volume names per moment, as of now, for the run whose requests start at ``since``."""
+        asked = " ".join(r.path for r in self.sandbox.requests[since:])
+        held = " ".join(a.path for a in gate.held) if gate else ""
+        found: dict[str, set[str]] = {moment: set() for moment in self.MOMENTS}
+        with self.sandbox.cloud.lock:
+            for volume_id, name in self.volumes.items():
+                volume = self.sandbox.cloud.volumes[volume_id]
+                image = self.image_of(name)
+                if f"/volumes/{volume_id}/action" in held:
+                    found["upload requested"].add(name)
+                if volume.status == "uploading" and volume_id in asked:
+                    found["Cinder uploading"].add(name)
+                if (
+                    image is not None
+                    and "os_glance_import_task" in image.extra
+                    and image.id in asked
+                ):
+                    found["copy-image running"].add(name)
+        return found
+
+    def kill_at(self, moments: tuple[str, ...], arrivals: Arrivals) -> int:
+        """One run, killed at the first of ``moments`` reached by a volume not yet covered
+        (by any volume, once all are)."""
+        since = len(self.sandbox.requests)
+        gate = arrivals.hold("POST", UPLOAD_REQUEST) if "upload requested" in moments else None
+        process = volimg_process(self.cloud, *self.args)
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                state = self.state(since, gate)
+                targets = set(self.volumes.values()) - self.covered or set(self.volumes.values())
+                reached = [m for m in moments if state[m] & targets]
+                if reached:
+                    break
+                assert process.poll() is None, (
+                    f"the run ended before any of {moments}: {self.points}"
+                )
+                assert time.monotonic() < deadline, f"no volume reached any of {moments}"
+                time.sleep(0.01)
+            process.kill()
+            process.wait(timeout=30)
+            # What was in flight when it landed: what the test saw just before, and what
+            # the sandbox holds just after (an upload request that arrived in between).
+            after = self.state(since, gate)
+            in_flight = set().union(*state.values(), *after.values())
+            self.points.append(KillPoint(reached[0], in_flight))
+        finally:
+            if gate is not None:
+                gate.open()  # the held request reaches Cinder after its sender died
+            process.kill()
+            process.communicate(timeout=30)
+        return process.returncode
+
+
 @pytest.mark.timeout(300)
-def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
+def test_a_batch_killed_while_uploads_and_copies_are_in_flight_and_run_again_leaves_one_image_per_volume(
     sandbox_cloud: CloudUnderTest, tmp_path: Path
 ) -> None:
+    """SIGKILL lands at a moment the test waits for in the sandbox: an upload request
+    held unanswered at Cinder, Cinder uploading, a copy-image import running; until every
+    volume was in flight at some kill. Then one run finishes everything, with one image
+    per volume and period, in every store."""
     import openstack
 
     sandbox = sandbox_cloud.sandbox
@@ -550,17 +752,16 @@ def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_image_per_volume(
     listing = write_list(tmp_path, [v.name for v in volumes])
     args = ("upload", "--from-file", str(listing), "--once-per", "day", "--concurrency", "3",
             "-f", "ndjson")  # fmt: skip
+    runs = KilledRuns(sandbox_cloud, volumes, args)
 
-    # Kill it at different moments: before, during and after uploads and copies.
-    codes = []
-    for delay in (0.3, 0.8, 1.4, 0.5, 2.0):
-        proc = volimg_process(sandbox_cloud, *args)
-        time.sleep(delay)
-        proc.kill()
-        proc.communicate(timeout=30)
-        codes.append(proc.returncode)
-    assert codes[:3] == [-9, -9, -9]  # later runs may find everything done and exit 0
-    assert set(codes) <= {-9, 0}
+    with Arrivals(sandbox).watching() as arrivals:
+        codes = [runs.kill_at((moment,), arrivals) for moment in KilledRuns.MOMENTS]
+        while runs.covered != set(runs.volumes.values()) and len(codes) < 8:
+            codes.append(runs.kill_at(KilledRuns.MOMENTS, arrivals))
+
+    assert codes == [-9] * len(codes)
+    assert [p.moment for p in runs.points][:3] == list(KilledRuns.MOMENTS)
+    assert runs.covered == set(runs.volumes.values()), runs.points
 
     final = volimg_process(sandbox_cloud, *args)
     out, err = final.communicate(timeout=240)

@@ -2,8 +2,8 @@
 
 The cells are data (``tests/scenarios/fault_matrix.py``); docs/reliability.md shows
 the same table, generated from it. For each cell: the documented exit code, one JSON
-document that matches what the sandbox really holds, at most one image per upload,
-and no traceback.
+document that matches what the sandbox really holds (the image, its stores, and every
+store outcome in ``replication``), at most one image per upload, and no traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.scenarios import fault_matrix as fm
+from tests.scenarios.cloud_checks import check_report
 from volimg.cli import cli
 from volimg.context import AppContext
 from volimg.sandbox import Sandbox
@@ -111,19 +112,6 @@ def run_cell(sandbox: Sandbox, tmp_path: Path, cell: fm.Cell) -> dict[str, Any]:
         "new_images": set(sandbox.cloud.images) - images_before,
         "first_request": first_request,
     }
-
-
-def check_report(sandbox: Sandbox, doc: dict[str, Any]) -> None:
-    """The image a report names exists, in the stores it says (or pending there)."""
-    image_doc = doc.get("image")
-    if image_doc is not None:
-        held = sandbox.cloud.images.get(image_doc["id"])
-        assert held is not None, f"the report names image {image_doc['id']}, which is gone"
-        pending = {s for s, outcome in doc["replication"].items() if outcome == "pending"}
-        reported, really = set(image_doc["stores"]), set(held.stores)
-        assert reported <= really | pending, (reported, really)
-        assert really - reported <= pending, (reported, really)
-        assert image_doc["status"] == held.status or pending
 
 
 def check_cell(sandbox: Sandbox, cell: fm.Cell, seen: dict[str, Any]) -> None:

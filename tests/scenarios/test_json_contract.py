@@ -1,11 +1,17 @@
 """docs/json.md is the contract: every table there is checked against real documents.
 
 A documented field that disappears or changes type fails, and so does a field that
-appears in a document without being documented.
+appears in a document without being documented. Values too: each field that takes one
+of a list of values (`result`, `finding`, `action`, a repair's `result`, a store
+outcome) takes one of the code's values, and docs/json.md lists exactly those; the
+objects inside (`stamp`, `counts`, `cinder_headers`) hold what their rows say, and
+`-f ndjson` prints lines of the documented `type`s. ``check_document`` applies the
+whole contract to any one document (the fuzz test uses it too).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +20,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.scenarios.conftest import VolimgRunner
+from volimg import audit, batch, provenance, results
 from volimg.sandbox import Sandbox
 
 JSON_MD = REPO_ROOT / "docs" / "json.md"
@@ -95,6 +102,180 @@ def matches_type(value: Any, documented: str) -> bool:
         "null": lambda v: v is None,
     }
     return any(checks[alternative](value) for alternative in documented.split(" or "))
+
+
+# The values a field takes, from the code that gives them. A heading/field pair whose
+# row says "as the document's `result`" is checked by comparing the two instead.
+BATCH_DOCUMENT_RESULTS = (results.OK, results.PARTIAL, results.RESULT_FAILED, "interrupted")
+AUDIT_RESULTS = ("ok", "findings")  # volimg/fleet_render.py: exit 0 or 3
+RETENTION_ACTIONS = (batch.DELETED, batch.WOULD_DELETE, batch.KEPT_PROTECTED, batch.DELETE_FAILED)
+STORE_OUTCOMES = (
+    results.COPIED,
+    results.ALREADY_PRESENT,
+    results.FAILED,
+    results.ROLLED_BACK,
+    results.PENDING,
+    results.PRUNED,
+    results.SKIPPED,
+    results.PRUNE_FAILED,
+)
+VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("The document", "result"): (
+        results.OK,
+        results.STARTED,
+        results.PARTIAL,
+        results.RESULT_FAILED,
+        results.PLANNED,
+    ),
+    ("The failure document", "result"): (results.RESULT_FAILED,),
+    ("The batch document", "result"): BATCH_DOCUMENT_RESULTS,
+    ("`volumes[]`", "result"): batch.BATCH_RESULTS,
+    ("`volumes[].retention[]`", "action"): RETENTION_ACTIONS,
+    ("The audit document", "result"): AUDIT_RESULTS,
+    ("`findings[]`", "finding"): audit.FINDINGS,
+    ("`repairs[]`", "result"): audit.REPAIR_RESULTS,
+    ("The `adopt` document", "result"): ("ok",),
+    ("The `stores` document", "result"): ("ok",),
+}
+# Fields whose values come from a list the row does not repeat.
+UNLISTED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("The batch `summary`", "result"): BATCH_DOCUMENT_RESULTS,
+    ("The audit `summary`", "result"): AUDIT_RESULTS,
+    ("`repairs[]`", "finding"): audit.FINDINGS,
+}
+VALUE = re.compile(r"`([a-z][a-z-]*)`")
+NDJSON_TYPE = re.compile(r'`"type": "([a-z]+)"`')
+
+
+def documented_values(heading: str, field: str) -> set[str]:
+    """The values a row names: its backquoted plain words, less options (`--keep`) and
+    less the names of its table's fields (`reason`), unless the code has that value."""
+    rows = documented_tables()[heading]
+    (meaning,) = [m or kind for f, kind, m in rows if f == field]
+    names = {f for f, _, _ in rows}
+    values = VALUES.get((heading, field), ())
+    return {v for v in VALUE.findall(meaning) if v not in names or v in values}
+
+
+def _row(heading: str, field: str) -> str:
+    (meaning,) = [m for f, _, m in documented_tables()[heading] if f == field]
+    return meaning
+
+
+def check_fields(heading: str, obj: Any, *, plan_of_replicate: bool = False) -> None:
+    """The object has exactly the table's fields, with their types and values."""
+    assert isinstance(obj, dict), (heading, obj)
+    wanted = {
+        field: kind
+        for field, kind, meaning in documented_tables()[heading]
+        if not (plan_of_replicate and meaning.startswith("(upload)"))
+    }
+    assert set(obj) == set(wanted), (heading, sorted(obj), sorted(wanted))
+    for field, kind in wanted.items():
+        assert matches_type(obj[field], kind), (heading, field, obj[field], kind)
+        values = VALUES.get((heading, field)) or UNLISTED.get((heading, field))
+        if values is not None:
+            assert obj[field] in values, (heading, field, obj[field], values)
+
+
+def _check_error(error: Any) -> None:
+    if error is not None:
+        check_fields("`error`", error)
+        assert "\n" not in error["message"], error
+
+
+def check_outcome(doc: Doc, heading: str = "The document") -> None:
+    """A single run's document, or one of a batch's `volumes[]`."""
+    check_fields(heading, doc)
+    for field, table in (("volume", "`volume`"), ("base_image", "`base_image`")):
+        if doc[field] is not None:
+            check_fields(table, doc[field])
+    if doc["image"] is not None:
+        check_fields("`image`", doc["image"])
+    _check_error(doc["error"])
+    plan = doc["plan"]
+    if plan is not None:
+        check_fields("`plan`", plan, plan_of_replicate="upload_request" not in plan)
+        for reason in plan["reasons"]:
+            check_fields("`plan.reasons[]`", reason)
+        if "cinder_headers" in plan:
+            check_cinder_headers(doc, plan["cinder_headers"])
+    assert set(doc["replication"].values()) <= set(STORE_OUTCOMES), doc["replication"]
+    assert set(doc["details"]) <= set(doc["replication"]), (doc["details"], doc["replication"])
+    assert all(isinstance(v, str) and "\n" not in v for v in doc["details"].values())
+
+
+def check_cinder_headers(doc: Doc, headers: dict[str, Any]) -> None:
+    """The placement headers the row names, and only those, with the facts they carry."""
+    assert set(headers) <= set(re.findall(r"`(x-[a-z-]+)`", _row("`plan`", "cinder_headers")))
+    assert headers.get("x-image-meta-store") == doc["volume_type_store"] or (
+        "x-image-meta-store" not in headers and doc["volume_type_store"] is None
+    ), (headers, doc["volume_type_store"])
+    base = doc["base_image"]
+    assert headers.get("x-openstack-base-image-ref") == (base["id"] if base else None), headers
+
+
+def check_counts(counts: Any, values: tuple[str, ...], total: int) -> None:
+    """Every value present (0 when none), and they add up."""
+    assert isinstance(counts, dict)
+    assert list(counts) == list(values), (counts, values)
+    assert all(isinstance(n, int) and n >= 0 for n in counts.values()), counts
+    assert sum(counts.values()) == total, (counts, total)
+
+
+def check_batch(doc: Doc) -> None:
+    check_fields("The batch document", doc)
+    for volume in doc["volumes"]:
+        check_outcome(volume, "`volumes[]`")
+        for entry in volume["retention"]:
+            check_fields("`volumes[].retention[]`", entry)
+    summary = doc["summary"]
+    check_fields("The batch `summary`", summary)
+    assert summary["result"] == doc["result"]
+    assert summary["volumes"] == len(doc["volumes"])
+    check_counts(summary["counts"], batch.BATCH_RESULTS, len(doc["volumes"]))
+    _check_error(summary["error"])
+
+
+def check_audit(doc: Doc) -> None:
+    check_fields("The audit document", doc)
+    stamp_keys = re.findall(r"`([a-z_]+)`", _row("`findings[]`", "stamp"))
+    image_keys = re.findall(r"`([a-z_]+)`", _row("`findings[]`", "image"))
+    for finding in doc["findings"]:
+        check_fields("`findings[]`", finding)
+        assert list(finding["stamp"]) == stamp_keys, finding["stamp"]
+        assert list(finding["image"]) == image_keys, finding["image"]
+    for repair in doc["repairs"]:
+        check_fields("`repairs[]`", repair)
+        assert set(repair["replication"].values()) <= set(STORE_OUTCOMES), repair
+        _check_error(repair["error"])
+    summary = doc["summary"]
+    check_fields("The audit `summary`", summary)
+    assert summary["result"] == doc["result"]
+    assert summary["images"] == len(doc["findings"])
+    check_counts(summary["counts"], audit.FINDINGS, len(doc["findings"]))
+    check_counts(summary["repairs"], audit.REPAIR_RESULTS, len(doc["repairs"]))
+
+
+def check_document(doc: Doc) -> None:
+    """One document of any command against the whole of docs/json.md."""
+    command = doc.get("command")
+    if command == "stores":
+        check_fields("The `stores` document", doc)
+        for store in doc["stores"]:
+            check_fields("`stores[]`", store)
+    elif command == "adopt":
+        check_fields("The `adopt` document", doc)
+        assert set(doc["stamp"]) <= set(provenance.STAMP_KEYS), doc["stamp"]
+    elif command == "audit" and "findings" in doc:
+        check_audit(doc)
+    elif doc.get("mode") == "batch":
+        check_batch(doc)
+    elif "plan" not in doc:
+        check_fields("The failure document", doc)
+        _check_error(doc["error"])
+    else:
+        check_outcome(doc)
 
 
 @pytest.fixture
@@ -189,3 +370,98 @@ def test_the_plan_fields_of_an_upload_are_filled_in(documents: dict[str, list[Do
         assert plan["upload_request"]["image_name"] == plan["image_name"]
         assert plan["cinder_microversion"] in ("3.0", "3.1")
         assert isinstance(plan["all_stores_must_succeed"], bool)
+
+
+def test_no_wait_gives_the_outcomes_json_md_says(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    """`upload --no-wait`: the copies are `skipped`, the landing store is not listed (so
+    `{}` when there is nothing to copy); `replicate --no-wait`: the copies are `pending`."""
+    tables = documented_tables()
+    outcomes = {field: meaning for field, meaning, _ in tables[OUTCOMES]}  # two columns
+    replication = next(m for f, _, m in tables["The document"] if f == "replication")
+    assert "`upload --no-wait`" in outcomes["skipped"]
+    assert "`--no-wait`" in outcomes["pending"]
+    assert all(f"`{word}`" in replication for word in ("skipped", "{}", "pending"))
+
+    boot = volimg_sandbox("upload", "boot-vol", "--no-wait", "-f", "json")
+    data = volimg_sandbox("upload", "data-vol", "--no-wait", "-f", "json")
+    sandbox.wait_idle()
+    copy = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "--no-wait", "-f", "json")
+
+    assert (boot.doc["result"], data.doc["result"], copy.doc["result"]) == ("started",) * 3
+    assert boot.doc["replication"] == {"cheap": "skipped", "archive": "skipped"}
+    assert data.doc["replication"] == {}
+    assert copy.doc["replication"] == {"fast": "pending"}
+
+
+def test_each_value_list_in_json_md_is_the_codes(documents: dict[str, list[Doc]]) -> None:
+    """The rows name exactly the values the code gives; the store outcome table too."""
+    for (heading, field), values in VALUES.items():
+        assert documented_values(heading, field) == set(values), (heading, field)
+    assert {field for field, _, _ in documented_tables()[OUTCOMES]} == set(STORE_OUTCOMES)
+    for heading, field in UNLISTED:
+        assert _row(heading, field).startswith(("as the document's `result`", "the finding")), (
+            heading,
+            field,
+        )
+
+
+def test_every_document_follows_the_whole_contract(documents: dict[str, list[Doc]]) -> None:
+    for docs in documents.values():
+        for doc in docs:
+            check_document(doc)
+
+
+def test_an_upload_from_an_image_to_a_typed_store_names_both_cinder_headers(
+    volimg_sandbox: VolimgRunner,
+) -> None:
+    """pinned-vol: made from cirros-base, on the type whose store is archive."""
+    doc = volimg_sandbox("plan", "pinned-vol", "-f", "json").doc
+    check_document(doc)
+    assert doc["plan"]["cinder_headers"] == {
+        "x-image-meta-store": "archive",
+        "x-openstack-base-image-ref": doc["base_image"]["id"],
+    }
+
+
+def ndjson_types(section: str) -> list[str]:
+    """The `"type": "..."` values the section's prose names, in order."""
+    text = JSON_MD.read_text().split(section, 1)[1].split("\n### ", 1)[0]
+    return NDJSON_TYPE.findall(text)
+
+
+def test_ndjson_lines_are_the_documented_objects_with_their_type(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    assert ndjson_types("## `upload` of many volumes (a batch)") == ["volume", "summary"]
+    assert ndjson_types("## `audit`") == ["finding", "repair", "summary"]
+
+    fleet = volimg_sandbox("upload", "data-vol", "no-such-vol", "-f", "ndjson")
+    assert fleet.exit_code == 1, fleet
+    lines = [json.loads(line) for line in fleet.stdout.splitlines()]
+    *volumes, summary = lines
+    assert [line.pop("type") for line in lines] == ["volume"] * len(volumes) + ["summary"]
+    check_batch(
+        {
+            "volimg": "", "schema_version": 1, "command": "upload", "mode": "batch",
+            "result": summary["result"], "volumes": volumes, "summary": summary,
+        }
+    )  # fmt: skip
+
+    audited = volimg_sandbox("audit", "--fix", "-f", "ndjson")
+    assert audited.exit_code == 0, audited
+    lines = [json.loads(line) for line in audited.stdout.splitlines()]
+    kinds = [line.pop("type") for line in lines]
+    assert kinds == sorted(kinds, key=["finding", "repair", "summary"].index), kinds
+    assert kinds.count("summary") == 1
+    assert "repair" in kinds
+    check_audit(
+        {
+            "volimg": "", "schema_version": 1, "command": "audit",
+            "result": lines[-1]["result"],
+            "findings": [line for line, kind in zip(lines, kinds, strict=True) if kind == "finding"],
+            "repairs": [line for line, kind in zip(lines, kinds, strict=True) if kind == "repair"],
+            "summary": lines[-1],
+        }
+    )  # fmt: skip

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.scenarios.arrivals import Arrivals
 from volimg.sandbox import Sandbox, Timings
 
 
@@ -27,6 +28,9 @@ def slow_sandbox() -> Iterator[Sandbox]:
     timings.store_copy = 30.0
     with Sandbox(seed="demo", timings=timings) as sb:
         yield sb
+
+
+UUID = "[0-9a-f-]{36}"
 
 
 def start_volimg(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
@@ -160,7 +164,7 @@ def test_two_signals_in_a_row_exit_without_a_traceback(slow_sandbox: Sandbox) ->
     assert "Traceback" not in stderr
 
 
-def test_the_second_signal_during_the_clean_stop_exits_at_once() -> None:
+def test_the_second_signal_during_the_clean_stop_exits_at_once_with_the_first_ones_code() -> None:
     from volimg import signals
 
     exits: list[int] = []
@@ -168,12 +172,84 @@ def test_the_second_signal_during_the_clean_stop_exits_at_once() -> None:
         with pytest.raises(signals.Interrupt) as first:  # noqa: PT012 - kill, then wait for it
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the signal is delivered before this ends
-        # The clean stop is under way: a second signal must not raise again.
+        # The clean stop is under way: a second signal, of the other kind, must not
+        # raise again, and the exit code stays the one the report (if any) states.
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.01)
     assert first.value.signum == signal.SIGTERM
-    assert exits == [130]
+    assert exits == [143]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_once_the_entry_points_block_has_seen_a_signal_later_ones_are_ignored() -> None:
+    """Python restores the default actions while it shuts down: a SIGINT then would kill
+    the process (-2, "130") under a report that says 143. So the entry point leaves both
+    signals ignored once the clean stop is over."""
+    from volimg import signals
+
+    saved = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
+    try:
+        with (  # noqa: PT012 - kill, then wait for it
+            pytest.raises(signals.Interrupt),
+            signals.handled(exit_now=lambda code: None, keep_after_signal=True),
+        ):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal is delivered before this ends
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("gap", [0.02, 0.05, 0.1], ids=["20ms", "50ms", "100ms"])
+def test_sigint_soon_after_sigterm_mid_upload_exits_143_as_its_report_says(
+    slow_sandbox: Sandbox, gap: float
+) -> None:
+    """SIGTERM, then SIGINT 20-100 ms later: wherever the second lands (during the clean
+    stop, after the report, while Python shuts down), the process exits with the first
+    signal's code, and a report on stdout, if the clean stop got to write it, says so."""
+    process = start_volimg(slow_sandbox, "upload", "boot-vol", "-f", "json")
+    wait_until(uploading(slow_sandbox))
+
+    process.send_signal(signal.SIGTERM)
+    time.sleep(gap)
+    process.send_signal(signal.SIGINT)
+    code, stdout, stderr = finish(process)
+
+    assert code == 143, (stdout, stderr)
+    assert "Traceback" not in stdout + stderr
+    at_once = [line for line in stderr.splitlines() if "stopping at once" in line]
+    assert at_once in ([], ["volimg: SIGINT after SIGTERM: stopping at once"]), stderr
+    if stdout:
+        assert json.loads(stdout)["error"]["exit_code"] == 143  # exactly one document
+
+
+def test_sigint_during_the_clean_stop_of_a_batch_stops_at_once_without_a_report(
+    slow_sandbox: Sandbox,
+) -> None:
+    """The batch's clean stop waits for its running volume, held here in a request to
+    Cinder; the SIGINT that comes 50 ms after the SIGTERM ends it there: one line, no
+    report, and the exit code of the first signal (docs/reliability.md)."""
+    with Arrivals(slow_sandbox).watching() as arrivals:
+        process = start_volimg(
+            slow_sandbox, "upload", "boot-vol", "--concurrency", "1", "-f", "json"
+        )
+        wait_until(uploading(slow_sandbox))
+        gate = arrivals.hold("GET", rf"/volume/v3/[^/]+/volumes/{UUID}$")
+        arrivals.wait_until(lambda: gate.held)  # the worker waits on Cinder's answer
+
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        assert process.poll() is None  # still in its clean stop, waiting for the worker
+        process.send_signal(signal.SIGINT)
+        code, stdout, stderr = finish(process)
+
+    assert code == 143, (stdout, stderr)
+    assert stdout == ""  # no report
+    at_once = [line for line in stderr.splitlines() if "stopping at once" in line]
+    assert at_once == ["volimg: SIGINT after SIGTERM: stopping at once"], stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.fixture
@@ -229,3 +305,17 @@ def test_sigterm_stops_a_batch_says_what_was_not_started_and_a_rerun_finishes(
         method="POST", path=r"/volumes/[^/]+/action$", action="os-volume_upload_image"
     )
     assert len(uploads) == 3  # the interrupted upload was finished, not sent again
+
+
+def test_reliability_md_says_what_these_tests_hold_about_a_second_signal() -> None:
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+        for line in (REPO_ROOT / "docs" / "reliability.md").read_text().splitlines()
+        if line.startswith("| a ") and "signal" in line
+    }
+    during = rows["a second SIGINT/SIGTERM (of either kind) during the clean stop"]
+    assert during[0] == "130/143 (of the first signal)"
+    assert 'one line "stopping at once", no report' in during[2]
+    after = rows["a further signal once the report is written"]
+    assert after[0] == "130/143 (of the first signal)"
+    assert "its `error.exit_code` is the exit code" in after[2]

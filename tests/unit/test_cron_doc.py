@@ -1,10 +1,10 @@
 """docs/cron.md: every checkable claim, checked.
 
-The page documents the batch command of issue 7 ahead of its CLI. What exists today is
-checked outright (metric names and rules, the example file, exit codes, unit files,
-alert rules); that every option shown is accepted by `volimg upload` is an expected
-failure until the batch options land, and `strict` turns it into a failure then, so
-the marker (and the draft banner) get removed when the page becomes true.
+The command and its options (each one an option of `volimg upload`, matched exactly),
+the crontab and the systemd units, the default lock path, the exit codes and what a
+batch can really exit with, the metric names and rules, the example file and the alert
+rules. `tests/scenarios/test_batch.py` runs the exits the table explains against the
+sandbox (a refused login is 5; a volume that gave up waiting makes the batch 1 or 3).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 import pytest
 import yaml
-from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.metrics_rules import naming_problems
@@ -69,19 +68,30 @@ def test_the_command_is_the_same_everywhere() -> None:
     assert _unit(service)["Service"]["ExecStart"] == "/usr/local/bin/" + COMMAND
 
 
-def test_every_option_shown_is_accepted_by_volimg_upload() -> None:
-    help_text = CliRunner().invoke(cli, ["upload", "--help"]).output
+def options_of(command: click.Command) -> set[str]:
+    """Every spelling of every option the command takes (``--lock``, ``-f``, ...)."""
+    return {
+        spelling
+        for param in command.params
+        if isinstance(param, click.Option)
+        for spelling in (*param.opts, *param.secondary_opts)
+    }
+
+
+def test_every_option_shown_is_an_option_of_volimg_upload() -> None:
+    """Matched exactly: ``--lock`` must be an option, not a prefix of one."""
     table = re.search(r"\| option \| what it does \|\n(.*?)\n\n", DOC, flags=re.DOTALL)
     assert table is not None
-    rows = re.findall(r"^\| `(--[a-z-]+)", table.group(1), flags=re.M)
-    shown = set(rows) | set(re.findall(r"--[a-z][a-z-]+", COMMAND))
-    assert len(rows) == 9  # and -f
-    missing = sorted(option for option in shown if option not in help_text)
-    assert missing == []
+    rows = re.findall(r"^\| `(-[-a-z]*)", table.group(1), flags=re.M)
+    assert len(rows) == 10
+    in_command = {word for word in shlex.split(COMMAND) if word.startswith("-")}
+    assert set(rows) | in_command <= options_of(cli.commands["upload"])
 
 
 def test_global_option_in_the_crontab_exists() -> None:
-    assert "--os-cloud" in CliRunner().invoke(cli, ["--help"]).output
+    (crontab,) = _blocks("crontab")
+    assert "--os-cloud" in shlex.split(crontab)
+    assert "--os-cloud" in options_of(cli)
 
 
 def test_service_and_timer_units() -> None:
@@ -109,11 +119,52 @@ def test_default_lock_path_under_the_service_environment(monkeypatch: pytest.Mon
     assert "`~/.local/state/volimg/upload.lock`" in DOC
 
 
-def test_exit_code_table_lists_every_exit_code() -> None:
+def exit_code_rows() -> dict[int, tuple[str, str]]:
+    """The "Exit codes and alerts" table: code -> (meaning, alert?)."""
     table = re.search(r"## Exit codes and alerts\n(.*?)\n## ", DOC, flags=re.DOTALL)
     assert table is not None
-    codes = {int(code) for code in re.findall(r"^\| (\d+) \|", table.group(1), flags=re.M)}
-    assert codes == {code.value for code in ExitCode}
+    rows = re.findall(r"^\| (\d+) \| (.*) \| (.*) \|$", table.group(1), flags=re.M)
+    return {int(code): (meaning, alert) for code, meaning, alert in rows}
+
+
+def test_exit_code_table_lists_every_exit_code() -> None:
+    assert set(exit_code_rows()) == {code.value for code in ExitCode}
+
+
+def test_a_batchs_outcome_never_exits_4_or_5_and_the_table_says_so() -> None:
+    """Per-volume errors (a timeout, a 403) become the volume's result; the batch's own
+    exit code comes from the results (or the interrupt) alone. Exit 5 is only the CLI's,
+    when the login or the volume lookup is refused before any volume starts."""
+    import signal
+    from datetime import datetime, timezone
+    from itertools import combinations
+
+    from volimg.batch import BatchOutcome, VolumeResult
+    from volimg.errors import Interrupted
+
+    def outcome(results: tuple[str, ...], interrupted: Interrupted | None = None) -> int:
+        return BatchOutcome(
+            period=None,
+            results=tuple(VolumeResult(ref=r, volume=None, result=r) for r in results),
+            started_at=datetime.now(timezone.utc),
+            seconds=1.0,
+            interrupted=interrupted,
+        ).exit_code
+
+    every = {outcome(mix) for n in range(len(RESULTS) + 1) for mix in combinations(RESULTS, n)}
+    assert every == {ExitCode.OK, ExitCode.FAILED, ExitCode.PARTIAL}
+    interrupts = {
+        outcome(RESULTS, Interrupted("stopped", signum=signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    assert interrupts == {ExitCode.INTERRUPTED, ExitCode.TERMINATED}
+
+    rows = exit_code_rows()
+    timeout, auth = rows[ExitCode.TIMEOUT], rows[ExitCode.AUTH]
+    assert timeout[0].startswith("never from a batch")
+    assert "the run exits 1 or 3" in timeout[0]
+    assert "before any volume was started" in auth[0]
+    assert "the metrics file was not rewritten" in auth[0]
 
 
 def written_metric_names() -> set[str]:
