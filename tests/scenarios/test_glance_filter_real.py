@@ -332,3 +332,52 @@ def test_audit_fix_puts_every_stamped_image_in_its_base_images_stores(
     assert {f["stamp"]["stamped_by"] for f in run.doc["findings"]} == {"glance-filter"}
     for image_id, base_id in stamped:
         assert stores_of(admin, base_id) <= stores_of(admin, image_id), image_id
+
+
+def test_the_stamp_is_saved_after_the_uploader_has_its_answer(conns: dict[str, Any]) -> None:
+    """The filter's promise: the uploader's ``PUT .../file`` is not delayed by the stamp.
+
+    The filter logs "stamped in N ms" once its save is done. Saved before the answer,
+    that line would come before the uploader got its 204; saved after the answer (in
+    the response's close()), it comes about N ms after it. The uploader here is a plain
+    HTTP client sending what Cinder sends (``x-openstack-base-image-ref``), which notes
+    the moment its answer arrived; glance-api writes its log with millisecond times on
+    the same clock.
+    """
+    from datetime import datetime
+
+    conn = conns["admin"]
+    base = conn.image.find_image(BASE_IMAGE, ignore_missing=False)
+    gaps = []
+    for _ in range(5):
+        image = conn.image.create_image(
+            name=unique("after-answer"), disk_format="raw", container_format="bare"
+        )
+        response = conn.image.put(
+            f"/images/{image.id}/file",
+            data=b"\0" * 4096,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "x-openstack-base-image-ref": base.id,
+            },
+        )
+        answered = time.time()
+        assert response.status_code == 204, response.text
+
+        def stamp_line(image_id: str = image.id) -> str | None:
+            lines = [
+                line
+                for line in glance_log().read_text().splitlines()
+                if f"image {image_id}," in line
+            ]
+            return lines[0] if lines else None
+
+        line = wait_for("the filter's log line", stamp_line)
+        logged = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").astimezone().timestamp()
+        took = float(re.search(r"stamped in ([0-9.]+) ms", line).group(1)) / 1000  # type: ignore[union-attr]
+        # The save began about when the answer left: it ended `took` after the answer
+        # arrived (log times are cut to the millisecond: 2 ms of slack).
+        assert logged >= answered + took / 2 - 0.002, (line, answered, took)
+        gaps.append(logged - answered)
+        conn.image.delete_image(image, ignore_missing=True)
+    assert all(gap > 0 for gap in gaps), gaps
