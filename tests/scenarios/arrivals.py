@@ -32,6 +32,7 @@ class Arrival:
     path: str
     origin: str
     at: float  # time.monotonic()
+    action: str | None = None  # a Cinder volume action's name (they share one path)
 
 
 @dataclass
@@ -40,11 +41,16 @@ class Gate:
 
     method: str
     path: re.Pattern[str]
+    action: str | None = None
     opened: threading.Event = field(default_factory=threading.Event)
     held: list[Arrival] = field(default_factory=list)
 
-    def matches(self, method: str, path: str) -> bool:
-        return self.method in ("*", method) and self.path.search(path) is not None
+    def matches(self, method: str, path: str, action: str | None = None) -> bool:
+        return (
+            self.method in ("*", method)
+            and self.path.search(path) is not None
+            and (self.action is None or self.action == action)
+        )
 
     def open(self) -> None:
         self.opened.set()
@@ -60,17 +66,21 @@ class Arrivals:
         self._seen: list[Arrival] = []
         self._gates: list[Gate] = []
 
-    def _on_request(self, method: str, path: str, origin: str) -> list[FaultAction]:
+    def _on_request(
+        self, method: str, path: str, origin: str, action: str | None = None
+    ) -> list[FaultAction]:
         with self._changed:
-            arrival = Arrival(len(self._seen) + 1, method, path, origin, time.monotonic())
+            arrival = Arrival(len(self._seen) + 1, method, path, origin, time.monotonic(), action)
             self._seen.append(arrival)
-            gates = [g for g in self._gates if not g.opened.is_set() and g.matches(method, path)]
+            gates = [
+                g for g in self._gates if not g.opened.is_set() and g.matches(method, path, action)
+            ]
             for gate in gates:
                 gate.held.append(arrival)
             self._changed.notify_all()
         for gate in gates:
             gate.opened.wait(120)
-        return self._match(method, path, origin)
+        return self._match(method, path, origin, action)
 
     @contextmanager
     def watching(self) -> Iterator[Arrivals]:
@@ -83,15 +93,20 @@ class Arrivals:
                 gate.open()
             self._faults.match = self._match  # type: ignore[method-assign]
 
-    def hold(self, method: str, path: str) -> Gate:
+    def hold(self, method: str, path: str, action: str | None = None) -> Gate:
         """Hold every request that matches from now on, until the gate is opened."""
-        gate = Gate(method.upper(), re.compile(path))
+        gate = Gate(method.upper(), re.compile(path), action)
         with self._changed:
             self._gates.append(gate)
         return gate
 
     def seen(
-        self, method: str = "*", path: str = "", *, origin: str | None = "client"
+        self,
+        method: str = "*",
+        path: str = "",
+        *,
+        origin: str | None = "client",
+        action: str | None = None,
     ) -> list[Arrival]:
         """The requests received so far that match (``path`` is a regex searched)."""
         pattern = re.compile(path)
@@ -102,6 +117,7 @@ class Arrivals:
                 if method in ("*", a.method)
                 and pattern.search(a.path)
                 and (origin is None or a.origin == origin)
+                and (action is None or a.action == action)
             ]
 
     def wait_for(
@@ -113,10 +129,13 @@ class Arrivals:
         after: int = 0,
         timeout: float = 60.0,
         origin: str | None = "client",
+        action: str | None = None,
     ) -> list[Arrival]:
         """Block until ``count`` matching requests with ``seq > after`` have arrived."""
         return self.wait_until(
-            lambda: [a for a in self.seen(method, path, origin=origin) if a.seq > after],
+            lambda: [
+                a for a in self.seen(method, path, origin=origin, action=action) if a.seq > after
+            ],
             count=count,
             timeout=timeout,
         )

@@ -554,6 +554,7 @@ def volimg_process(
 
 
 UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
+UPLOAD_ACTION = "os-volume_upload_image"  # Cinder's volume actions share one path
 IMAGE_POLL = r"/image/v2/images/[0-9a-f-]{36}(/tasks)?$"
 COPY_REQUEST = r"/image/v2/images/[0-9a-f-]{36}/import$"
 
@@ -588,7 +589,7 @@ def test_two_nightly_batches_on_one_lock_the_second_exits_75_while_the_first_wor
     batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
 
     with Arrivals(sandbox).watching() as arrivals:
-        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        upload = arrivals.hold("POST", UPLOAD_REQUEST, UPLOAD_ACTION)
         first = volimg_process(sandbox_cloud, *batch)
         arrivals.wait_until(lambda: upload.held)  # the first is working, lock in hand
 
@@ -621,7 +622,9 @@ def test_two_nightly_batches_on_one_lock_the_second_exits_75_while_the_first_wor
     out, err = after.communicate(timeout=60)
     assert after.returncode == 0, err
     assert json.loads(out)["summary"]["counts"]["ok"] == 1
-    uploads = sandbox.requests.filter(method="POST", path=UPLOAD_REQUEST, origin="client")
+    uploads = sandbox.requests.filter(
+        method="POST", path=UPLOAD_REQUEST, origin="client", action=UPLOAD_ACTION
+    )
     assert len(uploads) == 2  # the first's and the last's; the refused runs sent none
 
 
@@ -633,7 +636,7 @@ def test_a_batch_killed_with_sigkill_while_holding_the_lock_frees_it_at_once(
     lock = tmp_path / "nightly.lock"
     batch = ("upload", "boot-vol", "--lock", str(lock), "-f", "json")
     with Arrivals(sandbox).watching() as arrivals:
-        upload = arrivals.hold("POST", UPLOAD_REQUEST)
+        upload = arrivals.hold("POST", UPLOAD_REQUEST, UPLOAD_ACTION)
         holder = volimg_process(sandbox_cloud, *batch)
         arrivals.wait_until(lambda: upload.held)
         holder.kill()
@@ -703,7 +706,11 @@ class KilledRuns:
         """One run, killed at the first of ``moments`` reached by a volume not yet covered
         (by any volume, once all are)."""
         since = len(self.sandbox.requests)
-        gate = arrivals.hold("POST", UPLOAD_REQUEST) if "upload requested" in moments else None
+        gate = (
+            arrivals.hold("POST", UPLOAD_REQUEST, UPLOAD_ACTION)
+            if "upload requested" in moments
+            else None
+        )
         process = volimg_process(self.cloud, *self.args)
         deadline = time.monotonic() + 60
         try:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.scenarios.conftest import VolimgRunner
-from volimg import audit, batch, provenance, results
+from volimg import audit, batch, doctor, provenance, results
 from volimg.sandbox import Sandbox
 
 JSON_MD = REPO_ROOT / "docs" / "json.md"
@@ -128,6 +128,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
         results.PLANNED,
     ),
     ("The failure document", "result"): (results.RESULT_FAILED,),
+    ("`checks[]`", "status"): doctor.STATUSES,
     ("The batch document", "result"): BATCH_DOCUMENT_RESULTS,
     ("`volumes[]`", "result"): batch.BATCH_RESULTS,
     ("`volumes[].retention[]`", "action"): RETENTION_ACTIONS,
@@ -269,6 +270,10 @@ def check_document(doc: Doc) -> None:
         assert set(doc["stamp"]) <= set(provenance.STAMP_KEYS), doc["stamp"]
     elif command == "audit" and "findings" in doc:
         check_audit(doc)
+    elif command == "doctor" and "checks" in doc:
+        check_fields("The `doctor` document", doc)
+        for row in doc["checks"]:
+            check_fields("`checks[]`", row)
     elif doc.get("mode") == "batch":
         check_batch(doc)
     elif "plan" not in doc:
