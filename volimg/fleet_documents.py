@@ -16,6 +16,7 @@ from typing import Any
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BatchOutcome, VolumeResult
 from volimg.documents import _volume_doc, document, error_doc, outcome_doc
+from volimg.provenance import Mark, Stamp
 
 # --- a batch --------------------------------------------------------------------------
 
@@ -88,8 +89,36 @@ def ndjson_line(kind: str, doc: dict[str, Any]) -> str:
 # --- an audit -------------------------------------------------------------------------
 
 
+def stamp_doc(stamp: Stamp) -> dict[str, Any]:
+    """A stamp as the audit shows it (docs/provenance.md names every field)."""
+    return {
+        "stamped_by": stamp.stamped_by.value,
+        "stamped_at": stamp.stamped_at,
+        "source_volume": stamp.source_volume,
+        "base_image": stamp.base_image,
+        "type_store": stamp.type_store,
+        "rule": stamp.rule.value,
+        "prune": stamp.prune,
+        "also_stores": list(stamp.also_stores),
+        "replicate": stamp.replicate,
+        "intent_by": stamp.intent_by or None,
+        "intent_at": stamp.intent_at or None,
+        "period": stamp.period,
+    }
+
+
+def mark_doc(mark: Mark) -> dict[str, Any]:
+    """The mark of an unfinished image: the run, and the stamp it meant to write."""
+    return {
+        "run": mark.run,
+        "marked_at": mark.marked_at,
+        "source_volume": mark.volume_id,
+        "intended": stamp_doc(mark.intended),
+    }
+
+
 def finding_doc(finding: Finding) -> dict[str, Any]:
-    image, stamp = finding.image, finding.stamp
+    image = finding.image
     return {
         "image": {
             "id": image.id,
@@ -105,16 +134,8 @@ def finding_doc(finding: Finding) -> dict[str, Any]:
         "takeover_at": finding.takeover_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         if finding.takeover_at
         else None,
-        "stamp": {
-            "stamped_by": stamp.stamped_by.value,
-            "stamped_at": stamp.stamped_at,
-            "source_volume": stamp.source_volume,
-            "base_image": stamp.base_image,
-            "type_store": stamp.type_store,
-            "rule": stamp.rule.value,
-            "prune": stamp.prune,
-            "period": stamp.period,
-        },
+        "stamp": stamp_doc(finding.stamp) if finding.stamp is not None else None,
+        "mark": mark_doc(finding.mark) if finding.mark is not None else None,
     }
 
 
@@ -128,13 +149,14 @@ def repair_doc(repair: Repair) -> dict[str, Any]:
         "replication": {r.store: r.outcome for r in outcome.stores} if outcome else {},
         "stores": list(outcome.image.stores) if outcome and outcome.image else None,
         "error": error_doc(outcome.error) if outcome else None,
+        "next_step": repair.next_step,
     }
 
 
 def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
     repairs = Counter(r.result for r in outcome.repairs)
     return {
-        "result": "ok" if outcome.exit_code == 0 else "findings",
+        "result": outcome.result,
         "exit_code": outcome.exit_code,
         "images": len(outcome.findings),
         "counts": outcome.counts,
@@ -144,6 +166,7 @@ def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
         "dry_run": outcome.dry_run,
         "audited_at": outcome.audited_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(outcome.seconds, 3),
+        "error": error_doc(outcome.interrupted),
     }
 
 
@@ -151,8 +174,9 @@ def audit_doc(outcome: AuditOutcome) -> dict[str, Any]:
     """The one JSON document of ``volimg audit``."""
     return document(
         "audit",
-        "ok" if outcome.exit_code == 0 else "findings",
+        outcome.result,
         findings=[finding_doc(f) for f in outcome.findings],
         repairs=[repair_doc(r) for r in outcome.repairs],
+        next_steps=list(outcome.next_steps),
         summary=audit_summary_doc(outcome),
     )

@@ -17,7 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from volimg import events as ev
-from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding
+from volimg.audit import (
+    INTERRUPTED,
+    OK,
+    REPAIR_RESULTS,
+    REPAIRED,
+    UNFINISHED,
+    AuditOutcome,
+    Finding,
+)
 from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
 from volimg.fleet_documents import (
     audit_doc,
@@ -270,7 +278,7 @@ class AuditRenderer(BatchRenderer):
                 f.image.name or f.image.id,
                 f.finding,
                 ",".join(f.image.stores) or "-",
-                f.stamp.stamped_by.value,
+                f.stamp.stamped_by.value if f.stamp is not None else "-",
                 f.reason,
             )
             for f in outcome.findings
@@ -289,19 +297,35 @@ class AuditRenderer(BatchRenderer):
             for row in (header, *rows):
                 self._write(self.out.file, "\t".join(row))
         else:
-            self._write(self.out.file, "no volimg-stamped image is visible to you")
+            self._write(self.out.file, "no volimg image is visible to you")
         names = {f.image.id: f.image.name or f.image.id for f in outcome.findings}
         for repair in outcome.repairs:
             self._write(
                 self.out.file,
                 f"repair {names.get(repair.image_id, repair.image_id)}: {repair.result}"
-                + (f" ({repair.detail})" if repair.detail else ""),
+                + (f" ({repair.detail})" if repair.detail else "")
+                + (f"; next: {repair.next_step}" if repair.next_step else ""),
             )
-        counts = ", ".join(f"{n} {k}" for k, n in outcome.counts.items() if n) or "none"
-        repaired = sum(1 for r in outcome.repairs if r.result == "repaired")
-        self._write(
-            self.out.file,
-            f"{len(outcome.findings)} stamped images: {counts}"
-            + (f"; {repaired} repaired" if outcome.fix else "")
-            + f"; {outcome.remaining} left to fix",
-        )
+        self._write(self.out.file, _audit_summary_line(outcome))
+        if outcome.interrupted is not None:
+            say(self.err, f"volimg: {outcome.interrupted.message}")
+            if outcome.interrupted.hint:
+                say(self.err, f"volimg: hint: {outcome.interrupted.hint}")
+
+
+def _audit_summary_line(outcome: AuditOutcome) -> str:
+    """``2 stamped images: 1 ok, 1 missing; 1 left to fix``: ok first, then the findings
+    most pressing first."""
+    counts = outcome.counts
+    order = [OK, *(f for f in counts if f != OK)]
+    said = ", ".join(f"{counts[k]} {k}" for k in order if counts[k]) or "none"
+    unfinished = counts[UNFINISHED]
+    what = "stamped images" if not unfinished else "volimg images (stamped or unfinished)"
+    repaired = sum(1 for r in outcome.repairs if r.result == REPAIRED)
+    started = sum(1 for r in outcome.repairs if r.result == INTERRUPTED)
+    return (
+        f"{len(outcome.findings)} {what}: {said}"
+        + (f"; {repaired} repaired" if outcome.fix else "")
+        + (f"; {started} interrupted" if started else "")
+        + f"; {outcome.remaining} left to fix"
+    )

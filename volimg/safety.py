@@ -30,7 +30,7 @@ class DeleteRule:
 
 DELETE_RULES = (
     DeleteRule(
-        command="upload --keep N (one volume or a batch)",
+        command="`upload --keep N` (one volume or a batch)",
         deletes="whole images of the volume beyond the N newest",
         evidence="the image's own stamp says volimg's upload of that very volume made it "
         "(`volimg_stamped_by=upload`, `volimg_source_volume=<volume>`), or it carries "
@@ -39,29 +39,49 @@ DELETE_RULES = (
         "no stamp, a protected image, the image this run made or kept",
     ),
     DeleteRule(
-        command="upload --prune, replicate --prune",
+        command="`upload --prune`, `replicate --prune`",
         deletes="one store's copy of the image this run uploaded or was given",
         evidence="the store is not one the plan targets, and the image is active and "
         "already in every target store",
         never="the last copy; a target store",
     ),
     DeleteRule(
-        command="audit --fix",
+        command="`audit --fix`",
         deletes="one store's copy of a stamped image",
-        evidence="the stamp records prune intent (`volimg_prune=true`), the base image it "
-        "follows can be read now, and the copy is in none of the stores the rules and the "
-        "recorded intent keep",
-        never="the last copy; a store in `volimg_also_stores` or the type's store; any copy "
-        "when the base image is gone or cannot be read (`base-gone` is reported and left "
-        "alone); anything of an unstamped image",
+        evidence="the stamp records prune intent (`volimg_prune=true`), the base image "
+        "it names (if any) can be read now, the image is active and already in every expected "
+        "store, and the copy is in none of the stores the rules and the recorded intent keep",
+        never="the last copy; a store in `volimg_also_stores` or the type's store (recorded "
+        "or current); any copy when the base image is gone or cannot be read (`base-gone` "
+        "is reported and left alone); anything of an image whose stamp records no prune "
+        "intent, or of an unstamped image; a whole image",
     ),
     DeleteRule(
-        command="adopt, plan, stores, doctor, audit without --fix",
+        command="`adopt`, `plan`, `stores`, `audit` without `--fix`, `upload` and "
+        "`replicate` without `--keep` or `--prune`",
         deletes="nothing",
         evidence="",
         never="",
     ),
 )
+
+TABLE_HEADER = ("command", "deletes", "evidence", "never")
+
+
+def rules_table() -> str:
+    """``DELETE_RULES`` as the Markdown table of docs/safety.md (a test compares them)."""
+
+    def cell(text: str) -> str:
+        return (text or "-").replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "| " + " | ".join("---" for _ in TABLE_HEADER) + " |",
+    ]
+    for rule in DELETE_RULES:
+        cells = (rule.command, rule.deletes, rule.evidence, rule.never)
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def own_upload_of(image: Image, volume_id: str) -> str | None:
@@ -84,8 +104,16 @@ def own_upload_of(image: Image, volume_id: str) -> str | None:
 def removable_copies(
     image: Image, *, keep: tuple[str, ...], stamp: Stamp | None, base_readable: bool
 ) -> tuple[str, ...]:
-    """The stores whose copy ``audit --fix`` may remove (``keep``: what the rules keep)."""
-    if stamp is None or not stamp.prune:
+    """The stores whose copy ``audit --fix`` may remove, once every ``keep`` copy exists.
+
+    ``keep`` is where the rules put the image now (the audit's expected stores); the
+    stamp's recorded intent keeps more: its also-stores and the type store it recorded.
+    Nothing is removable without prune intent, while a base image the stamp names is
+    gone or unreadable (the rules cannot be told then), or while the image is not
+    active. The repair copies to the missing ``keep`` stores before it removes anything,
+    so "never the last copy" counts those; with nothing kept, nothing is removed.
+    """
+    if stamp is None or not stamp.prune or not image.is_active:
         return ()
     if stamp.base_image is not None and not base_readable:
         return ()
@@ -93,6 +121,6 @@ def removable_copies(
     if stamp.type_store:
         kept.add(stamp.type_store)
     extra = tuple(s for s in image.stores if s not in kept)
-    if len(extra) >= len(image.stores):  # never the last copy
+    if not keep and len(extra) >= len(image.stores):  # never the last copy
         return ()
     return extra

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import signal
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -375,3 +378,325 @@ def test_audit_usage_errors(volimg_sandbox: VolimgRunner, args: tuple[str, ...])
     run = volimg_sandbox("audit", *args)
     assert run.exit_code == 2, run
     assert "Traceback" not in run.stderr
+
+
+# --- issue 23: nothing volimg makes is lost, nothing it does not own is removed ----------
+
+DATA = b"an image of the sandbox\n" * 64
+
+
+@pytest.fixture
+def conn(sandbox_cloud: CloudUnderTest) -> Any:
+    """openstacksdk as the sandbox's admin, to make what other clients (or a killed
+    volimg) leave behind."""
+    import openstack
+
+    connection = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    yield connection
+    connection.close()
+
+
+def make_image(conn: Any, name: str, properties: dict[str, str], *, data: bool = True) -> str:
+    """An image made through Glance's API with these properties (in the default store,
+    fast; ``data=False``: queued, as while Cinder's upload runs)."""
+    body = conn.image.post(
+        "/images",
+        json={"name": name, "disk_format": "raw", "container_format": "bare", **properties},
+    ).json()
+    if data:
+        response = conn.image.put(
+            f"/images/{body['id']}/file",
+            data=DATA,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 204, response.text
+        image = conn.image.get_image(body["id"])
+        conn.image.wait_for_status(image, "active", wait=30, interval=0.02)
+    return str(body["id"])
+
+
+def set_properties(conn: Any, image_id: str, properties: dict[str, str]) -> None:
+    response = conn.image.patch(
+        f"/images/{image_id}",
+        json=[{"op": "add", "path": f"/{k}", "value": v} for k, v in properties.items()],
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def properties_of(conn: Any, image_id: str) -> dict[str, Any]:
+    return dict(conn.image.get(f"/images/{image_id}").json())
+
+
+def unfinished(conn: Any, volume: str, name: str, *, run: str, data: bool = True) -> str:
+    """What a volimg upload of ``volume`` killed before its stamp leaves: an image born
+    with the run's mark (Cinder copied it from the volume), and no stamp."""
+    from volimg.provenance import Mark, Rule, Stamp, StampedBy
+
+    found = conn.block_storage.find_volume(volume, ignore_missing=False)
+    base = (found.volume_image_metadata or {}).get("image_id")
+    intended = Stamp(
+        image_id="",
+        stamped_by=StampedBy.UPLOAD,
+        stamped_at="2026-12-01T02:00:00Z",
+        source_volume=found.id,
+        base_image=base,
+        type_store=None,
+        rule=Rule.BASE_STORES if base else Rule.DEFAULT_STORE,
+    )
+    mark = Mark.for_upload(run, name, intended)
+    return make_image(conn, name, mark.metadata(), data=data)
+
+
+def stamped(conn: Any, name: str, **fields: Any) -> str:
+    """An image in fast that volimg's upload stamped (the fields vary by test)."""
+    from volimg.provenance import TAG, Stamp, StampedBy
+
+    image_id = make_image(conn, name, {})
+    defaults: dict[str, Any] = {
+        "stamped_by": StampedBy.UPLOAD,
+        "stamped_at": "2026-12-01T02:00:00Z",
+        "type_store": None,
+    }
+    stamp = Stamp(image_id=image_id, **{**defaults, **fields})
+    set_properties(conn, image_id, stamp.properties())
+    assert conn.image.put(f"/images/{image_id}/tags/{TAG}").status_code == 204
+    return image_id
+
+
+def test_an_unfinished_upload_is_found_and_fix_stamps_and_places_it(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    image_id = unfinished(conn, "boot-vol", "boot-vol-killed", run="run-killed")
+
+    run = audit(volimg_sandbox)
+
+    assert run.exit_code == 3, run
+    found = finding(run, image_id)
+    assert found["finding"] == "unfinished"
+    assert "run-killed" in found["reason"]
+    assert "no stamp" in found["reason"]
+    assert found["stamp"] is None
+    assert found["mark"]["run"] == "run-killed"
+
+    fixed = audit(volimg_sandbox, "--fix")
+
+    assert fixed.exit_code == 0, fixed
+    (repair,) = [r for r in fixed.doc["repairs"] if r["image_id"] == image_id]
+    assert repair["result"] == "repaired"
+    assert "run-killed" in repair["detail"]
+    props = properties_of(conn, image_id)
+    assert props["volimg_stamped_by"] == "upload"
+    assert props["volimg_image"] == image_id
+    assert props["volimg_source_volume"] == conn.block_storage.find_volume("boot-vol").id
+    assert "volimg_mark" not in props
+    assert "volimg_mark_run" not in props
+    assert "volimg" in props["tags"]
+    assert stores_of(conn, image_id) == {"fast", "cheap", "archive"}  # placed in the same run
+
+    again = audit(volimg_sandbox)
+
+    assert again.exit_code == 0, again
+    assert finding(again, image_id)["finding"] == "ok"
+
+
+def test_audit_finds_only_the_unfinished_images_a_mark_claims_narrowed_as_asked(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    boot = unfinished(conn, "boot-vol", "boot-vol-killed", run="run-a")
+    pinned = unfinished(conn, "pinned-vol", "pinned-vol-killed", run="run-b")
+    # Uploaded by someone else while boot-vol carried run-a's mark: not volimg's.
+    from volimg.provenance import Mark
+
+    marked = conn.image.get(f"/images/{boot}").json()
+    mark = Mark.from_properties({k: str(v) for k, v in marked.items()})
+    assert mark is not None
+    foreign = make_image(conn, "by-horizon", mark.metadata())
+
+    everything = audit(volimg_sandbox)
+    of_boot = audit(volimg_sandbox, "--volume", "boot-vol")
+    one = audit(volimg_sandbox, "--image", pinned)
+
+    ids = {f["image"]["id"] for f in everything.doc["findings"]}
+    assert {boot, pinned} <= ids
+    assert foreign not in ids
+    boot_ids = {f["image"]["id"] for f in of_boot.doc["findings"]}
+    assert boot in boot_ids
+    assert pinned not in boot_ids
+    assert foreign not in boot_ids
+    assert one.exit_code == 3, one
+    assert finding(one, pinned)["finding"] == "unfinished"
+
+
+def test_an_unfinished_image_that_is_not_active_is_left_alone(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    image_id = unfinished(conn, "boot-vol", "boot-vol-uploading", run="run-q", data=False)
+    before = properties_of(conn, image_id)
+
+    fixed = audit(volimg_sandbox, "--image", image_id, "--fix")
+
+    assert fixed.exit_code == 3, fixed
+    assert finding(fixed, image_id)["finding"] == "unfinished"
+    (repair,) = fixed.doc["repairs"]
+    assert repair["result"] == "left-alone"
+    assert "queued" in repair["detail"]
+    after = properties_of(conn, image_id)
+    assert {k: after.get(k) for k in before if k.startswith("volimg")} == {
+        k: v for k, v in before.items() if k.startswith("volimg")
+    }
+    assert "volimg_stamped_by" not in after
+
+
+def test_a_base_image_gone_leaves_its_images_where_they_are(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    from volimg.provenance import Rule
+
+    retired = str(uuid.uuid4())  # the template the volume was made from, deleted since
+    image_id = stamped(
+        conn,
+        "from-retired-template",
+        source_volume=str(uuid.uuid4()),
+        base_image=retired,
+        rule=Rule.BASE_STORES,
+        prune=True,
+    )
+    copy_by_hand(conn, image_id, "cheap")
+    copy_by_hand(conn, image_id, "archive")
+    delete_from_store(conn, image_id, "fast")
+
+    run = audit(volimg_sandbox, "--image", image_id, "--fix")
+
+    assert run.exit_code == 0, run
+    found = finding(run, image_id)
+    assert found["finding"] == "base-gone"
+    assert retired in found["reason"]
+    assert run.doc["repairs"] == []
+    assert stores_of(conn, image_id) == {"cheap", "archive"}  # nothing added, nothing removed
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_a_base_image_that_cannot_be_read_does_not_stop_the_audit(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, conn: Any, status: int
+) -> None:
+    sandbox = sandbox_cloud.sandbox
+    assert sandbox is not None
+    base = conn.image.find_image("cirros-base", ignore_missing=False)
+    seeded = {f["image"]["id"]: f for f in audit(volimg_sandbox).doc["findings"]}
+    sandbox.faults.respond("GET", rf"/images/{base.id}$", status, times=None)
+
+    run = audit(volimg_sandbox, "--fix")
+
+    assert run.exit_code == 0, run
+    for image_id in seeded:
+        found = finding(run, image_id)
+        assert found["finding"] == "base-gone", found
+        assert "could not be read" in found["reason"]
+    assert run.doc["repairs"] == []
+
+
+def test_fix_keeps_the_recorded_type_store_and_what_replicate_asked_for(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    from volimg.provenance import Rule
+
+    # Uploaded when data-vol's type sent images to cheap; the type changed since.
+    data_vol = conn.block_storage.find_volume("data-vol", ignore_missing=False)
+    pinned_once = stamped(
+        conn,
+        "data-vol-when-pinned",
+        source_volume=data_vol.id,
+        base_image=None,
+        type_store="cheap",
+        rule=Rule.TYPE_STORE,
+        prune=True,
+    )
+    copy_by_hand(conn, pinned_once, "cheap")
+    delete_from_store(conn, pinned_once, "fast")
+    # Pruned at upload, then copied to fast on purpose with volimg replicate.
+    asked = upload(volimg_sandbox, "boot-vol", "--prune")
+    assert volimg_sandbox("replicate", asked, "--store", "fast").exit_code == 0
+
+    fixed = audit(volimg_sandbox, "--fix")
+
+    assert fixed.exit_code == 0, fixed
+    assert stores_of(conn, pinned_once) == {"fast", "cheap"}  # the type store is kept
+    assert stores_of(conn, asked) == {"fast", "cheap", "archive"}
+    assert "replicate --store fast" in finding(fixed, asked)["reason"]
+    assert audit(volimg_sandbox).exit_code == 0
+
+
+def test_a_no_replicate_upload_is_said_to_stay_where_it_landed(
+    volimg_sandbox: VolimgRunner, conn: Any
+) -> None:
+    image_id = upload(volimg_sandbox, "boot-vol", "--no-replicate")
+
+    run = audit(volimg_sandbox, "--image", image_id, "--fix")
+
+    assert run.exit_code == 0, run
+    reason = finding(run, image_id)["reason"]
+    assert "--no-replicate" in reason
+    assert "stays where it landed" in reason
+    assert "no base image" not in reason
+    assert stores_of(conn, image_id) == {"fast"}
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "fmt"),
+    [(signal.SIGTERM, 143, "json"), (signal.SIGINT, 130, "table")],
+    ids=["sigterm-json", "sigint-table"],
+)
+def test_a_signal_stops_audit_fix_at_its_next_wait_and_says_what_goes_on(
+    signum: int, code: int, fmt: str
+) -> None:
+    from tests.scenarios.next_steps import _COMMAND
+    from tests.scenarios.test_signals import copying, finish, start_volimg, wait_until
+    from volimg.sandbox import Sandbox, Timings
+
+    timings = Timings.instant()
+    timings.store_copy = 10.0  # the demo seed's older boot-vol image lacks its archive copy
+    with Sandbox(seed="demo", timings=timings) as sandbox:
+        process = start_volimg(sandbox, "audit", "--fix", "-f", fmt)
+        wait_until(copying(sandbox))
+        (post,) = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+        image_id = post.path.split("/images/")[1].split("/")[0]
+
+        process.send_signal(signum)
+        sent = time.monotonic()
+        exit_code, stdout, stderr = finish(process)
+
+        assert time.monotonic() - sent < 6, "audit --fix waited for the copy to end"
+        assert exit_code == code, (stdout, stderr)
+        assert "Traceback" not in stdout + stderr
+        assert "nothing was changed" not in stdout + stderr
+        if fmt == "json":
+            doc = json.loads(stdout)
+            assert doc["result"] == "interrupted"
+            assert doc["summary"]["error"]["exit_code"] == code
+            (repair,) = doc["repairs"]
+            assert repair["image_id"] == image_id
+            assert repair["result"] == "interrupted"
+            assert repair["replication"]["archive"] == "pending"
+            assert "archive" in repair["detail"]
+            steps = doc["next_steps"]
+            assert steps == [repair["next_step"]]
+        else:
+            assert f"repair {sandbox.cloud.images[image_id].name}: interrupted" in stdout
+            steps = [
+                line.split("; next: ", 1)[1] for line in stdout.splitlines() if "next: " in line
+            ]
+            assert "volimg: interrupted" in stderr
+        (step,) = steps
+        assert f"volimg audit --fix --image {image_id}" in step
+        assert "archive" in step
+
+        # The step says when: once Glance's copy has ended. Then it finishes the job.
+        wait_until(lambda: "archive" in sandbox.cloud.images[image_id].stores, timeout=30)
+        sandbox.wait_idle(10)
+        found = _COMMAND.search(step)
+        assert found is not None
+        followed = start_volimg(sandbox, *shlex.split(found.group(1))[1:], "-f", "json")
+        exit_code, stdout, stderr = finish(followed)
+        assert exit_code == 0, (stdout, stderr)
+        assert json.loads(stdout)["summary"]["remaining"] == 0

@@ -14,13 +14,28 @@ from volimg.audit import FINDINGS, REPAIR_RESULTS, AuditOutcome
 from volimg.cli import cli
 from volimg.fleet_render import write_audit_metrics
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOC = (DOCS / "audit.md").read_text()
+JSON_MD = (DOCS / "json.md").read_text()
 
 
-def test_every_finding_is_documented_once_and_nothing_else() -> None:
+def test_every_finding_is_documented_once_and_nothing_else_most_pressing_first() -> None:
     table = DOC.split("## Findings", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M)
-    assert sorted(documented) == sorted(FINDINGS)
+    assert documented == list(FINDINGS)
+
+
+def _json_values(table: str, field: str) -> list[str]:
+    """The backquoted values docs/json.md lists for ``field`` in the table ``table``."""
+    section = JSON_MD.split(f"### {table}", 1)[1].split("\n#", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith(f"| `{field}` |"))
+    meaning = row.split("|")[3]
+    return re.findall(r"`([a-z-]+)`", meaning)
+
+
+def test_json_md_lists_every_finding_and_repair_result_in_order() -> None:
+    assert _json_values("`findings[]`", "finding") == list(FINDINGS)
+    assert _json_values("`repairs[]`", "result") == list(REPAIR_RESULTS)
 
 
 def test_every_repair_result_is_documented() -> None:

@@ -1,6 +1,8 @@
-"""``volimg audit``: is every stamped image in the stores its rules give it now? (--fix)
+"""``volimg audit``: is every volimg image in the stores its rules give it now? (--fix)
 
-The command parses and reports; the audit itself is ``volimg.audit``.
+The command parses and reports; the audit itself is ``volimg.audit``. An interrupted
+``--fix`` still reports (which repairs were started, and how to follow them) and
+exits 130 or 143.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ if TYPE_CHECKING:
     help="Audit the images made from this volume (repeatable).",
 )
 @click.option("--all-projects", is_flag=True, help="Every project's stamped images (admin).")
-@click.option("--fix", is_flag=True, help="Repair what can be repaired: copy, prune, take over.")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Repair what can be repaired: stamp unfinished uploads, copy, prune (only what "
+    "docs/safety.md allows), take over stale locks.",
+)
 @click.option("--dry-run", is_flag=True, help="With --fix: print the repairs; change nothing.")
 @click.option(
     "--concurrency",
@@ -72,11 +79,13 @@ def audit(
     metrics_file: Path | None,
     timeout: float,
 ) -> None:
-    """Check that every volimg-stamped image is in the stores the rules give it now.
+    """Check that every volimg image is in the stores the rules give it now.
 
-    One finding per image: ok, missing, extra, failed-import, importing, stale-lock,
-    base-gone or not-active (docs/audit.md). Exit 0 when everything is ok (or
-    repaired), 3 when findings remain or a repair failed.
+    Every image volimg stamped, and every image a volimg run created and never
+    finished. One finding per image, most pressing first: unfinished, failed-import,
+    stale-lock, missing, extra, importing, not-active, base-gone or ok (docs/audit.md).
+    Exit 0 when everything is ok (or repaired), 3 when findings remain or a repair
+    failed, 130/143 when a signal stopped --fix.
     """
     from volimg.audit import AuditOptions, run_audit
     from volimg.fleet_render import write_audit_metrics
