@@ -442,7 +442,7 @@ VIOLATIONS = {
     "sandbox": ("batch.py", "def _f() -> None:\n    from volimg.sandbox import Sandbox", "volimg.batch imports volimg.sandbox"),
     "cycle": ("model.py", "from volimg import events", "volimg.events -> volimg.model"),
     "cycle-package": ("gateway/session.py", "from volimg.gateway import Gateway as G", "volimg.gateway.session"),
-    "unmapped": ("doctor.py", "", "volimg.doctor"),
+    "unmapped": ("unmapped.py", "", "volimg.unmapped"),
 }  # fmt: skip
 
 
