@@ -91,8 +91,12 @@ def run_upload(
             raise StampFailed(
                 f"image {image_id} is placed but volimg could not stamp it; {job.where()}",
                 hint="audit, retention and --once-per will not recognise it until it is: "
-                f"volimg adopt {image_id} --volume {plan.volume.id}"
-                + (f" --base {plan.volume.base_image_id}" if plan.volume.base_image_id else ""),
+                + (
+                    # The mark Cinder copied onto it says how to finish it.
+                    f"volimg audit --fix --image {image_id}"
+                    if marked
+                    else f"volimg adopt {image_id} --volume {plan.volume.id} --force"
+                ),
             )
 
     return finish(job, "upload", steps, gateway)

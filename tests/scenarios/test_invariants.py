@@ -288,7 +288,7 @@ class VolimgUnderCron(RuleBasedStateMachine):
         if store in image.stores:
             return
         code, _, err = self.volimg_step("replicate", image.id, "--store", store, "-f", "json")
-        assert code == 0, err
+        assert code in (0, 3), err  # 3: an armed store fault failed the copy
 
     @rule()
     def adopt_an_image_made_by_hand(self) -> None:

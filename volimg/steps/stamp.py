@@ -14,6 +14,7 @@ from volimg.model import Image
 from volimg.planner import Plan
 from volimg.provenance import (
     MARK_KEYS,
+    STAMP_KEYS,
     TAG,
     UNKNOWN,
     Stamp,
@@ -50,16 +51,32 @@ def stamp_for(plan: Plan, image_id: str, *, settings: RunSettings, period: str |
 def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None = None) -> bool:
     """Stamp the image with volimg's provenance (properties, then the tag).
 
-    The same patch removes the mark the image was born with (``image``: the image as
-    last read, to know which mark keys it carries), so a finished image carries the
-    stamp alone and volumes made from it do not inherit the mark. Both requests are
-    idempotent. A failure is not fatal to the upload: the image is still good, so it is
-    reported, checked again once the image is active, and named in the outcome if it
-    never took.
+    The same patch removes the mark the image was born with, and the stamp keys it
+    carries that this stamp does not set (an ancestor's ``volimg_period`` copied by
+    Cinder would otherwise read as this image's own); ``image`` is the image as last
+    read, to know which keys it carries. Another writer may have removed some of them
+    in between (``audit --fix`` finishing the same image): Glance then refuses the
+    patch, and it is sent once more as the image is now. A failure is not fatal to the
+    upload: the image is still good, so it is reported, checked again once the image is
+    active, and named in the outcome if it never took.
     """
-    marked = tuple(k for k in MARK_KEYS if image is not None and k in image.properties)
+    wanted = stamp.properties()
+
+    def stale(current: Image | None) -> tuple[str, ...]:
+        if current is None:
+            return ()
+        keys = (*MARK_KEYS, *STAMP_KEYS)
+        return tuple(k for k in keys if k in current.properties and k not in wanted)
+
     try:
-        gateway.set_image_properties(stamp.image_id, stamp.properties(), remove=marked)
+        try:
+            gateway.set_image_properties(stamp.image_id, wanted, remove=stale(image))
+        except VolimgError:
+            if not stale(image):
+                raise
+            gateway.set_image_properties(
+                stamp.image_id, wanted, remove=stale(gateway.get_image(stamp.image_id))
+            )
         gateway.add_image_tag(stamp.image_id, TAG)
     except VolimgError as exc:
         job.emit(ev.Notice, message=f"could not stamp image {stamp.image_id} yet: {exc.message}")
