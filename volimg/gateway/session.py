@@ -8,19 +8,27 @@ is a Session with the Cinder and Glance parts on top, and the Keystone call
 (``identity``) lives here because the token is the connection's. openstacksdk and
 keystoneauth are imported inside the functions that use them: ``volimg --help`` must not
 pay for them.
+
+``retry_while_starting`` is the one retry of a whole call (tenacity): the reads a batch
+makes before its first volume (the token, version discovery, the volume listing and
+lookups, this period's images), where one 503, 502 or reset would otherwise end the
+night at once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 import warnings
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from volimg.errors import ConfigError, InputError
+from volimg.errors import CloudError, ConfigError, InputError, VolimgError
 from volimg.gateway.errors import _calling
 from volimg.model import CloudIdentity
+from volimg.waiting import is_passing_fault
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -44,6 +52,17 @@ NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
 # sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
 # service that accepted a connection and never answered would hang volimg for ever.
 DEFAULT_HTTP_TIMEOUT = 60.0
+
+# Retries of a whole read while a batch starts (``retry_while_starting``): at most this
+# many attempts, each wait drawn at random between 0 and FIRST x 2^(attempt - 1) seconds
+# (full jitter, so that the hosts of a fleet woken by the same timer do not retry in
+# step), never over MAX_WAIT. Worst case about 1 + 2 + 4 + 8 = 15 s of waiting.
+START_ATTEMPTS = 5
+START_FIRST_WAIT = 1.0
+START_MAX_WAIT = 30.0
+
+T = TypeVar("T")
+_log = logging.getLogger("volimg")
 
 # What Cinder's and Glance's lookups share: a reference that looks like an ID is tried
 # as one first; a blank reference is refused (_require_ref).
@@ -187,6 +206,67 @@ class Session:
             auth: Any = self._conn.session.auth
             access = auth.get_access(self._conn.session)
         return CloudIdentity(project_id=access.project_id, roles=tuple(access.role_names or ()))
+
+
+def retry_while_starting(
+    action: str,
+    call: Callable[[], T],
+    *,
+    sleep: Callable[[float], None],
+    attempts: int = START_ATTEMPTS,
+    budget: float | None = None,
+) -> T:
+    """``call()``, tried again after a passing fault, up to ``attempts`` times in all.
+
+    Only for reads made before anything is changed: Keystone's token request (a POST,
+    but it creates nothing in the cloud), version discovery, listings and lookups. A
+    passing fault is no connection or a 5xx (``volimg.waiting.is_passing_fault``);
+    refused credentials, a 404 or a 400 are reported at once. keystoneauth's own
+    retries cover one request and only some failures (a 503 on a read, a refused
+    connection); Keystone's token request, a reset, a 502 or a discovery failure
+    are not retried there, so without this one such answer ends a night's batch.
+    Each retry is logged (``-v`` shows it), with what failed and when the next try is.
+    ``budget`` bounds the time spent (e.g. what is left of ``--deadline``).
+    """
+    import tenacity  # here: volimg --help must not pay for it
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        _log.info(
+            "%s failed (%s); retrying in %.1f s (attempt %d of %d)",
+            action,
+            error.message if isinstance(error, VolimgError) else error,
+            wait,
+            state.attempt_number + 1,
+            attempts,
+        )
+
+    stop: Any = tenacity.stop_after_attempt(attempts)
+    if budget is not None:
+        stop = stop | tenacity.stop_after_delay(max(0.0, budget))
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_passing_fault),
+        stop=stop,
+        wait=tenacity.wait_random_exponential(multiplier=START_FIRST_WAIT, max=START_MAX_WAIT),
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    return retrying(call)
+
+
+def is_unreachable(error: VolimgError) -> bool:
+    """The cloud could not be reached at all (refused, reset, no route, timed out),
+    as opposed to a service that answered with an error."""
+    from keystoneauth1 import exceptions as ksa
+
+    if not isinstance(error, CloudError):
+        return False
+    cause = error.__cause__
+    if isinstance(cause, ksa.ConnectionError):
+        return True
+    return isinstance(cause, ksa.DiscoveryFailure) and error.message.startswith("cannot reach")
 
 
 def _require_ref(ref: str, noun: str) -> None:
