@@ -9,20 +9,22 @@ A batch writes its file twice: when it starts (``write_batch_start``: the start 
 run killed with SIGKILL or hung for hours is visible, and when it ends, however it
 ends (``write_batch_end``). A dry run writes nothing.
 
-Labels are bounded: a result, a reason class; never a volume or an image (docs/cron.md, tests/metrics_rules.py).
+Labels are bounded: a result, a reason class, a Glance store; never a volume or an
+image (docs/cron.md, tests/metrics_rules.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from volimg.audit import REPAIR_RESULTS, AuditOutcome
+from volimg.audit import BASE_GONE, OK, REPAIR_RESULTS, REPAIRED, AuditOutcome
 from volimg.batch import STOP_LOCK, STOP_REASONS, BatchOutcome
 from volimg.metrics import Sample, SeriesKey, update_textfile, write_textfile
+from volimg.model import Image, parse_time
 
 
 @dataclass(frozen=True)
@@ -229,10 +231,50 @@ def write_batch_metrics(path: Path, outcome: BatchOutcome) -> None:
 # --- an audit --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """One audited image after the audit's repairs: where it is, what it still lacks."""
+
+    image: Image
+    missing: tuple[str, ...]
+    age: float  # seconds since Glance created it, at the audit
+    unfixed: bool  # a finding other than ok / base-gone that no repair fixed
+
+
+def _checked(outcome: AuditOutcome) -> list[_Checked]:
+    repaired = {r.image_id: r for r in outcome.repairs}
+    checked: list[_Checked] = []
+    for finding in outcome.findings:
+        repair = repaired.get(finding.image.id)
+        image = finding.image
+        if repair is not None and repair.outcome is not None and repair.outcome.image is not None:
+            image = repair.outcome.image
+        fixed = repair is not None and repair.result == REPAIRED
+        born = parse_time(finding.image.created_at)
+        checked.append(
+            _Checked(
+                image=image,
+                missing=() if fixed else tuple(s for s in finding.missing if s not in image.stores),
+                age=max(0.0, (outcome.audited_at - born).total_seconds()) if born else 0.0,
+                unfixed=finding.finding not in (OK, BASE_GONE) and not fixed,
+            )
+        )
+    return checked
+
+
 def audit_samples(outcome: AuditOutcome) -> list[Sample]:
-    """The audit's textfile: totals, findings and repairs (docs/audit.md)."""
+    """The audit's textfile: totals, findings, repairs, and one series per Glance store.
+
+    The stores are every store the audit met (where images are, should be, or lack a
+    copy): one series each, bounded by the cloud's Glance stores.
+    """
     repairs = Counter(r.result for r in outcome.repairs)
-    return [
+    checked = _checked(outcome)
+    stores = sorted(
+        {s for f in outcome.findings for s in (*f.image.stores, *f.expected, *f.missing)}
+        | {s for c in checked for s in c.image.stores}
+    )
+    samples = [
         Sample(
             "volimg_audit_last_run_timestamp_seconds",
             outcome.audited_at.timestamp() + outcome.seconds,
@@ -271,9 +313,54 @@ def audit_samples(outcome: AuditOutcome) -> list[Sample]:
             )
             for result in REPAIR_RESULTS
         ),
+        Sample(
+            "volimg_audit_oldest_unfixed_finding_age_seconds",
+            max((c.age for c in checked if c.unfixed), default=0.0),
+            help="Age of the oldest image the last volimg audit left with a finding (0: none).",
+        ),
+    ]
+    return samples + _per_store(stores, checked)
+
+
+def _per_store(stores: Iterable[str], checked: Iterable[_Checked]) -> list[Sample]:
+    images: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    missing: Counter[str] = Counter()
+    oldest: dict[str, float] = {}
+    for item in checked:
+        for store in item.image.stores:
+            images[store] += 1
+            size[store] += item.image.size or 0
+        for store in item.missing:
+            missing[store] += 1
+            oldest[store] = max(oldest.get(store, 0.0), item.age)
+    families: tuple[tuple[str, Mapping[str, float], str], ...] = (
+        ("volimg_audit_store_images", images, "volimg-stamped images in this Glance store."),
+        (
+            "volimg_audit_store_bytes",
+            size,
+            "Bytes of the volimg-stamped images in this Glance store.",
+        ),
+        (
+            "volimg_audit_store_missing_copies",
+            missing,
+            "Stamped images that should be in this Glance store and are not, after the "
+            "last audit's repairs.",
+        ),
+        (
+            "volimg_audit_store_oldest_missing_age_seconds",
+            oldest,
+            "Age of the oldest stamped image still missing its copy in this Glance store "
+            "(0: none).",
+        ),
+    )
+    return [
+        Sample(name, values.get(store, 0), {"store": store}, help=text)
+        for name, values, text in families
+        for store in stores
     ]
 
 
 def write_audit_metrics(path: Path, outcome: AuditOutcome) -> None:
-    """The node_exporter textfile of an audit (docs/audit.md lists every metric)."""
+    """The node_exporter textfile of an audit (docs/audit.md, docs/cron.md)."""
     write_textfile(path, audit_samples(outcome))

@@ -647,6 +647,32 @@ def test_a_single_upload_dry_run_from_the_environment_says_so(
     assert run.stdout.startswith("plan (nothing changed)")
 
 
+# --- the audit's stores ----------------------------------------------------------------------
+
+
+def test_the_audit_metrics_show_which_store_is_behind(
+    sandbox_cloud: CloudUnderTest, tmp_path: Path
+) -> None:
+    """Before: no audit metric had a store label."""
+    prom = tmp_path / "volimg-audit.prom"
+
+    run = volimg_run(sandbox_cloud.admin_cloud, "audit", "--metrics-file", str(prom))
+
+    assert run.exit_code == 3, run  # the demo seed has an image that lost a copy
+    missing = metrics(prom)["volimg_audit_store_missing_copies"]
+    behind = {dict(k)["store"] for k, v in missing.items() if v}
+    assert behind  # the store that lost the copy
+    assert set(dict(k)["store"] for k in missing) >= behind | {"fast"}
+    images = metrics(prom)["volimg_audit_store_images"]
+    assert all(v >= 0 for v in images.values())
+
+    fixed = volimg_run(sandbox_cloud.admin_cloud, "audit", "--fix", "--metrics-file", str(prom))
+
+    assert fixed.exit_code == 0, fixed
+    missing = metrics(prom)["volimg_audit_store_missing_copies"]
+    assert not [k for k, v in missing.items() if v]
+
+
 # --- docs/cron.md's alert rules against files real runs wrote ----------------------------
 
 
