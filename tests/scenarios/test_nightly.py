@@ -224,6 +224,13 @@ def test_a_run_that_cannot_start_says_why_everywhere(
     run = volimg_run(cloud, *args, "--metrics-file", str(prom), "-f", "json", no_sleep=True)
 
     assert run.exit_code == code, run
+    end = gauge(prom, "volimg_batch_last_run_timestamp_seconds")
+    assert end is not None
+    assert good_end is not None
+    assert end > good_end  # before: last night's file, untouched
+    assert gauge(prom, "volimg_batch_exit_code") == code
+    assert stopped_reason(prom) == reason
+    assert gauge(prom, "volimg_batch_last_success_timestamp_seconds") == success  # carried
     doc = run.doc
     assert doc["mode"] == "batch"
     assert doc["volumes"] == []
@@ -232,13 +239,6 @@ def test_a_run_that_cannot_start_says_why_everywhere(
     assert last_stderr_line(run).startswith(
         f"volimg: summary: failed (exit {code}); stopped: {reason}"
     )
-    assert gauge(prom, "volimg_batch_exit_code") == code
-    assert stopped_reason(prom) == reason
-    end = gauge(prom, "volimg_batch_last_run_timestamp_seconds")
-    assert end is not None
-    assert good_end is not None
-    assert end > good_end
-    assert gauge(prom, "volimg_batch_last_success_timestamp_seconds") == success  # carried
     if setup == "selector-twice":
         assert "can never both match" in run.stderr
         assert len(sb.requests) == before  # refused before anything runs
@@ -340,7 +340,7 @@ def test_a_passing_fault_while_starting_is_retried_and_shown_under_v(
 
     run = volimg_run(
         sandbox_cloud.admin_cloud, "-v", "upload", "--selector", "tier=gold", "boot-vol",
-        "--allow-empty", "--once-per", "day", "-f", "json",
+        "--once-per", "day", "-f", "json",
     )  # fmt: skip
 
     assert run.exit_code == 0, run
@@ -479,6 +479,8 @@ def test_an_always_attached_volume_is_skipped_by_reason_stale_and_no_success(
     )  # fmt: skip
 
     assert run.exit_code == 0, run
+    assert gauge(prom, "volimg_batch_last_success_timestamp_seconds") == 0
+    assert gauge(prom, "volimg_batch_stale_volumes") == 1
     busy = next(v for v in run.doc["volumes"] if v["ref"] == "busy-vol")
     assert busy["result"] == "skipped"
     assert busy["skip_reason"] == "in-use"
@@ -487,8 +489,6 @@ def test_an_always_attached_volume_is_skipped_by_reason_stale_and_no_success(
     assert summary["stale"] == ["busy-vol"]  # never backed up at all
     assert "not backed up for over 2 days (1): busy-vol" in run.stderr
     assert gauge(prom, "volimg_batch_skipped_volumes", reason="in-use") == 1
-    assert gauge(prom, "volimg_batch_stale_volumes") == 1
-    assert gauge(prom, "volimg_batch_last_success_timestamp_seconds") == 0
 
 
 def test_skip_status_leaves_volumes_out_and_the_stale_check_still_watches_them(
