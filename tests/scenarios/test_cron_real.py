@@ -23,10 +23,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pathlib import Path
 
 from tests.conftest import REALCLOUD_STATE, REPO_ROOT, CloudUnderTest, _use
 from volimg.provenance import Period, Stamp, StampedBy, period_key, unfinished_mark
