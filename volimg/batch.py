@@ -7,6 +7,13 @@ did is found by its provenance stamp (a server-side filter on the stamp's period
 tag) and finished instead of done again, so a re-run never makes a second image for a
 volume and period. Retention deletes only volimg-stamped images of a volume whose new
 image is active and placed in this run, never a protected one.
+
+Whatever ends a batch, ``run_batch`` returns a ``BatchOutcome`` that says so: a
+failure before the first volume (the cloud unreachable, credentials refused, a listing
+that kept failing after ``retry_while_starting``'s retries) is ``stopped`` with a reason
+class from ``STOP_REASONS``; a signal or ``--deadline`` stops starting volumes and ends
+the waits of the running ones (``interrupted`` / ``not-started``). The CLI turns that
+outcome into the exit code, the documents and the metrics file (docs/cron.md).
 """
 
 from __future__ import annotations
@@ -18,19 +25,25 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
+from typing import Protocol, TypeVar
 
 from volimg import events as ev
 from volimg.core import SharedFacts, gather_upload_facts
 from volimg.errors import (
+    AuthError,
+    ConfigError,
     ExitCode,
     InputError,
     Interrupted,
+    LockHeld,
     VolimgError,
     VolumeNotUploadable,
+    WaitTimedOut,
 )
 from volimg.executor import run_upload
-from volimg.gateway import Gateway
-from volimg.model import IMAGE_DEAD_STATUSES, Image, Volume
+from volimg.gateway import Gateway, is_unreachable
+from volimg.model import IMAGE_DEAD_STATUSES, Image, Volume, parse_time
 from volimg.planner import UploadOptions, default_image_name, plan_upload
 from volimg.provenance import (
     KEY_MARK,
@@ -56,12 +69,64 @@ from volimg.safety import own_upload_of
 from volimg.steps.job import Job
 from volimg.steps.mark import clear_stale_mark
 from volimg.steps.stamp import finish_unstamped
-from volimg.waiting import Clock
+from volimg.waiting import Clock, retry_while_starting
 
 # Results of one volume in a batch (docs/json.md, docs/cron.md).
 ALREADY_DONE = "already-done"
 SKIPPED = "skipped"
-BATCH_RESULTS = (OK, ALREADY_DONE, STARTED, PARTIAL, RESULT_FAILED, SKIPPED, PLANNED)
+TIMED_OUT = "timed-out"  # its own --timeout passed while volimg waited (exit 4)
+INTERRUPTED = "interrupted"  # running when a signal or --deadline stopped the batch
+NOT_STARTED = "not-started"  # never started: a signal or --deadline came first
+BATCH_RESULTS = (
+    OK,
+    ALREADY_DONE,
+    STARTED,
+    PARTIAL,
+    TIMED_OUT,
+    RESULT_FAILED,
+    SKIPPED,
+    INTERRUPTED,
+    NOT_STARTED,
+    PLANNED,
+)
+# Results that mean "backed up": the volume's image of this run is active and placed.
+BACKED_UP = (OK, ALREADY_DONE)
+
+# Why a volume was skipped (a bounded set: a metric label).
+SKIP_BUSY = "busy"  # Cinder is doing something else with it
+SKIP_IN_USE = "in-use"  # attached, and no --force
+SKIP_STATUS = "skip-status"  # left out on purpose by --skip-status
+SKIP_REASONS = (SKIP_BUSY, SKIP_IN_USE, SKIP_STATUS)
+
+# What stopped a whole run before it finished (a bounded set: a metric label).
+STOP_CONFIG = "config"  # clouds.yaml / OS_* unusable
+STOP_AUTH = "auth"  # credentials or permission refused
+STOP_UNREACHABLE = "cloud-unreachable"  # no connection to Keystone or a service
+STOP_KEYSTONE = "keystone-error"  # Keystone answered an error other than 401/403
+STOP_LISTING = "listing-failed"  # listing or looking up the volumes/images failed
+STOP_LOCK = "lock-held"  # another run holds --lock
+STOP_INPUT = "input"  # bad input: options, volume list, selectors
+STOP_EMPTY = "empty-selection"  # nothing selected (unless --allow-empty)
+STOP_INTERRUPTED = "interrupted"  # SIGINT / SIGTERM
+STOP_DEADLINE = "deadline"  # --deadline passed
+STOP_INTERNAL = "internal-error"  # a bug: volimg raised something unexpected
+STOP_REASONS = (
+    STOP_CONFIG,
+    STOP_AUTH,
+    STOP_UNREACHABLE,
+    STOP_KEYSTONE,
+    STOP_LISTING,
+    STOP_LOCK,
+    STOP_INPUT,
+    STOP_EMPTY,
+    STOP_INTERRUPTED,
+    STOP_DEADLINE,
+    STOP_INTERNAL,
+)
+
+# The batch's own result (docs/json.md): what the exit code says, in a word.
+RUN_EMPTY = "empty"
+RUN_LOCKED = "locked"
 
 # Retention actions.
 DELETED = "deleted"
@@ -70,6 +135,15 @@ KEPT_PROTECTED = "kept-protected"
 DELETE_FAILED = "delete-failed"
 
 MAX_CONCURRENCY = 64
+
+# Seconds in a --once-per period, for the default of --stale-after (two periods).
+PERIOD_SECONDS = {
+    Period.HOUR: 3600.0,
+    Period.DAY: 86400.0,
+    Period.WEEK: 7 * 86400.0,
+    Period.MONTH: 31 * 86400.0,
+}
+STALE_PERIODS = 2
 
 # Cinder statuses in which os-volume_upload_image is refused because the volume is
 # busy with something else (cinder/volume/api.py copy_volume_to_image): skip, not fail.
@@ -97,7 +171,7 @@ class Selection:
     refs: tuple[str, ...] = ()
     selectors: tuple[tuple[str, str], ...] = ()
     all_projects: bool = False
-    require_match: bool = False
+    require_match: bool = True  # an empty selection stops the run (exit 2)
 
     @property
     def is_batch(self) -> bool:
@@ -111,6 +185,24 @@ class BatchOptions:
     once_per: Period | None = None
     keep: int | None = None
     dry_run: bool = False
+    # Seconds after which the batch starts no volume and stops waiting (--deadline).
+    deadline: float | None = None
+    # Cinder statuses whose volumes are skipped without a request (--skip-status).
+    skip_statuses: tuple[str, ...] = ()
+    # A volume whose newest active volimg image is older than this is "stale"
+    # (--stale-after); None: two --once-per periods, else two days.
+    stale_after: float | None = None
+
+    @property
+    def stale_seconds(self) -> float:
+        if self.stale_after is not None:
+            return self.stale_after
+        period = PERIOD_SECONDS[self.once_per] if self.once_per else PERIOD_SECONDS[Period.DAY]
+        return STALE_PERIODS * period
+
+
+class DeadlineReached(WaitTimedOut):
+    """``--deadline`` passed: no volume was started after it, running ones stopped waiting."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +227,7 @@ class VolumeResult:
     retention: tuple[RetentionAction, ...] = ()
     seconds: float = 0.0
     uploaded_bytes: int = 0
+    skip_reason: str | None = None  # SKIP_REASONS, for a skipped volume
 
     @property
     def label(self) -> str:
@@ -143,19 +236,67 @@ class VolumeResult:
 
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
+    """What a batch did, or what stopped it; everything the outputs and metrics say.
+
+    ``stopped`` is what ended the whole run early: a failure before the first volume
+    (with ``stop_reason`` from ``STOP_REASONS``), a signal (``Interrupted``) or the
+    deadline (``DeadlineReached``). ``selected`` is None when the run stopped before
+    it knew which volumes it had; ``stale`` None when nobody looked.
+    """
+
     period: str | None
     results: tuple[VolumeResult, ...]
     not_started: tuple[str, ...] = ()
     started_at: datetime
     seconds: float
-    interrupted: Interrupted | None = None
     dry_run: bool = False
+    selected: int | None = None
+    stopped: VolimgError | None = None
+    stop_reason: str | None = None
+    stale: tuple[str, ...] | None = None  # selected volumes not backed up for stale_after
+    stale_after: float | None = None
+
+    @classmethod
+    def stopped_before_start(
+        cls,
+        error: VolimgError,
+        reason: str,
+        *,
+        started_at: datetime,
+        seconds: float,
+        dry_run: bool = False,
+        selected: int | None = None,
+        period: str | None = None,
+    ) -> BatchOutcome:
+        """A run that ended before any volume started: nothing was changed."""
+        return cls(
+            period=period,
+            results=(),
+            started_at=started_at,
+            seconds=seconds,
+            dry_run=dry_run,
+            selected=selected,
+            stopped=error,
+            stop_reason=reason,
+        )
+
+    @property
+    def interrupted(self) -> Interrupted | None:
+        """The signal that stopped the batch, if one did."""
+        return self.stopped if isinstance(self.stopped, Interrupted) else None
 
     @property
     def counts(self) -> dict[str, int]:
         """Volumes per result; every possible result is present (0 if none)."""
         seen = Counter(r.result for r in self.results)
+        seen[NOT_STARTED] += len(self.not_started)
         return {result: seen.get(result, 0) for result in BATCH_RESULTS}
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Skipped volumes per reason; every reason present (0 if none)."""
+        seen = Counter(r.skip_reason for r in self.results if r.result == SKIPPED)
+        return {reason: seen.get(reason, 0) for reason in SKIP_REASONS}
 
     @property
     def uploaded_bytes(self) -> int:
@@ -163,45 +304,130 @@ class BatchOutcome:
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 all done or already done; 1 any failed; 3 any partial; 130/143 interrupted."""
-        if self.interrupted is not None:
-            return self.interrupted.exit_code
+        """What stopped the run, else: 1 any failed; 4 any timed out; 3 any partial; 0.
+
+        A signal is 130/143, the deadline 4, an empty selection 2 (docs/cron.md).
+        """
+        if self.stopped is not None:
+            return self.stopped.exit_code
         counts = self.counts
         if counts[RESULT_FAILED]:
             return ExitCode.FAILED
+        if counts[TIMED_OUT]:
+            return ExitCode.TIMEOUT
         if counts[PARTIAL]:
             return ExitCode.PARTIAL
         return ExitCode.OK
 
     @property
     def result(self) -> str:
-        if self.interrupted is not None:
-            return "interrupted"
-        return {ExitCode.OK: OK, ExitCode.PARTIAL: PARTIAL}.get(self.exit_code, RESULT_FAILED)
+        """ok | partial | timed-out | failed | interrupted | empty | locked | planned."""
+        if self.stop_reason == STOP_EMPTY or (
+            self.stopped is None and self.selected == 0 and not self.results
+        ):
+            return RUN_EMPTY
+        if self.dry_run and self.stopped is None:
+            return PLANNED
+        if isinstance(self.stopped, Interrupted):
+            return INTERRUPTED
+        if isinstance(self.stopped, LockHeld):
+            return RUN_LOCKED
+        return {
+            ExitCode.OK: OK,
+            ExitCode.PARTIAL: PARTIAL,
+            ExitCode.TIMEOUT: TIMED_OUT,
+        }.get(self.exit_code, RESULT_FAILED)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every selected volume is backed up: what advances the last success time.
+
+        At least one volume was selected, nothing stopped the run, no name failed to
+        resolve, and every volume ended ``ok`` or ``already-done``; a volume left out
+        on purpose (``--skip-status``) does not count against it (the stale check still
+        watches it). Not the exit code: a closed stdout (141) after a good night is
+        still a good night, and an empty selection (exit 0 with --allow-empty) is not.
+        """
+        if self.dry_run or self.stopped is not None or not self.selected:
+            return False
+        return all(
+            r.result in BACKED_UP or (r.result == SKIPPED and r.skip_reason == SKIP_STATUS)
+            for r in self.results
+        ) and any(r.result in BACKED_UP for r in self.results)
+
+
+def stop_reason(error: VolimgError, *, listing: bool = False) -> str:
+    """The reason class (``STOP_REASONS``) of an error that stopped a whole run.
+
+    ``listing``: it came while selecting volumes or reading this period's images,
+    after Keystone had answered.
+    """
+    if isinstance(error, DeadlineReached):
+        return STOP_DEADLINE
+    if isinstance(error, Interrupted):
+        return STOP_INTERRUPTED
+    if isinstance(error, LockHeld):
+        return STOP_LOCK
+    if isinstance(error, AuthError):
+        return STOP_AUTH
+    if isinstance(error, ConfigError):
+        return STOP_CONFIG
+    if isinstance(error, EmptySelection):
+        return STOP_EMPTY
+    if isinstance(error, InputError):
+        return STOP_INPUT
+    if is_unreachable(error):
+        return STOP_UNREACHABLE
+    return STOP_LISTING if listing else STOP_KEYSTONE
+
+
+class EmptySelection(InputError):
+    """No volume matched the selection (exit 2 unless --allow-empty)."""
 
 
 ResultSink = Callable[[VolumeResult], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Retried(Protocol):
+    """How the start's reads are made: ``retry_while_starting`` with the batch's budget."""
+
+    def __call__(self, action: str, read: Callable[[], T], /) -> T: ...
 
 
 def select_volumes(
-    gateway: Gateway, selection: Selection
+    gateway: Gateway,
+    selection: Selection,
+    retried: Retried | None = None,
 ) -> tuple[list[tuple[str, Volume]], list[VolumeResult]]:
     """Resolve names, ids and selectors to volumes, each volume once.
 
     A name that matches nothing (or several volumes) becomes a failed result of its
-    own; the other volumes still run.
+    own; the other volumes still run. ``retried`` wraps each lookup and listing (the
+    batch passes ``retry_while_starting``); a cloud error that remains ends the run.
     """
+
+    def call(action: str, read: Callable[[], R]) -> R:
+        return read() if retried is None else retried(action, read)
+
     found: list[tuple[str, Volume]] = []
     failed: list[VolumeResult] = []
     for ref in selection.refs:
         try:
-            found.append((ref, gateway.find_volume(ref)))
+            found.append(
+                (ref, call(f"looking up volume {ref!r}", partial(gateway.find_volume, ref)))
+            )
         except InputError as exc:
             failed.append(VolumeResult(ref=ref, volume=None, result=RESULT_FAILED, error=exc))
     if selection.selectors:
-        for volume in gateway.list_volumes(
-            metadata=dict(selection.selectors), all_projects=selection.all_projects
-        ):
+        listed = call(
+            "listing volumes",
+            lambda: gateway.list_volumes(
+                metadata=dict(selection.selectors), all_projects=selection.all_projects
+            ),
+        )
+        for volume in listed:
             found.append((volume.id, volume))
     unique: dict[str, tuple[str, Volume]] = {}
     for ref, volume in found:
@@ -224,14 +450,20 @@ def batch_image_name(
 
 
 class _Stop:
-    """Set once the batch is interrupted: no new volume starts, waits end early."""
+    """Set once the batch is stopped (a signal, the deadline): no new volume starts,
+    and the running ones stop at their next wait."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int = signal.SIGINT
+        self.deadline = False
 
     def set(self, signum: int) -> None:
         self.signum = signum
+        self.event.set()
+
+    def set_deadline(self) -> None:
+        self.deadline = True
         self.event.set()
 
     def sleep(self, seconds: float) -> None:
@@ -242,6 +474,27 @@ class _Stop:
             raise Interrupt(self.signum)
 
 
+def _deadline_error(seconds: float) -> DeadlineReached:
+    return DeadlineReached(
+        f"the batch deadline ({seconds:g} s, --deadline) passed; volumes already started "
+        "stopped waiting and report what exists; the others were not started",
+        hint="run the same command again: with --once-per it finishes what this run began",
+    )
+
+
+def _as_stopped(result: VolumeResult, stop: _Stop, deadline: float | None) -> VolumeResult:
+    """A volume the stop caught while it waited is ``interrupted``, never ``failed``."""
+    if not isinstance(result.error, Interrupted) or not stop.event.is_set():
+        return result
+    error: VolimgError = result.error
+    if stop.deadline and deadline is not None:
+        where = error.message.removeprefix("interrupted; ")
+        error = DeadlineReached(
+            f"stopped at the batch deadline ({deadline:g} s); {where}", hint=error.hint
+        )
+    return replace(result, result=INTERRUPTED, error=error)
+
+
 def run_batch(
     gateway: Gateway,
     selection: Selection,
@@ -250,15 +503,66 @@ def run_batch(
     emit: ev.EventSink = ev.ignore,
     on_result: ResultSink | None = None,
 ) -> BatchOutcome:
-    """Upload every selected volume, ``options.concurrency`` at a time."""
+    """Upload every selected volume, ``options.concurrency`` at a time.
+
+    Never raises an expected failure: one that stops the whole run (before the first
+    volume, a signal, the deadline) is in the outcome's ``stopped``.
+    """
     clock = settings.clock
     started_at, started = clock.wall(), clock.monotonic()
     period = period_key(options.once_per, started_at) if options.once_per else None
-    volumes, results = select_volumes(gateway, selection)
-    if not volumes and not results and selection.require_match:
-        raise InputError(
-            "no volume matches the selection (--require-match)",
-            hint="check the names, --from-file and --selector values, and --all-projects",
+    deadline_at = None if options.deadline is None else started + options.deadline
+
+    def retried(action: str, read: Callable[[], T]) -> T:
+        budget = None if deadline_at is None else deadline_at - clock.monotonic()
+        return retry_while_starting(action, read, sleep=clock.sleep, budget=budget)
+
+    def stopped(error: VolimgError, reason: str, selected: int | None = None) -> BatchOutcome:
+        return BatchOutcome.stopped_before_start(
+            error,
+            reason,
+            started_at=started_at,
+            seconds=clock.monotonic() - started,
+            dry_run=options.dry_run,
+            selected=selected,
+            period=period,
+        )
+
+    listing = False
+    try:
+        # Keystone first: its failures are told apart from the listings' (STOP_REASONS).
+        identity = retried("authenticating with Keystone", gateway.identity)
+        listing = True
+        volumes, results = select_volumes(gateway, selection, retried)
+        if not volumes and not results and selection.require_match:
+            return stopped(
+                EmptySelection(
+                    "no volume matches the selection",
+                    hint="check the names, --from-file and --selector values, and "
+                    "--all-projects; --allow-empty makes an empty selection exit 0",
+                ),
+                STOP_EMPTY,
+                selected=0,
+            )
+        earlier = (
+            retried(
+                "listing this period's images",
+                lambda: _period_images(gateway, period, identity.project_id),
+            )
+            if period and volumes
+            else {}
+        )
+    except VolimgError as exc:
+        return stopped(exc, stop_reason(exc, listing=listing))
+    except KeyboardInterrupt as exc:
+        signum = Interrupted.signal_of(exc)
+        return stopped(
+            Interrupted(
+                "interrupted while reading the cloud; nothing was changed",
+                hint="run the command again",
+                signum=signum,
+            ),
+            STOP_INTERRUPTED,
         )
     lock = threading.Lock()
 
@@ -266,7 +570,10 @@ def run_batch(
         with lock:
             emit(event)
 
+    stop = _Stop()
+
     def report(result: VolumeResult) -> None:
+        result = _as_stopped(result, stop, options.deadline)
         with lock:
             results.append(result)
             emit(
@@ -290,14 +597,12 @@ def run_batch(
             started_at=started_at,
             seconds=clock.monotonic() - started,
             dry_run=options.dry_run,
+            selected=0,
         )
 
-    identity = gateway.identity()
-    earlier = _period_images(gateway, period, identity.project_id) if period else {}
     names = [v.name for _, v in volumes if v.name]
     shared_names = {n for n in names if names.count(n) > 1}
     shared = SharedFacts()
-    stop = _Stop()
     worker_clock = Clock(monotonic=clock.monotonic, sleep=stop.sleep, wall=clock.wall)
     worker_settings = replace(settings, clock=worker_clock)
     local = threading.local()
@@ -331,21 +636,30 @@ def run_batch(
         )
 
     concurrency = max(1, min(options.concurrency, MAX_CONCURRENCY, len(volumes)))
-    interrupted: Interrupted | None = None
+    halted: VolimgError | None = None
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="volimg")
     futures: list[Future[None]] = []
     try:
         futures = [pool.submit(work, ref, volume) for ref, volume in volumes]
         for future in futures:
             while True:
+                if deadline_at is not None and clock.monotonic() >= deadline_at:
+                    stop.set_deadline()
+                    halted = _deadline_error(options.deadline or 0.0)
+                    for pending in futures:
+                        pending.cancel()
+                    _wait_quietly(futures)
+                    break
                 try:
                     future.result(timeout=0.2)
                     break
                 except TimeoutError:
                     continue
+            if halted is not None:
+                break
     except KeyboardInterrupt as exc:
         stop.set(Interrupted.signal_of(exc))
-        interrupted = Interrupted(
+        halted = Interrupted(
             "interrupted; volumes already started were stopped at their next wait and "
             "report what exists; the others were not started",
             hint="run the same command again: with --once-per it finishes what this run began",
@@ -360,15 +674,77 @@ def run_batch(
             forked.close()
     done = {r.volume.id for r in results if r.volume is not None}
     not_started = tuple(v.label for _, v in volumes if v.id not in done)
+    stale: tuple[str, ...] | None = None
+    if halted is None and not options.dry_run:
+        try:
+            stale = _stale_volumes(
+                gateway,
+                [v for _, v in volumes],
+                results,
+                now=clock.wall(),
+                older_than=options.stale_seconds,
+                owner=identity.project_id,
+            )
+        except KeyboardInterrupt as exc:
+            halted = Interrupted(
+                "interrupted after every volume had finished; their results stand",
+                hint="nothing is left to finish",
+                signum=Interrupted.signal_of(exc),
+            )
     return BatchOutcome(
         period=period,
         results=tuple(results),
         not_started=not_started,
         started_at=started_at,
         seconds=clock.monotonic() - started,
-        interrupted=interrupted,
         dry_run=options.dry_run,
+        selected=len(volumes),
+        stopped=halted,
+        stop_reason=None if halted is None else stop_reason(halted),
+        stale=stale,
+        stale_after=None if stale is None else options.stale_seconds,
     )
+
+
+def _stale_volumes(
+    gateway: Gateway,
+    volumes: Sequence[Volume],
+    results: Sequence[VolumeResult],
+    *,
+    now: datetime,
+    older_than: float,
+    owner: str | None,
+) -> tuple[str, ...]:
+    """The selected volumes whose newest backup is older than ``older_than`` seconds.
+
+    A volume that ended ``ok`` or ``already-done`` in this run has one now. For the
+    others (failed, skipped, partial, timed out, ...) one filtered listing each finds
+    the newest active image volimg uploaded of it (``volimg.safety.own_upload_of``);
+    none, or a listing that fails, counts as stale: better a page than silence. A
+    good night costs no request.
+    """
+    backed_up = {r.volume.id for r in results if r.volume is not None and r.result in BACKED_UP}
+    stale: list[str] = []
+    for volume in volumes:
+        if volume.id in backed_up:
+            continue
+        try:
+            images = gateway.list_images(
+                tag=TAG, properties={KEY_SOURCE_VOLUME: volume.id}, owner=owner
+            )
+        except VolimgError:
+            stale.append(volume.label)
+            continue
+        times = [
+            moment
+            for image in images
+            if image.status == "active" and own_upload_of(image, volume.id)
+            for moment in [parse_time(image.created_at)]
+            if moment is not None
+        ]
+        if not times or (now - max(times)).total_seconds() > older_than:
+            stale.append(volume.label)
+    return tuple(stale)
 
 
 def _wait_quietly(futures: Sequence[Future[None]]) -> None:
@@ -417,10 +793,21 @@ def _one_volume(
             **fields,  # type: ignore[arg-type]
         )
 
+    if volume.status in options.skip_statuses:
+        # Left out on purpose, before any request (--skip-status).
+        return done(
+            SKIPPED,
+            reason=f"volume is {volume.status}: left out by --skip-status",
+            skip_reason=SKIP_STATUS,
+        )
     try:
         resume = _earlier_upload(gateway, volume, name, period, earlier)
         if resume is None and volume.status in BUSY_STATUSES:
-            return done(SKIPPED, reason=f"volume is {volume.status}: busy, not uploaded")
+            return done(
+                SKIPPED,
+                reason=f"volume is {volume.status}: busy, not uploaded",
+                skip_reason=SKIP_BUSY,
+            )
         facts = gather_upload_facts(
             gateway,
             volume,
@@ -434,7 +821,7 @@ def _one_volume(
             plan = plan_upload(facts, upload_options)
         except VolumeNotUploadable as exc:
             if volume.status == "in-use":
-                return done(SKIPPED, reason=exc.message, error=exc)
+                return done(SKIPPED, reason=exc.message, error=exc, skip_reason=SKIP_IN_USE)
             raise
         if options.dry_run:
             # The run would add one image: it counts among the --keep newest.
@@ -467,6 +854,9 @@ def _one_volume(
     except VolimgError as exc:
         return done(RESULT_FAILED, error=exc)
     result = outcome.result
+    if isinstance(outcome.error, WaitTimedOut):
+        # Its own --timeout passed: exit 4 for the batch too, not 1 (docs/cron.md).
+        result = TIMED_OUT
     uploaded = 0
     if resume is None and outcome.image is not None:
         uploaded = outcome.image.size or 0

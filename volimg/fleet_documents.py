@@ -53,30 +53,40 @@ def volume_doc(result: VolumeResult) -> dict[str, Any]:
     ]
     doc["seconds"] = round(result.seconds, 3)
     doc["uploaded_bytes"] = result.uploaded_bytes
+    doc["skip_reason"] = result.skip_reason
     return doc
 
 
 def summary_doc(outcome: BatchOutcome) -> dict[str, Any]:
+    """The batch's summary: the ``summary`` of ``-f json``, the last line of ``-f ndjson``."""
     return {
         "result": outcome.result,
         "exit_code": int(outcome.exit_code),
+        "dry_run": outcome.dry_run,
         "period": outcome.period,
+        "selected": outcome.selected,
         "volumes": len(outcome.results),
         "counts": outcome.counts,
+        "skipped": outcome.skipped,
         "not_started": list(outcome.not_started),
+        "stale": None if outcome.stale is None else list(outcome.stale),
+        "stale_after_seconds": outcome.stale_after,
         "started_at": outcome.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(outcome.seconds, 3),
         "uploaded_bytes": outcome.uploaded_bytes,
-        "error": error_doc(outcome.interrupted),
+        "stop_reason": outcome.stop_reason,
+        "error": error_doc(outcome.stopped),
     }
 
 
 def batch_doc(outcome: BatchOutcome) -> dict[str, Any]:
-    """The one JSON document of a batch (``-f json``)."""
+    """The one JSON document of a batch (``-f json``), also when it stopped early."""
     return document(
         "upload",
         outcome.result,
         mode="batch",
+        dry_run=outcome.dry_run,
+        error=error_doc(outcome.stopped),
         volumes=[volume_doc(r) for r in outcome.results],
         summary=summary_doc(outcome),
     )

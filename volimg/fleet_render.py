@@ -10,17 +10,17 @@ docs/json.md, docs/cron.md and docs/audit.md document them.
 
 from __future__ import annotations
 
+import errno
 import json
-from collections import Counter
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from typing import IO
 
 from volimg import events as ev
 from volimg.audit import (
     INTERRUPTED,
     OK,
-    REPAIR_RESULTS,
     REPAIRED,
     UNFINISHED,
     AuditOutcome,
@@ -37,73 +37,55 @@ from volimg.fleet_documents import (
     summary_doc,
     volume_doc,
 )
+
+# The textfiles live in volimg.fleet_metrics; these names are still importable from here.
+from volimg.fleet_metrics import write_audit_metrics as write_audit_metrics
+from volimg.fleet_metrics import write_batch_metrics as write_batch_metrics
 from volimg.output import rich_terminal, say
 from volimg.progress import LiveView, describe
 from volimg.render import Streams, live_progress
 
-# --- metrics --------------------------------------------------------------------------
-
-
-def write_batch_metrics(path: Path, outcome: BatchOutcome) -> None:
-    """The node_exporter textfile of a batch run (docs/cron.md lists every metric).
-
-    The last success time is carried over from the previous file when this run did
-    not succeed, so an alert on its age keeps counting from the last good night.
-    """
-    from volimg.metrics import Sample, read_gauge, write_textfile
-
-    finished = outcome.started_at.timestamp() + outcome.seconds
-    succeeded = outcome.exit_code == 0
-    last_success = (
-        finished if succeeded else read_gauge(path, "volimg_batch_last_success_timestamp_seconds")
-    )
-    samples = [
-        Sample(
-            "volimg_batch_last_run_timestamp_seconds",
-            finished,
-            help="When the last volimg batch run ended (Unix time).",
-        ),
-        Sample(
-            "volimg_batch_duration_seconds",
-            outcome.seconds,
-            help="How long the last volimg batch run took.",
-        ),
-        Sample(
-            "volimg_batch_exit_code",
-            int(outcome.exit_code),
-            help="Exit code of the last volimg batch run (0 ok, 1 failed, 3 partial, ...).",
-        ),
-        Sample(
-            "volimg_batch_uploaded_bytes",
-            outcome.uploaded_bytes,
-            help="Bytes of the images the last volimg batch run uploaded.",
-        ),
-        *(
-            Sample(
-                "volimg_batch_volumes",
-                count,
-                labels={"result": result},
-                help="Volumes of the last volimg batch run, by result.",
-            )
-            for result, count in outcome.counts.items()
-        ),
-    ]
-    if last_success is not None:
-        samples.append(
-            Sample(
-                "volimg_batch_last_success_timestamp_seconds",
-                last_success,
-                help="When a volimg batch run last ended with every volume done (Unix time).",
-            )
-        )
-    write_textfile(path, samples)
-
-
 # --- people -----------------------------------------------------------------------------
 
 
+# An unchanged state (a hung import, a slow upload) is said again this often in the
+# plain log, so that a wait of an hour is not an hour of silence.
+HEARTBEAT_SECONDS = 300.0
+
+
 class BatchRenderer(Streams):
-    """Progress while the batch runs, then the results, in the chosen format."""
+    """Progress while the batch runs, then the results, in the chosen format.
+
+    A closed stdout or stderr (``| head -1``, a dead log pipe) never stops the batch:
+    the stream is noted as lost (``lost_stdout``, ``lost_stderr``), pointed at
+    /dev/null so that the interpreter's last flush cannot fail again, and the rest is
+    left out. The CLI then exits 141 for a lost stdout, after writing the metrics.
+    """
+
+    lost_stdout = False
+    lost_stderr = False
+
+    def _write(self, stream: IO[str], line: str) -> None:
+        which = "stdout" if stream is self.out.file else "stderr"
+        if getattr(self, f"lost_{which}"):
+            return
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError) as exc:  # ValueError: the stream was closed
+            self._lose(which, stream, exc)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EBADF, errno.EIO):
+                raise
+            self._lose(which, stream, exc)
+
+    def _lose(self, which: str, stream: IO[str], _exc: BaseException) -> None:
+        setattr(self, f"lost_{which}", True)
+        _silence(stream)
+
+    def notice(self, message: str) -> None:
+        """One line on stderr, ``volimg: ...``."""
+        self._write(self.err.file, f"volimg: {message}")
 
     def on_result(self, result: VolumeResult) -> None:
         """ndjson: one line per volume, as soon as it finishes."""
@@ -112,15 +94,26 @@ class BatchRenderer(Streams):
 
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:
-        """A live table of the running volumes on a terminal; else a line per change."""
-        last: dict[str, str] = {}
+        """A live table of the running volumes on a terminal; else a line per change,
+        and the same line again every HEARTBEAT_SECONDS while nothing changes."""
+        last: dict[str, tuple[str, float, float]] = {}  # text, since, said at
 
         def line(event: ev.Event) -> None:
             text = _describe_item(event)
-            if text is None or last.get(event.subject) == text:
+            if text is None:
                 return
-            last[event.subject] = text
-            stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = self.wall_clock()
+            moment = now.timestamp()
+            seen = last.get(event.subject)
+            if seen is not None and seen[0] == text:
+                if moment - seen[2] < HEARTBEAT_SECONDS:
+                    return
+                minutes = (moment - seen[1]) / 60
+                last[event.subject] = (text, seen[1], moment)
+                text = f"still {text} (unchanged for {minutes:.0f} min)"
+            else:
+                last[event.subject] = (text, moment, moment)
+            stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             self._write(self.err.file, f"{stamp} {event.subject}: {text}")
 
         def finished(event: ev.Event) -> str | None:
@@ -132,43 +125,108 @@ class BatchRenderer(Streams):
         with live_progress(self.err, _batch_panel, line, finished, refresh=4) as sink:
             yield sink
 
-    def outcome(self, outcome: BatchOutcome) -> None:
+    def outcome(self, outcome: BatchOutcome, *, dry_run_source: str = "--dry-run") -> None:
+        """The results on stdout in the chosen format, then on stderr: what stopped the
+        run, the stale volumes, and one summary line (in every format)."""
         if self.fmt == "json":
             self._write(self.out.file, json.dumps(batch_doc(outcome), indent=2))
         elif self.fmt == "ndjson":
             self._write(self.out.file, ndjson_line("summary", summary_doc(outcome)))
         else:
-            self._table(outcome)
-        if outcome.interrupted is not None:
-            say(self.err, f"volimg: {outcome.interrupted.message}")
-            if outcome.interrupted.hint:
-                say(self.err, f"volimg: hint: {outcome.interrupted.hint}")
+            self._table(outcome, dry_run_source)
+        stopped = outcome.stopped
+        if stopped is not None:
+            prefix = "volimg: " if outcome.interrupted is not None else "volimg: error: "
+            self._write(self.err.file, prefix + stopped.message)
+            if stopped.hint:
+                self._write(self.err.file, f"volimg: hint: {stopped.hint}")
+        if outcome.stale:
+            self.notice(
+                f"not backed up for over {span(outcome.stale_after or 0)} "
+                f"({len(outcome.stale)}): {', '.join(outcome.stale)}"
+            )
+        self.notice(summary_line(outcome, dry_run_source))
 
-    def _table(self, outcome: BatchOutcome) -> None:
+    def _table(self, outcome: BatchOutcome, dry_run_source: str) -> None:
         rows = [_row(r) for r in outcome.results]
-        counts = ", ".join(f"{n} {result}" for result, n in outcome.counts.items() if n)
-        summary = (
-            f"{len(outcome.results)} volumes{f' ({counts})' if counts else ''} in "
-            f"{outcome.seconds:.1f} s"
-            + (f"; period {outcome.period}" if outcome.period else "")
-            + (f"; not started: {', '.join(outcome.not_started)}" if outcome.not_started else "")
-        )
+        summary = summary_line(outcome, dry_run_source).removeprefix("summary: ")
+        if outcome.dry_run:
+            self._write(self.out.file, f"dry run ({dry_run_source}): nothing was changed")
         terminal = rich_terminal(self.out)
-        if terminal is not None:
+        if terminal is not None and not self.lost_stdout:
             from rich.markup import escape
             from rich.table import Table
 
             table = Table("volume", "result", "image", "stores", "why / next", box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
-            terminal.print(table)
-            say(terminal, summary)
+            try:
+                terminal.print(table)
+                say(terminal, summary)
+            except (BrokenPipeError, ValueError) as exc:
+                self._lose("stdout", self.out.file, exc)
             return
-        if not rows:
+        if not rows and outcome.stopped is None:
             self._write(self.out.file, "no volume matched the selection")
         for row in rows:
             self._write(self.out.file, "\t".join(row))
         self._write(self.out.file, summary)
+
+
+def _silence(stream: IO[str]) -> None:
+    """Point a closed standard stream at /dev/null: the interpreter's last flush of
+    what is still buffered must not fail again (and turn the exit code into 120)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return  # not a real file descriptor (a test runner's buffer)
+    if fd not in (1, 2):
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def span(seconds: float) -> str:
+    """A duration as an operator reads it: 2 days, 36 h, 90 min, 45 s."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        return f"{days} day{'s' if days != 1 else ''}"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
+
+
+def summary_line(outcome: BatchOutcome, dry_run_source: str = "--dry-run") -> str:
+    """One line that says how the run ended: stderr's last line in every format."""
+    counts = ", ".join(f"{n} {result}" for result, n in outcome.counts.items() if n)
+    parts = [f"summary: {outcome.result} (exit {int(outcome.exit_code)})"]
+    if outcome.dry_run:
+        parts.append(f"dry run ({dry_run_source}): nothing was changed")
+    if outcome.stop_reason is not None and outcome.interrupted is None:
+        parts.append(f"stopped: {outcome.stop_reason}")
+    if outcome.selected is not None:
+        parts.append(f"{outcome.selected} selected" + (f" ({counts})" if counts else ""))
+    elif counts:
+        parts.append(counts)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in outcome.skipped.items() if n)
+    if skipped:
+        parts.append(f"skipped: {skipped}")
+    if outcome.stale:
+        parts.append(
+            f"{len(outcome.stale)} not backed up for over {span(outcome.stale_after or 0)}"
+        )
+    if outcome.period:
+        parts.append(f"period {outcome.period}")
+    if outcome.not_started:
+        parts.append(f"not started: {', '.join(outcome.not_started)}")
+    parts.append(f"{outcome.seconds:.1f} s")
+    return "; ".join(parts)
 
 
 def _row(result: VolumeResult) -> tuple[str, str, str, str, str]:
@@ -205,54 +263,6 @@ def _describe_item(event: ev.Event) -> str | None:
 
 
 # --- audit ----------------------------------------------------------------------------
-
-
-def write_audit_metrics(path: Path, outcome: AuditOutcome) -> None:
-    """The node_exporter textfile of an audit (docs/audit.md lists every metric)."""
-    from volimg.metrics import Sample, write_textfile
-
-    repairs = Counter(r.result for r in outcome.repairs)
-    samples = [
-        Sample(
-            "volimg_audit_last_run_timestamp_seconds",
-            outcome.audited_at.timestamp() + outcome.seconds,
-            help="When the last volimg audit ended (Unix time).",
-        ),
-        Sample(
-            "volimg_audit_duration_seconds",
-            outcome.seconds,
-            help="How long the last volimg audit took.",
-        ),
-        Sample(
-            "volimg_audit_images",
-            len(outcome.findings),
-            help="volimg-stamped images the last audit looked at.",
-        ),
-        Sample(
-            "volimg_audit_remaining_findings",
-            outcome.remaining,
-            help="Images still not where the rules say after the last audit (and its repairs).",
-        ),
-        *(
-            Sample(
-                "volimg_audit_findings",
-                count,
-                labels={"finding": finding},
-                help="Images of the last volimg audit, by finding (before repairs).",
-            )
-            for finding, count in outcome.counts.items()
-        ),
-        *(
-            Sample(
-                "volimg_audit_repairs",
-                repairs.get(result, 0),
-                labels={"result": result},
-                help="Repairs of the last volimg audit --fix, by result.",
-            )
-            for result in REPAIR_RESULTS
-        ),
-    ]
-    write_textfile(path, samples)
 
 
 class AuditRenderer(BatchRenderer):

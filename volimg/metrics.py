@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -146,6 +146,65 @@ def write_textfile(path: Path, samples: Sequence[Sample]) -> None:
             ) from None
         raise
     _fsync_directory(directory)
+
+
+# A sample as read back: its name and its labels (sorted pairs).
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def read_samples(path: Path) -> dict[SeriesKey, float]:
+    """Every sample of an existing textfile, by name and labels; {} when unreadable.
+
+    Read as ``read_gauge`` reads (no symbolic link followed, at most 1 MiB); a line
+    that does not parse is left out.
+    """
+    text = _read_small_file(path)
+    found: dict[SeriesKey, float] = {}
+    for line in (text or "").splitlines():
+        match = _SAMPLE_LINE.match(line)
+        if match is None:
+            continue
+        labels = _parse_labels(match.group("labels") or "")
+        if labels is None:
+            continue
+        try:
+            value = float(match.group("value"))
+        except ValueError:
+            continue
+        found[(match.group("name"), tuple(sorted(labels.items())))] = value
+    return found
+
+
+def update_textfile(
+    path: Path, compose: Callable[[Mapping[SeriesKey, float]], Sequence[Sample]]
+) -> None:
+    """Replace ``path`` with ``compose(what it holds now)``, one writer at a time.
+
+    A run that carries values over from the previous file (the last success time)
+    reads and writes it while holding an ``flock`` on the directory, so two volimg
+    runs ending together (one locked out, one finishing) never write each other's
+    stale reading back. Where the filesystem has no ``flock``, it goes without.
+    """
+    check_textfile_path(path)
+    with _directory_locked(path.parent):
+        write_textfile(path, compose(read_samples(path)))
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def read_gauge(path: Path, name: str, labels: Mapping[str, str] | None = None) -> float | None:

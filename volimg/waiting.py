@@ -14,9 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from volimg.errors import CloudError, ConflictInCloud, NotFoundInCloud, RequestRejected
+from volimg.errors import (
+    CloudError,
+    ConflictInCloud,
+    NotFoundInCloud,
+    RequestRejected,
+    VolimgError,
+)
 
 if TYPE_CHECKING:
     import tenacity
@@ -189,3 +195,59 @@ def watch(
         return poll(look, done=seen, deadline=Deadline(clock, seconds), interval=interval)
     except PollTimedOut as timed_out:
         return timed_out.last  # type: ignore[return-value]
+
+
+# Retries of the reads a batch starts with (``retry_while_starting``).
+START_ATTEMPTS = 5
+START_FIRST_WAIT = 1.0
+START_MAX_WAIT = 30.0
+
+
+def retry_while_starting(
+    action: str,
+    call: Callable[[], T],
+    *,
+    sleep: Callable[[float], None],
+    attempts: int = START_ATTEMPTS,
+    budget: float | None = None,
+) -> T:
+    """``call()``, tried again after a passing fault, up to ``attempts`` times in all.
+
+    Only for reads made before anything is changed: Keystone's token request (a POST,
+    but it creates nothing in the cloud), version discovery, listings and lookups. A
+    passing fault is no connection or a 5xx (``volimg.waiting.is_passing_fault``);
+    refused credentials, a 404 or a 400 are reported at once. keystoneauth's own
+    retries cover one request and only some failures (a 503 on a read, a refused
+    connection); Keystone's token request, a reset, a 502 or a discovery failure
+    are not retried there, so without this one such answer ends a night's batch.
+    Each retry is logged (``-v`` shows it), with what failed and when the next try is.
+    ``budget`` bounds the time spent (e.g. what is left of ``--deadline``).
+    """
+    import logging
+
+    import tenacity  # here: volimg --help must not pay for it
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logging.getLogger("volimg.gateway").info(
+            "%s failed (%s); retrying in %.1f s (attempt %d of %d)",
+            action,
+            error.message if isinstance(error, VolimgError) else error,
+            wait,
+            state.attempt_number + 1,
+            attempts,
+        )
+
+    stop: Any = tenacity.stop_after_attempt(attempts)
+    if budget is not None:
+        stop = stop | tenacity.stop_after_delay(max(0.0, budget))
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_passing_fault),
+        stop=stop,
+        wait=tenacity.wait_random_exponential(multiplier=START_FIRST_WAIT, max=START_MAX_WAIT),
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    return retrying(call)

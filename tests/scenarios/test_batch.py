@@ -259,18 +259,23 @@ def test_fifty_volumes_two_failing_then_a_rerun_finishes_them(
     conn.close()
 
 
-def test_a_batch_with_no_volume_is_fine_unless_a_match_is_required(
+def test_an_empty_selection_is_exit_2_unless_it_is_allowed(
     volimg_sandbox: VolimgRunner, tmp_path: Path
 ) -> None:
+    """Nothing selected is never a quiet success (issue 18): exit 2 by default."""
     listing = write_list(tmp_path, [])
 
     run = volimg_sandbox("upload", "--from-file", str(listing))
     required = volimg_sandbox("upload", "--from-file", str(listing), "--require-match")
+    allowed = volimg_sandbox("upload", "--from-file", str(listing), "--allow-empty")
 
-    assert run.exit_code == 0, run
-    assert "no volume matched" in run.stdout
+    assert run.exit_code == 2, run
+    assert "no volume matches the selection" in run.stderr
+    assert "--allow-empty" in run.stderr
     assert required.exit_code == 2, required
-    assert "--require-match" in required.stderr
+    assert allowed.exit_code == 0, allowed
+    assert "no volume matched" in allowed.stdout
+    assert "summary: empty (exit 0)" in allowed.stderr
 
 
 def test_a_volume_named_twice_is_done_once(
@@ -332,7 +337,8 @@ def test_plain_progress_lines_name_their_volume(volimg_sandbox: VolimgRunner) ->
     run = volimg_sandbox("upload", "boot-vol", "data-vol")
 
     assert run.exit_code == 0, run
-    progress = [line for line in run.stderr.splitlines() if line.strip()]
+    *progress, summary = [line for line in run.stderr.splitlines() if line.strip()]
+    assert summary.startswith("volimg: summary: ok (exit 0)"), summary
     assert progress
     for line in progress:
         stamp, _, rest = line.partition(" ")
@@ -359,8 +365,11 @@ def test_the_metrics_file_parses_and_counts_every_result(
         "already-done",
         "started",
         "partial",
+        "timed-out",
         "failed",
         "skipped",
+        "interrupted",
+        "not-started",
         "planned",
     }
     success = families["volimg_batch_last_success_timestamp_seconds"].samples[0].value
@@ -840,7 +849,8 @@ def test_a_batch_on_a_terminal_shows_a_live_table_and_on_a_dumb_one_plain_lines(
     assert "\x1b[" in live  # the live table redraws
     assert "finished" in live
     assert "\x1b[" not in dumb
-    lines = [line for line in dumb.splitlines() if line.strip()]
+    *lines, summary = [line for line in dumb.splitlines() if line.strip()]
+    assert summary.startswith("volimg: summary: ok"), summary
     assert lines
     assert all(line.split(" ", 1)[1].split(":")[0] in ("boot-vol", "data-vol") for line in lines)
 

@@ -305,6 +305,9 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
         "upload", "data-vol", "no-such-vol", "busy-vol", "--keep", "1", "-f", "json"
     )
     assert batch.exit_code == 1, batch
+    # A batch that stops before its first volume still prints its one document.
+    empty = volimg_sandbox("upload", "--selector", "no-such-key=1", "-f", "json")
+    assert empty.exit_code == 2, empty
     # The demo seed has an image that lost a copy: audit finds it, --fix repairs it.
     audit = volimg_sandbox("audit", "--fix", "-f", "json")
     assert audit.exit_code == 0, audit
@@ -318,7 +321,7 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
     runs["upload-partial"] = volimg_sandbox("upload", "boot-vol", "-f", "json")
     assert runs["upload-partial"].exit_code == 3, runs["upload-partial"]
     return {
-        "batch": [batch.doc],
+        "batch": [batch.doc, empty.doc],
         "audit": [audit.doc],
         "adopt": [adopt.doc],
         "doctor": [doctor.doc],

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from tests.conftest import CloudUnderTest
 from volimg.cli import cli
+from volimg.commands.options import Duration, LockPath
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 BEGIN, END = (
@@ -112,7 +113,11 @@ def _values(option: click.Option, files: Path) -> tuple[str, Any, list[str], Any
         return "false", False, [flag], True
     if isinstance(option.type, click.Choice):
         first, last = option.type.choices[0], option.type.choices[-1]
+        if option.multiple:
+            return f"{first} {last}", (first, last), [flag, str(last)], (last,)
         return str(first), first, [flag, str(last)], last
+    if isinstance(option.type, Duration):
+        return "90m", 5400.0, [flag, "2h"], 7200.0
     if isinstance(option.type, (click.types.IntParamType, click.types.FloatParamType)):
         return "7", 7, [flag, "9"], 9
     if isinstance(option.type, (click.File, click.Path)):  # files that exist, for click.File
@@ -201,6 +206,12 @@ def _sets(path: list[str], option: click.Option) -> str:
         return f"`{words}`: how many times"
     if option.multiple:
         return f"`{words}`: values separated by spaces"
+    if isinstance(option.type, LockPath):
+        return f"`{words}`: a path; true, 1, yes or on: the default path; false, 0, no or off: none"
+    if isinstance(option.type, (click.Path, click.File)):
+        return f"`{words}`: a path"
+    if isinstance(option.type, Duration):
+        return f"`{words}`: a duration (3600, 90m, 5h30m, 2d)"
     return f"`{words}`"
 
 

@@ -10,6 +10,7 @@ Nothing here imports the core: ``volimg --help`` loads this module.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -75,6 +76,71 @@ class NameOrId(click.types.StringParamType):
 
 
 NAME_OR_ID = NameOrId()
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+if TYPE_CHECKING:  # click 8.5 types its ParamType by value; older clicks cannot subscript it
+    _FloatType = click.ParamType[float]
+    _LockType = click.ParamType[str | None]
+else:
+    _FloatType = _LockType = click.ParamType
+
+
+class Duration(_FloatType):
+    """A duration: seconds, or parts such as ``90m``, ``5h30m``, ``2d`` (s, m, h, d)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            parts = _DURATION_PART.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                self.fail(f"{value!r} is not a duration such as 3600, 90m, 5h30m or 2d", param, ctx)
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r}: a duration must be longer than 0", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+# Boolean-looking values of --lock (VOLIMG_UPLOAD_LOCK=true is not a file named "true").
+LOCK_DEFAULT_WORDS = ("1", "true", "yes", "on")
+LOCK_OFF_WORDS = ("0", "false", "no", "off")
+
+
+class LockPath(_LockType):
+    """``--lock``'s value: a path; ``""`` (no value) or a true-looking word: the default
+    path; a false-looking word: no lock. ``./true`` still names a file called true."""
+
+    name = "path"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str | None:
+        text = str(value)
+        word = text.strip().lower()
+        if word in LOCK_DEFAULT_WORDS:
+            return ""
+        if word in LOCK_OFF_WORDS:
+            return None
+        return text
+
+
+# Cinder's volume statuses (cinder/objects/fields.py VolumeStatus), for --skip-status.
+VOLUME_STATUSES = (
+    "available", "in-use", "error", "error_deleting", "error_backing-up", "error_restoring",
+    "error_extending", "error_managing", "creating", "deleting", "attaching", "detaching",
+    "maintenance", "reserved", "awaiting-transfer", "backing-up", "restoring-backup",
+    "downloading", "uploading", "retyping", "extending", "managing",
+)  # fmt: skip
 
 
 def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
@@ -240,9 +306,11 @@ def batch_options(f: F) -> F:
             "--all-projects", is_flag=True, help="With --selector: every project's volumes (admin)."
         ),
         click.option(
-            "--require-match",
-            is_flag=True,
-            help="Exit 2 when the selection is empty (default: exit 0 saying so).",
+            "--require-match/--allow-empty",
+            default=True,
+            show_default=True,
+            help="An empty selection is exit 2 (--require-match), or exit 0 reported as "
+            "'empty' (--allow-empty); either way it is never a success in the metrics.",
         ),
         click.option(
             "--concurrency",
@@ -267,12 +335,37 @@ def batch_options(f: F) -> F:
         click.option(
             "--lock",
             "lock",
+            type=LockPath(),
             is_flag=False,
             flag_value="",
             default=None,
             metavar="[PATH]",
             help="Exit 75 at once if another run holds this lock [PATH default: "
-            "$XDG_STATE_HOME/volimg/upload.lock].",
+            "$XDG_STATE_HOME/volimg/upload.lock; true/1/yes/on: that default; "
+            "false/0/no/off: no lock].",
+        ),
+        click.option(
+            "--deadline",
+            type=DURATION,
+            metavar="DURATION",
+            help="Stop the whole batch after this long (e.g. 5h30m): start no more volumes, "
+            "stop waiting, report (exit 4). Keep it under systemd's TimeoutStartSec.",
+        ),
+        click.option(
+            "--skip-status",
+            "skip_statuses",
+            type=click.Choice(VOLUME_STATUSES),
+            multiple=True,
+            metavar="STATUS",
+            help="Leave out volumes in this Cinder status, reported as skipped (repeatable; "
+            "e.g. error).",
+        ),
+        click.option(
+            "--stale-after",
+            type=DURATION,
+            metavar="DURATION",
+            help="Count a selected volume whose newest volimg image is older than this as "
+            "not backed up [default: two --once-per periods, else 2d].",
         ),
         click.option(
             "--metrics-file",

@@ -2,11 +2,14 @@
 
 One VOLUME runs through ``volimg.core.upload``; several, ``--from-file``,
 ``--selector`` or any batch option go through ``_run_batch`` (the lock, live
-progress, the metrics file) to ``volimg.batch``.
+progress, the metrics file) to ``volimg.batch``. A batch's inputs are all checked
+before the lock is taken or the cloud is asked anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -55,6 +58,9 @@ def upload(
     once_per: str | None,
     keep: int | None,
     lock: str | None,
+    deadline: float | None,
+    skip_statuses: tuple[str, ...],
+    stale_after: float | None,
     metrics_file: Path | None,
     **kwargs: Any,
 ) -> None:
@@ -62,19 +68,24 @@ def upload(
 
     One VOLUME runs as before. Several, --from-file or --selector make a batch: every
     volume runs even if another fails, busy volumes are skipped, and the exit code is
-    0 when all are done (or were already done), 1 if any failed, 3 if any is partial.
+    0 when all are done (or were already done), 1 if any failed, 4 if any timed out,
+    3 if any is partial, 2 for an empty selection (unless --allow-empty).
     """
     from volimg import core
-    from volimg.selection import parse_selector, parse_volume_list, unique_refs
 
     ctx = click.get_current_context()
     batch_flags = [
         name
         for name in ("from_file", "selectors", "all_projects", "require_match", "once_per",
-                     "keep", "lock", "metrics_file", "concurrency")
+                     "keep", "lock", "metrics_file", "concurrency", "deadline",
+                     "skip_statuses", "stale_after")
         if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
     ]  # fmt: skip
+    from_environment = ctx.get_parameter_source("dry_run") is ParameterSource.ENVIRONMENT
+    dry_run_source = "from VOLIMG_UPLOAD_DRY_RUN" if from_environment else "--dry-run"
     if len(volumes) == 1 and not batch_flags and app.output_format != "ndjson":
+        if dry_run:
+            app.renderer().notice(f"dry run ({dry_run_source}): nothing will be changed")
         run_and_report(
             app,
             lambda sink: core.upload(
@@ -91,59 +102,135 @@ def upload(
         raise click.UsageError(
             "--name names one image; a batch names each image <volume>-<period or UTC time>"
         )
-    refs = list(volumes)
-    if from_file is not None:
-        refs += parse_volume_list(from_file.read(), from_file.name)
     if not volumes and from_file is None and not selectors:
         raise click.UsageError("name at least one VOLUME, or use --from-file or --selector")
     from volimg.batch import BatchOptions, Selection
     from volimg.provenance import Period
+    from volimg.selection import parse_volume_list, selector_mapping, unique_refs
 
-    selection = Selection(
-        refs=unique_refs(refs),
-        selectors=tuple(parse_selector(s) for s in selectors),
-        all_projects=all_projects,
-        require_match=require_match,
-    )
-    options = BatchOptions(
-        upload=upload_options_from(kwargs),
-        concurrency=concurrency,
-        once_per=Period(once_per) if once_per else None,
-        keep=keep,
-        dry_run=dry_run,
-    )
+    def plan_batch() -> tuple[Selection, BatchOptions]:
+        """Every input checked before anything runs (InputError: exit 2)."""
+        refs = list(volumes)
+        if from_file is not None:
+            refs += parse_volume_list(from_file.read(), from_file.name)
+        selection = Selection(
+            refs=unique_refs(refs),
+            # The same key twice can never match: refused, never "the last one wins".
+            selectors=tuple(selector_mapping(selectors).items()),
+            all_projects=all_projects,
+            require_match=require_match,
+        )
+        options = BatchOptions(
+            upload=upload_options_from(kwargs),
+            concurrency=concurrency,
+            once_per=Period(once_per) if once_per else None,
+            keep=keep,
+            dry_run=dry_run,
+            deadline=deadline,
+            skip_statuses=skip_statuses,
+            stale_after=stale_after,
+        )
+        return selection, options
+
     _run_batch(
-        app, selection, options, app.run_settings(wait=wait, timeout=timeout), lock, metrics_file
+        app,
+        plan_batch,
+        app.run_settings(wait=wait, timeout=timeout),
+        lock=lock,
+        metrics_file=metrics_file,
+        dry_run=dry_run,
+        dry_run_source=dry_run_source,
     )
 
 
 def _run_batch(
     app: AppContext,
-    selection: Any,
-    options: Any,
+    plan_batch: Callable[[], tuple[Any, Any]],
     settings: Any,
+    *,
     lock: str | None,
     metrics_file: Path | None,
+    dry_run: bool,
+    dry_run_source: str,
 ) -> None:
-    """Take the lock, run the batch with live progress, render, write metrics, exit."""
-    from contextlib import nullcontext
+    """Take the lock, run the batch with live progress, render, write metrics, exit.
 
-    from volimg.batch import run_batch
-    from volimg.fleet_render import write_batch_metrics
+    Whatever ends the run, it leaves its mark (docs/cron.md): the metrics file (written
+    when the run starts, and again when it ends), one document with -f json, a summary
+    line with -f ndjson, and a summary line on stderr. A closed stdout or stderr
+    changes none of that; a lost stdout is exit 141 once the metrics are written.
+    """
+    from contextlib import ExitStack
+
+    from volimg.batch import (
+        STOP_INTERNAL,
+        STOP_INTERRUPTED,
+        BatchOutcome,
+        run_batch,
+        stop_reason,
+    )
+    from volimg.errors import ExitCode, Interrupted, OperationFailed, VolimgError
+    from volimg.fleet_metrics import write_batch_end, write_batch_start
     from volimg.locking import default_lock_path, held
     from volimg.metrics import check_textfile_path
 
+    clock = app.clock
+    started_at, began = clock.wall(), clock.monotonic()
     if metrics_file is not None:
-        check_textfile_path(metrics_file)
-    lock_path = None if lock is None else Path(lock) if lock else default_lock_path("upload")
+        check_textfile_path(metrics_file)  # a file nobody could write: exit 2 at once
+    metrics = None if dry_run else metrics_file
     renderer = app.batch_renderer()
-    with held(lock_path) if lock_path is not None else nullcontext():
-        with renderer.progress() as sink:
-            outcome = run_batch(
-                app.gateway(), selection, options, settings, sink, on_result=renderer.on_result
+    if dry_run:
+        renderer.notice(
+            f"dry run ({dry_run_source}): nothing will be changed, and the metrics file "
+            "is not written"
+        )
+
+    def stopped(error: VolimgError, reason: str) -> BatchOutcome:
+        return BatchOutcome.stopped_before_start(
+            error, reason, started_at=started_at, seconds=clock.monotonic() - began, dry_run=dry_run
+        )
+
+    with ExitStack() as stack:
+        try:
+            selection, options = plan_batch()
+            if lock is not None:
+                stack.enter_context(held(Path(lock) if lock else default_lock_path("upload")))
+            if metrics is not None:
+                try:
+                    write_batch_start(metrics, started_at)
+                except VolimgError as exc:  # a full disk must not cost the night's backups
+                    renderer.notice(f"warning: {exc.message}")
+            gateway = app.gateway()
+            with renderer.progress() as sink:
+                outcome = run_batch(
+                    gateway, selection, options, settings, sink, on_result=renderer.on_result
+                )
+        except VolimgError as exc:
+            outcome = stopped(exc, stop_reason(exc))
+        except KeyboardInterrupt as exc:
+            interrupted = Interrupted(
+                "interrupted before the batch started; nothing was changed",
+                hint="run the command again",
+                signum=Interrupted.signal_of(exc),
             )
-        # Metrics first: they must say how the run went even if stdout's reader is gone.
-        if metrics_file is not None and not options.dry_run:
-            write_batch_metrics(metrics_file, outcome)
-        renderer.outcome(outcome)
-    exit_with(int(outcome.exit_code))
+            outcome = stopped(interrupted, STOP_INTERRUPTED)
+        except BaseException:
+            if metrics is not None:  # a bug: the metrics still say the run failed
+                crash = OperationFailed("volimg stopped on an unexpected error")
+                with suppress(VolimgError, OSError):
+                    write_batch_end(metrics, stopped(crash, STOP_INTERNAL), exit_code=1)
+            raise
+        renderer.outcome(outcome, dry_run_source=dry_run_source)
+        code = ExitCode.BROKEN_PIPE if renderer.lost_stdout else outcome.exit_code
+        if metrics is not None:
+            try:
+                write_batch_end(metrics, outcome, exit_code=int(code))
+            except VolimgError as exc:
+                renderer.notice(f"error: {exc.message}")
+                if exc.hint:
+                    renderer.notice(f"hint: {exc.hint}")
+                code = code or exc.exit_code
+    if app.debug and outcome.stopped is not None and outcome.interrupted is None:
+        raise outcome.stopped  # --debug: the traceback of what stopped the run
+    exit_with(int(code))

@@ -29,6 +29,7 @@ from volimg.gateway.session import (
     STATUS_CODE_RETRIES,
     cloud_names,
     connect,
+    is_unreachable,
     new_request_id,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "Gateway",
     "cloud_names",
     "connect",
+    "is_unreachable",
     "new_request_id",
     "translate_error",
 ]

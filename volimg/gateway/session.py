@@ -8,17 +8,23 @@ is a Session with the Cinder and Glance parts on top, and the Keystone call
 (``identity``) lives here because the token is the connection's. openstacksdk and
 keystoneauth are imported inside the functions that use them: ``volimg --help`` must not
 pay for them.
+
+``retry_while_starting`` is the one retry of a whole call (tenacity): the reads a batch
+makes before its first volume (the token, version discovery, the volume listing and
+lookups, this period's images), where one 503, 502 or reset would otherwise end the
+night at once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 import warnings
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from volimg.errors import ConfigError, InputError
+from volimg.errors import CloudError, ConfigError, InputError, VolimgError
 from volimg.gateway.errors import _calling
 from volimg.model import CloudIdentity, ImageEndpoint
 
@@ -44,6 +50,14 @@ NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
 # sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
 # service that accepted a connection and never answered would hang volimg for ever.
 DEFAULT_HTTP_TIMEOUT = 60.0
+
+# Retries of a whole read while a batch starts (``retry_while_starting``): at most this
+# many attempts, each wait drawn at random between 0 and FIRST x 2^(attempt - 1) seconds
+# (full jitter, so that the hosts of a fleet woken by the same timer do not retry in
+# step), never over MAX_WAIT. Worst case about 1 + 2 + 4 + 8 = 15 s of waiting.
+
+T = TypeVar("T")
+_log = logging.getLogger("volimg")
 
 # What Cinder's and Glance's lookups share: a reference that looks like an ID is tried
 # as one first; a blank reference is refused (_require_ref).
@@ -213,6 +227,19 @@ class Session:
                         )
                     )
         return tuple(found)
+
+
+def is_unreachable(error: VolimgError) -> bool:
+    """The cloud could not be reached at all (refused, reset, no route, timed out),
+    as opposed to a service that answered with an error."""
+    from keystoneauth1 import exceptions as ksa
+
+    if not isinstance(error, CloudError):
+        return False
+    cause = error.__cause__
+    if isinstance(cause, ksa.ConnectionError):
+        return True
+    return isinstance(cause, ksa.DiscoveryFailure) and error.message.startswith("cannot reach")
 
 
 def _require_ref(ref: str, noun: str) -> None:
