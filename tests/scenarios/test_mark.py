@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import openstack
 import pytest
 
 from tests.conftest import CloudUnderTest
@@ -200,3 +201,22 @@ def test_a_mark_names_only_the_run_that_wrote_it() -> None:
     mark = Mark.for_upload("r1", "vol-1-2026-12-03", intended)
     assert mark.claims("vol-1-2026-12-03")
     assert not mark.claims("vol-1-2026-12-04")
+
+
+def test_an_upload_that_timed_out_is_finished_by_the_printed_step_with_its_stamp(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, sandbox: Any
+) -> None:
+    """``--timeout`` ran out while Cinder uploaded: the image is born marked, and the
+    ``volimg replicate`` the run prints stamps it as the run meant before it copies."""
+    sandbox.timings.upload = 3.0
+    run = volimg_sandbox("upload", "boot-vol", "--timeout", "1", "--prune", "-f", "json")
+
+    assert run.exit_code == 4, run
+    image_id = run.doc["image"]["id"]
+    sandbox.timings.upload = 0.01
+    follow(run.doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores={"cheap", "archive"})
+    conn = openstack.connect(cloud=sandbox_cloud.admin_cloud)
+    stamp = own_stamp(image_json(conn, image_id))
+    conn.close()
+    assert stamp is not None, "the printed step left the image without volimg's stamp"
+    assert stamp.prune  # the intent the timed-out run recorded in its mark
