@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BatchOutcome, VolumeResult
 from volimg.documents import _volume_doc, document, error_doc, outcome_doc
-from volimg.provenance import Mark, Stamp
+
+if TYPE_CHECKING:  # the stamp and the mark are read, not built, here
+    from volimg.provenance import Mark, Stamp
 
 # --- a batch --------------------------------------------------------------------------
 
