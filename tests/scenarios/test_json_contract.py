@@ -106,8 +106,17 @@ def matches_type(value: Any, documented: str) -> bool:
 
 # The values a field takes, from the code that gives them. A heading/field pair whose
 # row says "as the document's `result`" is checked by comparing the two instead.
-BATCH_DOCUMENT_RESULTS = (results.OK, results.PARTIAL, results.RESULT_FAILED, "interrupted")
-AUDIT_RESULTS = ("ok", "findings")  # volimg/fleet_render.py: exit 0 or 3
+BATCH_DOCUMENT_RESULTS = (
+    results.OK,
+    results.PARTIAL,
+    batch.TIMED_OUT,
+    results.RESULT_FAILED,
+    batch.INTERRUPTED,
+    batch.RUN_EMPTY,
+    batch.RUN_LOCKED,
+    results.PLANNED,
+)
+AUDIT_RESULTS = ("ok", "findings", "interrupted")  # exit 0, 3, or a signal stopped --fix
 RETENTION_ACTIONS = (batch.DELETED, batch.WOULD_DELETE, batch.KEPT_PROTECTED, batch.DELETE_FAILED)
 STORE_OUTCOMES = (
     results.COPIED,
@@ -130,7 +139,8 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("The failure document", "result"): (results.RESULT_FAILED,),
     ("`checks[]`", "status"): doctor.STATUSES,
     ("The batch document", "result"): BATCH_DOCUMENT_RESULTS,
-    ("`volumes[]`", "result"): batch.BATCH_RESULTS,
+    # A volume never started is counted (summary.counts) but has no volumes[] entry.
+    ("`volumes[]`", "result"): tuple(r for r in batch.BATCH_RESULTS if r != batch.NOT_STARTED),
     ("`volumes[].retention[]`", "action"): RETENTION_ACTIONS,
     ("The audit document", "result"): AUDIT_RESULTS,
     ("`findings[]`", "finding"): audit.FINDINGS,
@@ -454,6 +464,7 @@ def test_ndjson_lines_are_the_documented_objects_with_their_type(
         {
             "volimg": "", "schema_version": 1, "command": "upload", "mode": "batch",
             "result": summary["result"], "volumes": volumes, "summary": summary,
+            "dry_run": summary["dry_run"], "error": None,
         }
     )  # fmt: skip
 
@@ -468,6 +479,7 @@ def test_ndjson_lines_are_the_documented_objects_with_their_type(
         {
             "volimg": "", "schema_version": 1, "command": "audit",
             "result": lines[-1]["result"],
+            "next_steps": lines[-1].get("next_steps", []),
             "findings": [line for line, kind in zip(lines, kinds, strict=True) if kind == "finding"],
             "repairs": [line for line, kind in zip(lines, kinds, strict=True) if kind == "repair"],
             "summary": lines[-1],
