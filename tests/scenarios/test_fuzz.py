@@ -217,7 +217,7 @@ def adopt_args() -> st.SearchStrategy[list[str]]:
         st.just([]), option("--volume", volumes), flags("--prune-intent"), option("--base", images)
     )
     return valid_or_fuzzy(
-        joined(st.just(["adopt", "cirros-base", "--base", "cirros-base"]), valid_extra),
+        joined(st.just(["adopt", "cirros-base", "--base", "cirros-base", "--force"]), valid_extra),
         st.builds(lambda i, b, e, f: ["adopt", i, "--base", b, *e, *f], images, images, extra,
                   formats()),
     )  # fmt: skip
