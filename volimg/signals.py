@@ -38,6 +38,38 @@ class Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+class StopFlag:
+    """Set once a run of many items is stopped (a signal, the deadline): no new item
+    starts, and the running ones stop at their next wait.
+
+    Python delivers a signal to the main thread only, so the workers of a pool never
+    see it: the main thread catches it, sets this flag, and the workers must notice.
+    They sleep through it (``sleep`` is their clock's sleep): a worker waiting on the
+    cloud wakes at once and raises ``Interrupt`` with the signal's number, so a running
+    upload or repair stops at its next wait exactly as the signal stops one in the main
+    thread, and its outcome says what it had requested. ``deadline`` tells a stop for
+    ``--deadline`` from a signal (its sleep raises ``Interrupt`` too, with SIGINT).
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int = signal.SIGINT
+        self.deadline = False
+
+    def set(self, signum: int) -> None:
+        self.signum = signum
+        self.event.set()
+
+    def set_deadline(self) -> None:
+        self.deadline = True
+        self.event.set()
+
+    def sleep(self, seconds: float) -> None:
+        """The workers' sleep: a stopped run interrupts them as the signal did."""
+        if self.event.wait(seconds):
+            raise Interrupt(self.signum)
+
+
 class _Handler:
     """Raise on the first signal; exit at once on any later one."""
 

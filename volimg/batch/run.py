@@ -1,0 +1,327 @@
+"""The batch itself: read the cloud, run the volumes in a pool, stop, check for stale ones.
+
+``run_batch`` never raises an expected failure. The start's reads are retried
+(``retry_while_starting``, within ``--deadline``); a signal or the deadline sets a
+``StopFlag`` that starts no more volumes and ends the waits of the running ones, which
+then report ``interrupted``; the volumes never started are ``not-started``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+from typing import TypeVar
+
+from volimg import events as ev
+from volimg.batch.options import MAX_CONCURRENCY, BatchOptions
+from volimg.batch.outcome import (
+    BACKED_UP,
+    INTERRUPTED,
+    STOP_EMPTY,
+    STOP_INTERRUPTED,
+    BatchOutcome,
+    DeadlineReached,
+    EmptySelection,
+    VolumeResult,
+    stop_reason,
+)
+from volimg.batch.selection import Selection, batch_image_name, select_volumes
+from volimg.batch.volume import _one_volume, _period_images
+from volimg.core import SharedFacts
+from volimg.errors import Interrupted, VolimgError
+from volimg.gateway import Gateway
+from volimg.model import Volume, parse_time
+from volimg.provenance import KEY_SOURCE_VOLUME, TAG, period_key
+from volimg.results import RunSettings
+from volimg.safety import own_upload_of
+from volimg.signals import StopFlag
+from volimg.waiting import Clock, retry_while_starting
+
+ResultSink = Callable[[VolumeResult], None]
+T = TypeVar("T")
+
+
+def _deadline_error(seconds: float) -> DeadlineReached:
+    return DeadlineReached(
+        f"the batch deadline ({seconds:g} s, --deadline) passed; volumes already started "
+        "stopped waiting and report what exists; the others were not started",
+        hint="run the same command again: with --once-per it finishes what this run began",
+    )
+
+
+def _as_stopped(result: VolumeResult, stop: StopFlag, deadline: float | None) -> VolumeResult:
+    """A volume the stop caught while it waited is ``interrupted``, never ``failed``."""
+    if not isinstance(result.error, Interrupted) or not stop.event.is_set():
+        return result
+    error: VolimgError = result.error
+    if stop.deadline and deadline is not None:
+        where = error.message.removeprefix("interrupted; ")
+        error = DeadlineReached(
+            f"stopped at the batch deadline ({deadline:g} s); {where}", hint=error.hint
+        )
+    return replace(result, result=INTERRUPTED, error=error)
+
+
+def run_batch(
+    gateway: Gateway,
+    selection: Selection,
+    options: BatchOptions,
+    settings: RunSettings,
+    emit: ev.EventSink = ev.ignore,
+    on_result: ResultSink | None = None,
+) -> BatchOutcome:
+    """Upload every selected volume, ``options.concurrency`` at a time.
+
+    Never raises an expected failure: one that stops the whole run (before the first
+    volume, a signal, the deadline) is in the outcome's ``stopped``.
+    """
+    clock = settings.clock
+    started_at, started = clock.wall(), clock.monotonic()
+    period = period_key(options.once_per, started_at) if options.once_per else None
+    deadline_at = None if options.deadline is None else started + options.deadline
+
+    def retried(action: str, read: Callable[[], T]) -> T:
+        budget = None if deadline_at is None else deadline_at - clock.monotonic()
+        return retry_while_starting(action, read, sleep=clock.sleep, budget=budget)
+
+    def stopped(error: VolimgError, reason: str, selected: int | None = None) -> BatchOutcome:
+        return BatchOutcome.stopped_before_start(
+            error,
+            reason,
+            started_at=started_at,
+            seconds=clock.monotonic() - started,
+            dry_run=options.dry_run,
+            selected=selected,
+            period=period,
+        )
+
+    listing = False
+    try:
+        # Keystone first: its failures are told apart from the listings' (STOP_REASONS).
+        identity = retried("authenticating with Keystone", gateway.identity)
+        listing = True
+        volumes, results = select_volumes(gateway, selection, retried)
+        if not volumes and not results and selection.require_match:
+            return stopped(
+                EmptySelection(
+                    "no volume matches the selection",
+                    hint="check the names, --from-file and --selector values, and "
+                    "--all-projects; --allow-empty makes an empty selection exit 0",
+                ),
+                STOP_EMPTY,
+                selected=0,
+            )
+        earlier = (
+            retried(
+                "listing this period's images",
+                lambda: _period_images(gateway, period, identity.project_id),
+            )
+            if period and volumes
+            else {}
+        )
+    except VolimgError as exc:
+        return stopped(exc, stop_reason(exc, listing=listing))
+    except KeyboardInterrupt as exc:
+        signum = Interrupted.signal_of(exc)
+        return stopped(
+            Interrupted(
+                "interrupted while reading the cloud; nothing was changed",
+                hint="run the command again",
+                signum=signum,
+            ),
+            STOP_INTERRUPTED,
+        )
+    lock = threading.Lock()
+
+    def locked_emit(event: ev.Event) -> None:
+        with lock:
+            emit(event)
+
+    stop = StopFlag()
+
+    def report(result: VolumeResult) -> None:
+        result = _as_stopped(result, stop, options.deadline)
+        with lock:
+            results.append(result)
+            emit(
+                ev.ItemFinished(
+                    elapsed=clock.monotonic() - started,
+                    subject=result.label,
+                    result=result.result,
+                    reason=result.reason or (result.error.message if result.error else ""),
+                )
+            )
+            if on_result is not None:
+                on_result(result)
+
+    for failure in list(results):
+        results.remove(failure)
+        report(failure)
+    if not volumes:
+        return BatchOutcome(
+            period=period,
+            results=tuple(results),
+            started_at=started_at,
+            seconds=clock.monotonic() - started,
+            dry_run=options.dry_run,
+            selected=0,
+        )
+
+    names = [v.name for _, v in volumes if v.name]
+    shared_names = {n for n in names if names.count(n) > 1}
+    shared = SharedFacts()
+    worker_clock = Clock(monotonic=clock.monotonic, sleep=stop.sleep, wall=clock.wall)
+    worker_settings = replace(settings, clock=worker_clock)
+    local = threading.local()
+    gateways: list[Gateway] = []
+
+    def worker_gateway() -> Gateway:
+        if not hasattr(local, "gateway"):
+            local.gateway = gateway.fork()
+            with lock:
+                gateways.append(local.gateway)
+        return local.gateway  # type: ignore[no-any-return]
+
+    def work(ref: str, volume: Volume) -> None:
+        if stop.event.is_set():
+            return
+        locked_emit(ev.ItemStarted(elapsed=clock.monotonic() - started, subject=volume.label))
+        name = batch_image_name(volume, period, started_at, shared_names)
+        report(
+            _one_volume(
+                worker_gateway(),
+                ref,
+                volume,
+                name=name,
+                period=period,
+                earlier=earlier.get(volume.id, []),
+                options=options,
+                settings=worker_settings,
+                shared=shared,
+                emit=locked_emit,
+            )
+        )
+
+    concurrency = max(1, min(options.concurrency, MAX_CONCURRENCY, len(volumes)))
+    halted: VolimgError | None = None
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="volimg")
+    futures: list[Future[None]] = []
+    try:
+        futures = [pool.submit(work, ref, volume) for ref, volume in volumes]
+        for future in futures:
+            while True:
+                if deadline_at is not None and clock.monotonic() >= deadline_at:
+                    stop.set_deadline()
+                    halted = _deadline_error(options.deadline or 0.0)
+                    for pending in futures:
+                        pending.cancel()
+                    _wait_quietly(futures)
+                    break
+                try:
+                    future.result(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+            if halted is not None:
+                break
+    except KeyboardInterrupt as exc:
+        stop.set(Interrupted.signal_of(exc))
+        halted = Interrupted(
+            "interrupted; volumes already started were stopped at their next wait and "
+            "report what exists; the others were not started",
+            hint="run the same command again: with --once-per it finishes what this run began",
+            signum=Interrupted.signal_of(exc),
+        )
+        for future in futures:
+            future.cancel()
+        _wait_quietly(futures)
+    finally:
+        pool.shutdown(wait=True)
+        for forked in gateways:
+            forked.close()
+    done = {r.volume.id for r in results if r.volume is not None}
+    not_started = tuple(v.label for _, v in volumes if v.id not in done)
+    stale: tuple[str, ...] | None = None
+    if halted is None and not options.dry_run:
+        try:
+            stale = _stale_volumes(
+                gateway,
+                [v for _, v in volumes],
+                results,
+                now=clock.wall(),
+                older_than=options.stale_seconds,
+                owner=identity.project_id,
+            )
+        except KeyboardInterrupt as exc:
+            halted = Interrupted(
+                "interrupted after every volume had finished; their results stand",
+                hint="nothing is left to finish",
+                signum=Interrupted.signal_of(exc),
+            )
+    return BatchOutcome(
+        period=period,
+        results=tuple(results),
+        not_started=not_started,
+        started_at=started_at,
+        seconds=clock.monotonic() - started,
+        dry_run=options.dry_run,
+        selected=len(volumes),
+        stopped=halted,
+        stop_reason=None if halted is None else stop_reason(halted),
+        stale=stale,
+        stale_after=None if stale is None else options.stale_seconds,
+    )
+
+
+def _stale_volumes(
+    gateway: Gateway,
+    volumes: Sequence[Volume],
+    results: Sequence[VolumeResult],
+    *,
+    now: datetime,
+    older_than: float,
+    owner: str | None,
+) -> tuple[str, ...]:
+    """The selected volumes whose newest backup is older than ``older_than`` seconds.
+
+    A volume that ended ``ok`` or ``already-done`` in this run has one now. For the
+    others (failed, skipped, partial, timed out, ...) one filtered listing each finds
+    the newest active image volimg uploaded of it (``volimg.safety.own_upload_of``);
+    none, or a listing that fails, counts as stale: better a page than silence. A
+    good night costs no request.
+    """
+    backed_up = {r.volume.id for r in results if r.volume is not None and r.result in BACKED_UP}
+    stale: list[str] = []
+    for volume in volumes:
+        if volume.id in backed_up:
+            continue
+        try:
+            images = gateway.list_images(
+                tag=TAG, properties={KEY_SOURCE_VOLUME: volume.id}, owner=owner
+            )
+        except VolimgError:
+            stale.append(volume.label)
+            continue
+        times = [
+            moment
+            for image in images
+            if image.status == "active" and own_upload_of(image, volume.id)
+            for moment in [parse_time(image.created_at)]
+            if moment is not None
+        ]
+        if not times or (now - max(times)).total_seconds() > older_than:
+            stale.append(volume.label)
+    return tuple(stale)
+
+
+def _wait_quietly(futures: Sequence[Future[None]]) -> None:
+    """After an interrupt, let running volumes report; a second Ctrl-C is the CLI's."""
+    for future in futures:
+        if not future.cancelled():
+            try:
+                future.result()
+            except KeyboardInterrupt:
+                continue
