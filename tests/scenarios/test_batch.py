@@ -384,63 +384,6 @@ def test_the_metrics_file_parses_and_counts_every_result(
     assert families["volimg_batch_exit_code"].samples[0].value == 1
 
 
-def test_a_volume_that_gives_up_waiting_makes_the_batch_exit_3_or_1_never_4(
-    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
-) -> None:
-    """docs/cron.md, exit 4: a timeout is the volume's own error; the batch exits by results."""
-    sandbox = sandbox_cloud.sandbox
-    assert sandbox is not None
-    sandbox.timings.store_copy = 5.0  # boot-vol's copies outlast --timeout 1
-
-    copies = volimg_sandbox("upload", "boot-vol", "--concurrency", "1", "--timeout", "1",
-                            "-f", "json")  # fmt: skip
-
-    assert copies.exit_code == 3, copies
-    (volume,) = copies.doc["volumes"]
-    assert (volume["result"], volume["error"]["exit_code"]) == ("partial", 4)
-
-    sandbox.timings.upload = 5.0  # now Cinder's uploads outlast it too
-    uploads = volimg_sandbox("upload", "data-vol", "pinned-vol", "--timeout", "1", "-f", "json")
-
-    assert uploads.exit_code == 1, uploads
-    assert {(v["result"], v["error"]["exit_code"]) for v in uploads.doc["volumes"]} == {
-        ("failed", 4)
-    }
-    assert uploads.doc["summary"]["exit_code"] == 1
-
-
-def test_a_batch_whose_login_is_refused_exits_5_and_leaves_the_metrics_file_alone(
-    sandbox_cloud: CloudUnderTest, tmp_path: Path
-) -> None:
-    """docs/cron.md, exit 5: before any volume starts; the last run's metrics stay."""
-    import yaml
-    from click.testing import CliRunner
-
-    from volimg.cli import cli
-    from volimg.context import AppContext
-
-    config = yaml.safe_load(sandbox_cloud.clouds_yaml.read_text())
-    config["clouds"][sandbox_cloud.admin_cloud]["auth"]["password"] = "changed-last-week"
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(yaml.safe_dump(config))
-    clouds.chmod(0o600)
-    metrics = tmp_path / "volimg.prom"
-    metrics.write_text("# the previous run's metrics\n")
-
-    result = CliRunner().invoke(
-        cli,
-        ["--os-cloud", sandbox_cloud.admin_cloud, "upload", "boot-vol", "data-vol",
-         "--metrics-file", str(metrics), "-f", "json"],
-        obj=AppContext(poll_interval=0.02),
-        env={"OS_CLIENT_CONFIG_FILE": str(clouds)},
-    )  # fmt: skip
-
-    assert result.exit_code == 5, result.stderr
-    assert json.loads(result.stdout)["error"]["exit_code"] == 5
-    assert metrics.read_text() == "# the previous run's metrics\n"
-    assert not sandbox_cloud.sandbox.requests.mutating(origin="client")  # type: ignore[union-attr]
-
-
 def test_retention_keeps_the_newest_and_never_a_protected_or_foreign_image(
     volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest
 ) -> None:

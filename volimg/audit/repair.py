@@ -5,13 +5,12 @@ a time, each worker on its own forked connection; what they may remove is
 ``volimg.safety``'s to say (docs/safety.md). An unfinished image is first stamped as
 its mark records (``finish_image``), then judged and placed like any other.
 
-A signal stops ``--fix`` cleanly (``_Stop``): no new repair starts, a running one stops
+A signal stops ``--fix`` cleanly (``volimg.signals.StopFlag``): no new repair starts, a running one stops
 at its next wait, and each says what it had requested and how to follow it.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,29 +66,6 @@ class Repair:
     next_step: str | None = None  # how to follow a repair an interrupt left running
 
 
-class _Stop:
-    """Set once ``--fix`` is interrupted: no new repair starts, waits end early.
-
-    The workers sleep through this (their clock's ``sleep``), so a running repair
-    stops at its next wait as the signal would stop it in the main thread, and its
-    outcome says what it had requested (as ``volimg.batch`` does).
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum: int = signal.SIGINT
-
-    def set(self, signum: int) -> None:
-        self.signum = signum
-        self.event.set()
-
-    def sleep(self, seconds: float) -> None:
-        if self.event.wait(seconds):
-            from volimg.signals import Interrupt
-
-            raise Interrupt(self.signum)
-
-
 def _repair_all(
     gateway: Gateway,
     cloud: _Cloud,
@@ -104,7 +80,9 @@ def _repair_all(
     lock = threading.Lock()
     local = threading.local()
     forks: list[Gateway] = []
-    stop = _Stop()
+    from volimg.signals import StopFlag
+
+    stop = StopFlag()  # the workers sleep through it, as a batch's do
     clock = settings.clock
     worker_settings = replace(
         settings, clock=Clock(monotonic=clock.monotonic, sleep=stop.sleep, wall=clock.wall)
