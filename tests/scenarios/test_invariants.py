@@ -197,6 +197,9 @@ class VolimgUnderCron(RuleBasedStateMachine):
         steps = list(doc.get("next_steps") or [])
         for volume in doc.get("volumes") or []:
             steps += volume.get("next_steps") or []
+        if steps:
+            # The steps say "once the cause is fixed": the operator fixes it first.
+            self.sandbox.faults.clear()
         for step in steps:
             found = _COMMAND.search(step)
             assert found is not None, f"next step {step!r} holds no volimg command"

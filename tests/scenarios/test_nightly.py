@@ -773,11 +773,19 @@ def test_the_rules_fire_for_interrupted_and_killed_runs(
         sandbox=slow_sandbox,
     )
     found: dict[str, Path] = {}
-    for name, how in (("terminated", signal.SIGTERM), ("killed", signal.SIGKILL)):
+    # Each run on volumes of its own: the first run's uploads go on in Cinder for 30 s,
+    # and a busy volume is skipped, which would end the second run before the kill.
+    runs = (
+        ("terminated", signal.SIGTERM, ("boot-vol", "data-vol")),
+        ("killed", signal.SIGKILL, ("pinned-vol",)),
+    )
+    for name, how, volumes in runs:
         prom = tmp_path / f"{name}.prom"
-        process = spawn(cloud, "upload", "boot-vol", "data-vol", "--metrics-file", str(prom))
+        asked = len(uploads(slow_sandbox))
+        process = spawn(cloud, "upload", *volumes, "--metrics-file", str(prom))
         wait_until(lambda p=prom: p.exists() and gauge(p, "volimg_batch_running") == 1)
-        time.sleep(0.5)
+        # Kill it while it works: once Cinder has been asked for an upload.
+        wait_until(lambda n=asked: len(uploads(slow_sandbox)) > n)
         process.send_signal(how)
         process.communicate(timeout=120)
         found[name] = prom
