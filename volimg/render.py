@@ -245,7 +245,9 @@ class Renderer(Streams):
         """The stamp an ``adopt`` wrote."""
         props = stamp.properties()
         if self.json:
-            self._emit_json(document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG))
+            self._emit_json(
+                document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG, error=None)
+            )
             return
         self._rows([("image", stamp.image_id), *props.items(), ("tag", TAG)])
 
