@@ -245,9 +245,13 @@ def cli(
     source = ctx.get_parameter_source("os_cloud")
     import logging
 
-    logging.getLogger("volimg").info(
+    log = logging.getLogger("volimg")
+    if not app.cloud:
+        log.info("cloud: none given (no --os-cloud, no OS_CLOUD): openstacksdk reads OS_*")
+        return
+    log.info(
         "cloud %s, from %s",
-        app.cloud or "(none: openstacksdk reads the OS_* variables)",
+        app.cloud,
         "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",
     )
 

@@ -131,8 +131,12 @@ def test_plan_warns_when_the_default_name_is_already_taken(
         run = Run(result.exit_code, result.stdout, result.stderr)
 
         assert run.exit_code == 0, run
-        assert run.doc["plan"]["image_name"] == default_name
-        assert squatter.id in run.doc["plan"]["image_name_taken_by"]
+        # Issue 19: a taken default name gets a suffix, never a silent duplicate.
+        assert run.doc["plan"]["image_name"] == f"{default_name}-2"
+        assert run.doc["plan"]["image_name_taken_by"] == []
+        (reason,) = [r for r in run.doc["plan"]["reasons"] if r["topic"] == "image name"]
+        assert reason["decision"] == "suffixed"
+        assert default_name in reason["reason"]
     finally:
         admin_conn.image.delete_image(squatter)
 

@@ -64,6 +64,14 @@ class NameOrId(click.types.StringParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = super().convert(value, param, ctx)
+        if not text.strip() and param is not None and param.name == "image_name":
+            self.fail(
+                f"{'an empty' if not text else 'a blank'} image name is refused: Glance would "
+                "take it, and the image could not be named later; leave out --name for the "
+                "default <volume>-<UTC time>",
+                param,
+                ctx,
+            )
         if not text.strip():
             self.fail(
                 f"{'an empty' if not text else 'a blank'} value is not a name or ID "
@@ -121,6 +129,12 @@ def placement_options(f: F) -> F:
             "image_name",
             type=NAME_OR_ID,
             help="Image name [default: <volume>-<UTC time>].",
+        ),
+        click.option(
+            "--allow-duplicate-name",
+            is_flag=True,
+            help="Upload even if an image visible to you already has that name (refused "
+            "otherwise: the name would then be ambiguous).",
         ),
         click.option(
             "--disk-format", type=click.Choice(DISK_FORMATS), help="[default: Cinder's, raw]"
@@ -181,6 +195,7 @@ def upload_options_from(kwargs: dict[str, Any]) -> Any:
 
     return UploadOptions(
         image_name=kwargs["image_name"],
+        allow_duplicate_name=kwargs.get("allow_duplicate_name", False),
         disk_format=kwargs["disk_format"],
         container_format=kwargs["container_format"],
         visibility=kwargs["visibility"],
