@@ -336,12 +336,12 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
 
     assert result.exit_code == 2
     assert "--os-cloud is a global option: give it before the command" in result.stderr
-    assert "e.g. volimg --os-cloud NAME plan ..." in result.stderr
+    assert "before the command: volimg --os-cloud sandbox plan x" in result.stderr
 
     as_json = CliRunner().invoke(cli, ["plan", "x", "-v", "-f", "json"], obj=AppContext())
     assert as_json.exit_code == 2
     assert "-v is a global option" in as_json.stdout
-    assert "e.g. volimg -v plan ..." in as_json.stdout
+    assert "before the command: volimg -v plan x -f json" in as_json.stdout
 
     unknown = CliRunner().invoke(cli, ["plan", "x", "--bogus"], obj=AppContext())
     assert unknown.exit_code == 2

@@ -6,7 +6,10 @@ test here failed before its fix; all run on the sandbox.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -345,3 +348,49 @@ def test_a_delayed_upload_request_is_bounded_by_timeout_and_never_called_nothing
         assert time.monotonic() < deadline, "the delayed upload never made its image"
         time.sleep(0.2)
     sandbox.wait_idle(30)
+
+
+# --- work that does not depend on who reads the output ------------------------------
+
+
+VOLIMG = (sys.executable, "-m", "volimg")
+
+
+def test_an_upload_whose_reader_went_away_finishes_the_work_then_exits_141(
+    sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    """`volimg upload boot-vol 2>&1 | head -3`: the run stopped at the first write
+    after the reader left, the image in one store, no copies, no stamp."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [
+                *VOLIMG,
+                "--os-cloud",
+                sandbox_cloud.admin_cloud,
+                "upload",
+                "boot-vol",
+                "--name",
+                "unread",
+            ],
+            stdout=write_end,
+            stderr=write_end,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert proc.returncode == 141
+    (image,) = [i for i in sandbox.cloud.images.values() if i.name == "unread"]
+    plan = volimg_plan(sandbox_cloud)
+    assert set(image.stores) == set(plan["expected_stores"]), image.stores
+    assert image.extra.get("volimg_stamped_by") == "upload", image.extra
+
+
+def volimg_plan(cloud: CloudUnderTest) -> dict[str, object]:
+    code, out, err = _invoke("--os-cloud", cloud.admin_cloud, "plan", "boot-vol", "-f", "json")
+    assert code == 0, err
+    plan: dict[str, object] = json.loads(out)["plan"]
+    return plan

@@ -66,9 +66,9 @@ class NameOrId(click.types.StringParamType):
         text = super().convert(value, param, ctx)
         if not text.strip() and param is not None and param.name == "image_name":
             self.fail(
-                f"{'an empty' if not text else 'a blank'} image name is refused: Glance would "
-                "take it, and the image could not be named later; leave out --name for the "
-                "default <volume>-<UTC time>",
+                f"{'an empty' if not text else 'a blank'} value is no image name (Glance "
+                "would take it, and no command could name the image later); leave out "
+                "--name for the default <volume>-<UTC time> (an unset shell variable?)",
                 param,
                 ctx,
             )

@@ -122,7 +122,12 @@ def _warn(app: AppContext, plan: Any) -> None:
     """Every warning of the plan on stderr, before anything is created (as ``plan``
     shows them; in JSON they are the document's ``plan.reasons``)."""
     for decision in plan.warnings:
-        app.renderer().notice(f"warning: {decision.topic}: {decision.outcome}: {decision.reason}")
+        try:
+            app.renderer().notice(
+                f"warning: {decision.topic}: {decision.outcome}: {decision.reason}"
+            )
+        except BrokenPipeError:
+            return  # whoever read stderr went away; the upload does not depend on it
 
 
 def _run_batch(
