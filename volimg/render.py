@@ -138,6 +138,10 @@ class Streams:
         stream.write(line + "\n")
         stream.flush()
 
+    def notice(self, message: str) -> None:
+        """One line on stderr, before or beside the progress (a warning, a note)."""
+        say(self.err, f"volimg: {message}")
+
 
 class Renderer(Streams):
     """Writes results to stdout and progress/errors to stderr, in the chosen format."""
@@ -285,9 +289,6 @@ class Renderer(Streams):
         say(self.err, f"volimg: error: {error.message}", style=style)
         if error.hint:
             say(self.err, f"volimg: hint: {error.hint}")
-
-    def notice(self, message: str) -> None:
-        say(self.err, f"volimg: {message}")
 
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:

@@ -394,3 +394,14 @@ def volimg_plan(cloud: CloudUnderTest) -> dict[str, object]:
     assert code == 0, err
     plan: dict[str, object] = json.loads(out)["plan"]
     return plan
+
+
+def test_audit_all_projects_as_a_member_says_it_covers_one_project(
+    volimg_sandbox: VolimgRunner,
+) -> None:
+    run = volimg_sandbox("audit", "--all-projects", member=True)
+
+    assert "--all-projects needs an admin role" in run.stderr, run.stderr
+    assert "your own project" in run.stderr
+    admin = volimg_sandbox("audit", "--all-projects")
+    assert "needs an admin role" not in admin.stderr
