@@ -405,3 +405,14 @@ def test_audit_all_projects_as_a_member_says_it_covers_one_project(
     assert "your own project" in run.stderr
     admin = volimg_sandbox("audit", "--all-projects")
     assert "needs an admin role" not in admin.stderr
+
+
+def test_tab_after_a_whole_shared_name_offers_the_ids_it_stands_for(
+    sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    """bash shows no help text: "twin" alone said nothing of the two volumes."""
+    twins = sorted(v.id for v in sandbox.cloud.volumes.values() if v.name == "twin")
+    assert len(twins) == 2
+
+    assert complete("volimg --os-cloud sandbox upload tw") == ["twin"]
+    assert complete("volimg --os-cloud sandbox upload twin") == twins
