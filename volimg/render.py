@@ -237,6 +237,8 @@ class Renderer(Streams):
                 )
             terminal.print(table)
         else:
+            if info.stores:  # a header row, as the doctor's plain lines have
+                self.out.file.write("store\tflags\tdescription\n")
             for s in info.stores:
                 flags = ",".join(
                     f for f, on in (("default", s.is_default), ("read-only", s.read_only)) if on

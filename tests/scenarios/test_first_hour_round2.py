@@ -416,3 +416,10 @@ def test_tab_after_a_whole_shared_name_offers_the_ids_it_stands_for(
 
     assert complete("volimg --os-cloud sandbox upload tw") == ["twin"]
     assert complete("volimg --os-cloud sandbox upload twin") == twins
+
+
+def test_the_plain_stores_table_has_a_header_row(volimg_sandbox: VolimgRunner) -> None:
+    run = volimg_sandbox("stores")
+
+    assert run.exit_code == 0, run
+    assert run.stdout.splitlines()[0] == "store\tflags\tdescription", run.stdout
