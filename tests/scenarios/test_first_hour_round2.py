@@ -423,3 +423,12 @@ def test_the_plain_stores_table_has_a_header_row(volimg_sandbox: VolimgRunner) -
 
     assert run.exit_code == 0, run
     assert run.stdout.splitlines()[0] == "store\tflags\tdescription", run.stdout
+
+
+def test_help_says_what_each_commands_lines_and_one_volume_are() -> None:
+    audit_help = CliRunner().invoke(cli, ["audit", "--help"]).stdout
+    upload_help = CliRunner().invoke(cli, ["upload", "--help"]).stdout
+
+    assert "(or finding)" not in audit_help + upload_help
+    assert "finding and per" in " ".join(audit_help.split())
+    assert "runs as before" not in upload_help

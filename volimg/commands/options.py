@@ -86,9 +86,9 @@ NAME_OR_ID = NameOrId()
 
 
 def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
-    ndjson = (
-        " ndjson: one JSON line per volume (or finding) as soon as it is known, then a summary."
-    )
+    # Each command says what its lines are: audit's findings and repairs, upload's volumes.
+    lines = "finding and per repair" if f.__name__ == "audit" else "volume"
+    ndjson = f" ndjson: one JSON line per {lines} as soon as it is known, then a summary."
     return click.option(
         "-f",
         "--format",
