@@ -432,3 +432,15 @@ def test_help_says_what_each_commands_lines_and_one_volume_are() -> None:
     assert "(or finding)" not in audit_help + upload_help
     assert "finding and per" in " ".join(audit_help.split())
     assert "runs as before" not in upload_help
+
+
+def test_the_readme_lists_every_result_and_store_outcome() -> None:
+    from tests.conftest import REPO_ROOT
+    from volimg import results
+
+    text = " ".join((REPO_ROOT / "README.md").read_text().split())
+    listed = text.split("each store's outcome is", 1)[1].split(".", 1)[0]
+    outcomes = (results.COPIED, results.ALREADY_PRESENT, results.FAILED, results.ROLLED_BACK)
+    outcomes += (results.PENDING, results.PRUNED, results.SKIPPED, results.PRUNE_FAILED)
+    for outcome in outcomes:
+        assert f"`{outcome}`" in listed, outcome
