@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from click.core import ParameterSource
@@ -138,7 +139,10 @@ class VolimgGroup(EnvvarGroup):
             # Whoever read stdout went away (``volimg plan boot-vol | head -1``); stderr
             # may still reach the operator. Exit as a writer killed by SIGPIPE would.
             _silence_stdout()
-            click.echo("volimg: output not written: stdout was closed (broken pipe)", err=True)
+            try:
+                click.echo("volimg: output not written: stdout was closed (broken pipe)", err=True)
+            except BrokenPipeError:  # stderr went the same way (2>&1 | head)
+                _silence(sys.stderr)
             ctx.exit(int(ExitCode.BROKEN_PIPE))
         finally:
             app.close()
@@ -160,20 +164,41 @@ def _misplaced_global_option(
     for param in group.params:
         if isinstance(param, click.Option) and exc.option_name in param.opts:
             takes_value = not (param.is_flag or param.count)
+            args = exc.ctx.meta.get("volimg.args") if exc.ctx is not None else None
+            corrected = _moved_to_front(args or [], exc.option_name, takes_value=takes_value)
             value = f" {param.metavar or 'VALUE'}" if takes_value else ""
+            example = corrected or f"volimg {exc.option_name}{value} {command} ..."
             return click.UsageError(
-                f"{exc.option_name} is a global option: give it before the command, "
-                f"e.g. volimg {exc.option_name}{value} {command} ...",
+                f"{exc.option_name} is a global option: give it before the command: {example}",
                 ctx=exc.ctx,
             )
     return None
 
 
+def _moved_to_front(args: list[str], option: str, *, takes_value: bool) -> str | None:
+    """The command line as given, with the global ``option`` (and its value) moved
+    before the command: the exact line to run instead."""
+    for i, arg in enumerate(args):
+        if arg == option:
+            end = i + 2 if takes_value else i + 1
+            if end > len(args):
+                return None
+            moved, rest = args[i:end], args[:i] + args[end:]
+            return shlex.join(["volimg", *moved, *rest])
+        if takes_value and arg.startswith(option + "="):
+            return shlex.join(["volimg", arg, *args[:i], *args[i + 1 :]])
+    return None
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    _silence(sys.stdout)
+
+
+def _silence(stream: TextIO) -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         pass  # not a real file descriptor (a test runner's buffer)
 
@@ -245,9 +270,13 @@ def cli(
     source = ctx.get_parameter_source("os_cloud")
     import logging
 
-    logging.getLogger("volimg").info(
+    log = logging.getLogger("volimg")
+    if not app.cloud:
+        log.info("cloud: none given (no --os-cloud, no OS_CLOUD): openstacksdk reads OS_*")
+        return
+    log.info(
         "cloud %s, from %s",
-        app.cloud or "(none: openstacksdk reads the OS_* variables)",
+        app.cloud,
         "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",
     )
 

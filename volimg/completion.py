@@ -194,13 +194,23 @@ def name_items(found: Listing, incomplete: str, what: str) -> list[CompletionIte
     for ident, name in found.items():
         if name:
             ids_by_name.setdefault(name, []).append(ident)
-    items = [
-        CompletionItem(
-            name, help=ids[0] if len(ids) == 1 else f"{len(ids)} {what}s share this name"
+    items: list[CompletionItem] = []
+    for name, ids in sorted(ids_by_name.items()):
+        if not name.startswith(incomplete):
+            continue
+        if len(ids) > 1 and name == incomplete:
+            # The whole shared name is typed: volimg would refuse it as ambiguous, so
+            # TAB offers the ids it stands for (bash shows no help text, only values).
+            items += [
+                CompletionItem(ident, help=f"{name}: ambiguous, {len(ids)} {what}s")
+                for ident in sorted(ids)
+            ]
+            continue
+        items.append(
+            CompletionItem(
+                name, help=ids[0] if len(ids) == 1 else f"{len(ids)} {what}s share this name"
+            )
         )
-        for name, ids in sorted(ids_by_name.items())
-        if name.startswith(incomplete)
-    ]
     items += [
         CompletionItem(ident, help=name or f"unnamed {what}")
         for ident, name in sorted(found.items())

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from volimg import events as ev
-from volimg.errors import InputError
+from volimg.errors import ImageNameTaken, InputError
 from volimg.gateway import Gateway
 from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo
 from volimg.planner import (
@@ -58,6 +58,10 @@ class SharedFacts:
         with self._lock:
             self._memo.setdefault((kind, key), value)
             return self._memo[(kind, key)]  # type: ignore[return-value]
+
+
+# How many suffixed default names (``-2`` ...) an upload tries before it refuses.
+DEFAULT_NAME_SUFFIXES = 8
 
 
 def gather_upload_facts(
@@ -115,9 +119,16 @@ def gather_upload_facts(
         ",".join(glance.import_methods),
     )
     same_name: tuple[str, ...] = ()
+    default_name: str | None = None
     if check_name and resuming is None:
         name = image_name or default_image_name(volume, now)
         same_name = tuple(sorted(image.id for image in gateway.images_named(name)))
+        # A default name taken already gets a suffix, never a silent duplicate.
+        for suffix in range(2, DEFAULT_NAME_SUFFIXES + 2):
+            if image_name or not same_name:
+                break
+            default_name = f"{default_image_name(volume, now)}-{suffix}"
+            same_name = tuple(sorted(i.id for i in gateway.images_named(default_name)))
     return UploadFacts(
         volume=volume,
         volume_type=volume_type,
@@ -128,6 +139,7 @@ def gather_upload_facts(
         requested_at=now,
         resuming=resuming,
         same_name_images=same_name,
+        default_name=default_name,
     )
 
 
@@ -156,9 +168,29 @@ def upload(
         return planned("upload", the_plan)
     if on_plan is not None:
         on_plan(the_plan)
+    _refuse_a_taken_name(the_plan, options)
     from volimg.executor import run_upload  # not for plan, stores or --dry-run
 
     return run_upload(gateway, the_plan, settings, emit)
+
+
+def _refuse_a_taken_name(the_plan: Plan, options: UploadOptions) -> None:
+    """A third image called ``golden`` makes ``volimg replicate golden`` ambiguous for
+    everyone: refuse, before anything is made, unless told otherwise."""
+    taken = the_plan.facts.same_name_images
+    if not taken or options.allow_duplicate_name:
+        return
+    name = the_plan.upload.image_name
+    count = f"{len(taken)} image{'s' if len(taken) > 1 else ''}"
+    if options.image_name:
+        hint = "choose another --name, or pass --allow-duplicate-name to make it anyway"
+    else:  # the default name carries the time to the second
+        hint = "run again in a second (the default name carries the time), or pass --name"
+    raise ImageNameTaken(
+        f"the image name {name!r} is already taken by {count} visible to you "
+        f"({', '.join(taken)}); nothing was created",
+        hint=hint,
+    )
 
 
 def plan_copy(

@@ -137,9 +137,45 @@ def outcome_doc(outcome: Outcome) -> dict[str, Any]:
     )
 
 
+# Each command's own keys and their value when nothing applies: a command's failure
+# document has the same top-level keys as its success document (docs/json.md), so
+# that ``jq '.replication'`` or ``.next_steps`` in CI works whichever way it ended.
+_OUTCOME_KEYS: dict[str, Any] = {
+    "volume": None,
+    "base_image": None,
+    "volume_type_store": None,
+    "plan": None,
+    "image": None,
+    "replication": {},
+    "details": {},
+    "next_steps": [],
+}
+EMPTY_FIELDS: dict[str, dict[str, Any]] = {
+    "upload": _OUTCOME_KEYS,
+    "plan": _OUTCOME_KEYS,
+    "replicate": _OUTCOME_KEYS,
+    "stores": {
+        "multi_store": None,
+        "default_store": None,
+        "copy_image_enabled": None,
+        "import_methods": [],
+        "stores": [],
+    },
+    "adopt": {"image_id": None, "stamp": {}, "tag": None},
+    "audit": {"findings": [], "repairs": [], "next_steps": [], "summary": None},
+    "doctor": {"checks": [], "counts": {}},
+}
+
+
 def failure_doc(command: str, error: VolimgError) -> dict[str, Any]:
-    """The JSON document when a command fails before it has anything else to say."""
-    return document(command, "failed", error=error_doc(error))
+    """The JSON document when a command fails before it has anything else to say: the
+    command's own keys, null or empty, and the error."""
+    fields = {key: _empty(value) for key, value in EMPTY_FIELDS.get(command, {}).items()}
+    return document(command, "failed", error=error_doc(error), **fields)
+
+
+def _empty(value: Any) -> Any:
+    return type(value)() if isinstance(value, (dict, list)) else value
 
 
 def stores_doc(info: GlanceInfo) -> dict[str, Any]:
@@ -159,6 +195,7 @@ def stores_doc(info: GlanceInfo) -> dict[str, Any]:
             }
             for s in info.stores
         ],
+        error=None,
     )
 
 
@@ -178,6 +215,7 @@ def doctor_doc(report: DoctorReport) -> dict[str, Any]:
             for c in report.checks
         ],
         counts=report.counts,
+        error=None,
     )
 
 

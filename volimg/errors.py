@@ -60,6 +60,10 @@ class InputError(VolimgError):
     exit_code = ExitCode.USAGE
 
 
+class ImageNameTaken(InputError):
+    """The new image's name is already taken: afterwards it would name no one image."""
+
+
 class UsageProblem(InputError):
     """The command line itself is wrong (reported by click, rendered by volimg in JSON)."""
 

@@ -191,4 +191,5 @@ def audit_doc(outcome: AuditOutcome) -> dict[str, Any]:
         repairs=[repair_doc(r) for r in outcome.repairs],
         next_steps=list(outcome.next_steps),
         summary=audit_summary_doc(outcome),
+        error=error_doc(outcome.interrupted),
     )

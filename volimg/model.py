@@ -43,6 +43,19 @@ def parse_time(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def format_time(value: datetime | str | None) -> str:
+    """A moment as volimg prints it everywhere: ``2026-12-03T11:41:06Z`` (UTC, seconds),
+    whatever form Glance or Cinder gave it in (some add microseconds, some no zone)."""
+    from datetime import timezone
+
+    moment = parse_time(value) if isinstance(value, str) or value is None else value
+    if moment is None:
+        return "an unknown time"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def split_stores(value: str | None) -> tuple[str, ...]:
     """Glance's comma-separated store lists (``stores``, ``os_glance_*``) as a tuple."""
     if not value:

@@ -138,6 +138,10 @@ class Streams:
         stream.write(line + "\n")
         stream.flush()
 
+    def notice(self, message: str) -> None:
+        """One line on stderr, before or beside the progress (a warning, a note)."""
+        say(self.err, f"volimg: {message}")
+
 
 class Renderer(Streams):
     """Writes results to stdout and progress/errors to stderr, in the chosen format."""
@@ -233,6 +237,8 @@ class Renderer(Streams):
                 )
             terminal.print(table)
         else:
+            if info.stores:  # a header row, as the doctor's plain lines have
+                self.out.file.write("store\tflags\tdescription\n")
             for s in info.stores:
                 flags = ",".join(
                     f for f, on in (("default", s.is_default), ("read-only", s.read_only)) if on
@@ -245,7 +251,9 @@ class Renderer(Streams):
         """The stamp an ``adopt`` wrote."""
         props = stamp.properties()
         if self.json:
-            self._emit_json(document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG))
+            self._emit_json(
+                document(command, "ok", image_id=stamp.image_id, stamp=props, tag=TAG, error=None)
+            )
             return
         self._rows([("image", stamp.image_id), *props.items(), ("tag", TAG)])
 
@@ -283,9 +291,6 @@ class Renderer(Streams):
         say(self.err, f"volimg: error: {error.message}", style=style)
         if error.hint:
             say(self.err, f"volimg: hint: {error.hint}")
-
-    def notice(self, message: str) -> None:
-        say(self.err, f"volimg: {message}")
 
     @contextmanager
     def progress(self) -> Iterator[ev.EventSink]:

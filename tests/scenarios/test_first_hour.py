@@ -131,8 +131,12 @@ def test_plan_warns_when_the_default_name_is_already_taken(
         run = Run(result.exit_code, result.stdout, result.stderr)
 
         assert run.exit_code == 0, run
-        assert run.doc["plan"]["image_name"] == default_name
-        assert squatter.id in run.doc["plan"]["image_name_taken_by"]
+        # Issue 19: a taken default name gets a suffix, never a silent duplicate.
+        assert run.doc["plan"]["image_name"] == f"{default_name}-2"
+        assert run.doc["plan"]["image_name_taken_by"] == []
+        (reason,) = [r for r in run.doc["plan"]["reasons"] if r["topic"] == "image name"]
+        assert reason["decision"] == "suffixed"
+        assert default_name in reason["reason"]
     finally:
         admin_conn.image.delete_image(squatter)
 
@@ -332,12 +336,12 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
 
     assert result.exit_code == 2
     assert "--os-cloud is a global option: give it before the command" in result.stderr
-    assert "e.g. volimg --os-cloud NAME plan ..." in result.stderr
+    assert "before the command: volimg --os-cloud sandbox plan x" in result.stderr
 
     as_json = CliRunner().invoke(cli, ["plan", "x", "-v", "-f", "json"], obj=AppContext())
     assert as_json.exit_code == 2
     assert "-v is a global option" in as_json.stdout
-    assert "e.g. volimg -v plan ..." in as_json.stdout
+    assert "before the command: volimg -v plan x -f json" in as_json.stdout
 
     unknown = CliRunner().invoke(cli, ["plan", "x", "--bogus"], obj=AppContext())
     assert unknown.exit_code == 2

@@ -294,7 +294,9 @@ def check_cloud(sandbox: Sandbox, doc: dict[str, Any], before: Any) -> None:
     """The cloud is in the state the document describes."""
     cloud = sandbox.cloud
     command = doc["command"]
-    if command in ("upload", "plan", "replicate"):
+    if doc["result"] == "failed" and doc["error"] is not None and not doc.get("plan"):
+        assert cloud_state(sandbox) == before, "a command that failed at once changed the cloud"
+    elif command in ("upload", "plan", "replicate"):
         if doc["result"] == "planned":
             assert cloud_state(sandbox) == before, "a dry run changed the cloud"
         else:

@@ -55,7 +55,6 @@ SECTIONS: dict[str, Objects] = {
     ),
     "`plan`": _each("outcome", "plan"),
     "`plan.reasons[]`": _each("outcome", "plan", "reasons"),
-    "The failure document": _each("failure"),
     "The `stores` document": _each("stores"),
     "`stores[]`": _each("stores", "stores"),
     "The batch document": _each("batch"),
@@ -136,17 +135,16 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
         results.RESULT_FAILED,
         results.PLANNED,
     ),
-    ("The failure document", "result"): (results.RESULT_FAILED,),
     ("`checks[]`", "status"): doctor.STATUSES,
     ("The batch document", "result"): BATCH_DOCUMENT_RESULTS,
     # A volume never started is counted (summary.counts) but has no volumes[] entry.
     ("`volumes[]`", "result"): tuple(r for r in batch.BATCH_RESULTS if r != batch.NOT_STARTED),
     ("`volumes[].retention[]`", "action"): RETENTION_ACTIONS,
-    ("The audit document", "result"): AUDIT_RESULTS,
+    ("The audit document", "result"): (*AUDIT_RESULTS, "interrupted", results.RESULT_FAILED),
     ("`findings[]`", "finding"): audit.FINDINGS,
     ("`repairs[]`", "result"): audit.REPAIR_RESULTS,
-    ("The `adopt` document", "result"): ("ok",),
-    ("The `stores` document", "result"): ("ok",),
+    ("The `adopt` document", "result"): ("ok", results.RESULT_FAILED),
+    ("The `stores` document", "result"): ("ok", results.RESULT_FAILED),
 }
 # Fields whose values come from a list the row does not repeat.
 UNLISTED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -250,7 +248,7 @@ def check_batch(doc: Doc) -> None:
 
 def check_audit(doc: Doc) -> None:
     check_fields("The audit document", doc)
-    stamp_keys = re.findall(r"`([a-z_]+)`", _row("`findings[]`", "stamp"))
+    stamp_keys = re.findall(r"`([a-z_]+)`", _row("`findings[]`", "stamp").split(";")[0])
     image_keys = re.findall(r"`([a-z_]+)`", _row("`findings[]`", "image"))
     for finding in doc["findings"]:
         check_fields("`findings[]`", finding)
@@ -264,6 +262,12 @@ def check_audit(doc: Doc) -> None:
         assert set(repair["replication"].values()) <= set(STORE_OUTCOMES), repair
         _check_error(repair["error"])
     summary = doc["summary"]
+    if summary is None:  # the audit could not run: its failure document
+        assert (doc["result"], doc["findings"], doc["repairs"]) == ("failed", [], []), doc
+        _check_error(doc["error"])
+        assert doc["error"] is not None
+        return
+    _check_error(doc["error"])
     check_fields("The audit `summary`", summary)
     assert summary["result"] == doc["result"]
     assert summary["images"] == len(doc["findings"])
@@ -289,11 +293,21 @@ def check_document(doc: Doc) -> None:
             check_fields("`checks[]`", row)
     elif doc.get("mode") == "batch":
         check_batch(doc)
-    elif "plan" not in doc:
-        check_fields("The failure document", doc)
-        _check_error(doc["error"])
     else:
         check_outcome(doc)
+
+
+# A command each, as a user would type it; with a cloud that does not exist every one
+# fails before it has anything to say, and its document keeps the command's keys.
+FAILING_COMMANDS: dict[str, tuple[str, ...]] = {
+    "upload": ("boot-vol",),
+    "plan": ("boot-vol",),
+    "replicate": ("cirros-base", "--store", "fast"),
+    "stores": (),
+    "adopt": ("cirros-base", "--base", "cirros-base"),
+    "audit": (),
+    "doctor": (),
+}
 
 
 @pytest.fixture
@@ -310,6 +324,14 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
         "failure": volimg_sandbox("upload", "twin", "-f", "json"),
         "stores": volimg_sandbox("stores", "-f", "json"),
     }
+    # Every command failing before it has anything to say: a cloud that does not exist.
+    failures = {
+        command: volimg_sandbox("--os-cloud", "nowhere", command, *args, "-f", "json")
+        for command, args in FAILING_COMMANDS.items()
+    }
+    for command, failed in failures.items():
+        assert failed.exit_code == 2, (command, failed)
+        assert failed.doc["command"] == command, failed.doc
     # A batch with an older image to retain, a volume that does not exist and a skip.
     older = volimg_sandbox("upload", "data-vol", "--no-wait", "-f", "json")
     assert older.exit_code == 0, older
@@ -333,16 +355,16 @@ def documents(volimg_sandbox: VolimgRunner, sandbox: Sandbox) -> dict[str, list[
     sandbox.faults.fail_store_copy("cheap")
     runs["upload-partial"] = volimg_sandbox("upload", "boot-vol", "-f", "json")
     assert runs["upload-partial"].exit_code == 3, runs["upload-partial"]
+    more = {"audit": [audit.doc], "adopt": [adopt.doc], "doctor": [doctor.doc]}
     return {
         "batch": [batch.doc, empty.doc],
-        "audit": [audit.doc],
-        "adopt": [adopt.doc],
-        "doctor": [doctor.doc],
         "outcome": [
             r.doc for name, r in runs.items() if name.startswith(("upload-", "plan", "replicate"))
-        ],
-        "failure": [runs["failure"].doc],
-        "stores": [runs["stores"].doc],
+        ]
+        + [failures[c].doc for c in ("upload", "plan", "replicate")],
+        "failure": [runs["failure"].doc, *(r.doc for r in failures.values())],
+        "stores": [runs["stores"].doc, failures["stores"].doc],
+        **{k: [*v, failures[k].doc] for k, v in more.items()},
     }
 
 
@@ -385,7 +407,7 @@ def test_replication_outcomes_and_details_are_documented(
 
 
 def test_the_plan_fields_of_an_upload_are_filled_in(documents: dict[str, list[Doc]]) -> None:
-    plans = [d["plan"] for d in documents["outcome"] if d["command"] == "upload"]
+    plans = [d["plan"] for d in documents["outcome"] if d["command"] == "upload" and d["plan"]]
     for plan in plans:
         assert plan["image_name"]
         assert plan["upload_request"]["image_name"] == plan["image_name"]
@@ -486,5 +508,26 @@ def test_ndjson_lines_are_the_documented_objects_with_their_type(
             "findings": [line for line, kind in zip(lines, kinds, strict=True) if kind == "finding"],
             "repairs": [line for line, kind in zip(lines, kinds, strict=True) if kind == "repair"],
             "summary": lines[-1],
+            "error": lines[-1]["error"],
         }
     )  # fmt: skip
+
+
+def test_a_failure_document_has_the_keys_of_its_commands_success(
+    documents: dict[str, list[Doc]],
+) -> None:
+    """CI's ``jq '.replication | to_entries[]'`` (docs/guide.md) works on an early error."""
+    failed = {d["command"]: d for d in documents["failure"] if d["error"]["exit_code"] == 2}
+    succeeded = {
+        d["command"]: d
+        for kind in ("outcome", "stores", "audit", "adopt", "doctor")
+        for d in documents[kind]
+        if d["result"] != "failed"
+    }
+    assert set(failed) == set(FAILING_COMMANDS) <= set(succeeded), (failed, succeeded)
+    for command, doc in failed.items():
+        assert set(doc) == set(succeeded[command]), command
+        assert doc["result"] == "failed"
+        assert "nowhere" in doc["error"]["message"], doc["error"]
+    upload = failed["upload"]
+    assert (upload["replication"], upload["next_steps"], upload["plan"]) == ({}, [], None)

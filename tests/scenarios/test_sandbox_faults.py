@@ -433,7 +433,12 @@ def test_json_documents_match_the_documented_contract(
     assert planned.doc["result"] == "planned"
 
     failed = volimg_sandbox("upload", "twin", "-f", "json")
-    assert set(failed.doc) == {"volimg", "schema_version", "command", "result", "error"}
+    assert set(failed.doc) == set(ok.doc)  # the same keys, null or empty (docs/json.md)
+    assert (failed.doc["plan"], failed.doc["replication"], failed.doc["next_steps"]) == (
+        None,
+        {},
+        [],
+    )
     assert failed.doc["command"] == "upload"
 
 

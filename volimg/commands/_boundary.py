@@ -8,7 +8,7 @@ imports ``volimg.cli``, which imports every command module to register it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,10 +24,35 @@ def exit_with(code: int) -> None:
 
 
 def run_and_report(app: AppContext, work: Callable[[EventSink], Outcome]) -> None:
-    """Run with progress on stderr, then the result on stdout, then its exit code."""
+    """Run with progress on stderr, then the result on stdout, then its exit code.
+
+    Whoever reads the progress may go away (``volimg upload boot-vol 2>&1 | head -3``):
+    the work must not depend on it. Progress stops at the first broken pipe and the
+    run goes on to its end; the result is then written, and a closed stdout ends the
+    command with exit 141 in ``VolimgGroup.invoke``.
+    """
     renderer = app.renderer()
-    with renderer.progress() as sink:
-        outcome = work(sink)
+    reader_gone = False
+
+    def tolerant(sink: EventSink) -> EventSink:
+        def emit(event: Any) -> None:
+            nonlocal reader_gone
+            if reader_gone:
+                return
+            try:
+                sink(event)
+            except BrokenPipeError:
+                reader_gone = True
+
+        return emit
+
+    outcome: Outcome | None = None
+    try:
+        with renderer.progress() as sink:
+            outcome = work(tolerant(sink))
+    except BrokenPipeError:
+        if outcome is None:
+            raise
     renderer.outcome(outcome)
     if app.debug and outcome.error is not None:
         # --debug promises the traceback at any step: the executor folds errors into

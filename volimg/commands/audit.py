@@ -104,6 +104,15 @@ def audit(
         concurrency=concurrency,
     )
     renderer = app.audit_renderer()
+    if all_projects:
+        identity = app.gateway().identity()
+        if not identity.is_admin:
+            # Glance and Cinder answer a member's all-projects listing with the
+            # member's own project, silently: say so rather than look like a fleet.
+            renderer.notice(
+                "warning: --all-projects needs an admin role, which you do not have: this "
+                f"audit covers your own project ({identity.project_id}) only"
+            )
     with renderer.progress() as sink:
         outcome = run_audit(app.gateway(), options, app.run_settings(timeout=timeout), sink)
     if metrics_file is not None:

@@ -65,6 +65,14 @@ class NameOrId(click.types.StringParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = super().convert(value, param, ctx)
+        if not text.strip() and param is not None and param.name == "image_name":
+            self.fail(
+                f"{'an empty' if not text else 'a blank'} value is no image name (Glance "
+                "would take it, and no command could name the image later); leave out "
+                "--name for the default <volume>-<UTC time> (an unset shell variable?)",
+                param,
+                ctx,
+            )
         if not text.strip():
             self.fail(
                 f"{'an empty' if not text else 'a blank'} value is not a name or ID "
@@ -144,9 +152,9 @@ VOLUME_STATUSES = (
 
 
 def format_option(f: F, formats: Sequence[str] = ("table", "json")) -> F:
-    ndjson = (
-        " ndjson: one JSON line per volume (or finding) as soon as it is known, then a summary."
-    )
+    # Each command says what its lines are: audit's findings and repairs, upload's volumes.
+    lines = "finding and per repair" if f.__name__ == "audit" else "volume"
+    ndjson = f" ndjson: one JSON line per {lines} as soon as it is known, then a summary."
     return click.option(
         "-f",
         "--format",
@@ -187,6 +195,12 @@ def placement_options(f: F) -> F:
             "image_name",
             type=NAME_OR_ID,
             help="Image name [default: <volume>-<UTC time>].",
+        ),
+        click.option(
+            "--allow-duplicate-name",
+            is_flag=True,
+            help="Upload even if an image visible to you already has that name (refused "
+            "otherwise: the name would then be ambiguous).",
         ),
         click.option(
             "--disk-format", type=click.Choice(DISK_FORMATS), help="[default: Cinder's, raw]"
@@ -247,6 +261,7 @@ def upload_options_from(kwargs: dict[str, Any]) -> Any:
 
     return UploadOptions(
         image_name=kwargs["image_name"],
+        allow_duplicate_name=kwargs.get("allow_duplicate_name", False),
         disk_format=kwargs["disk_format"],
         container_format=kwargs["container_format"],
         visibility=kwargs["visibility"],

@@ -66,7 +66,7 @@ def upload(
 ) -> None:
     """Upload each VOLUME (name or ID) to a new image and place it in the planned stores.
 
-    One VOLUME runs as before. Several, --from-file or --selector make a batch: every
+    One VOLUME is uploaded, awaited and placed on its own. Several, --from-file or --selector make a batch: every
     volume runs even if another fails, busy volumes are skipped, and the exit code is
     0 when all are done (or were already done), 1 if any failed, 4 if any timed out,
     3 if any is partial, 2 for an empty selection (unless --allow-empty).
@@ -95,6 +95,7 @@ def upload(
                 app.run_settings(wait=wait, timeout=timeout),
                 dry_run=dry_run,
                 emit=sink,
+                on_plan=lambda plan: _warn(app, plan),
             ),
         )
         return
@@ -141,6 +142,18 @@ def upload(
         dry_run=dry_run,
         dry_run_source=dry_run_source,
     )
+
+
+def _warn(app: AppContext, plan: Any) -> None:
+    """Every warning of the plan on stderr, before anything is created (as ``plan``
+    shows them; in JSON they are the document's ``plan.reasons``)."""
+    for decision in plan.warnings:
+        try:
+            app.renderer().notice(
+                f"warning: {decision.topic}: {decision.outcome}: {decision.reason}"
+            )
+        except BrokenPipeError:
+            return  # whoever read stderr went away; the upload does not depend on it
 
 
 def _run_batch(

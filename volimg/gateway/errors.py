@@ -98,8 +98,9 @@ def translate_error(exc: BaseException, action: str, *, cloud: str | None = None
         detail = _clean(exc.details) or _clean(str(exc.message))
         message = f"{action}: {detail}" if detail else f"{action}: HTTP {status}"
         if status == 401:
+            of = f" (cloud {cloud!r})" if cloud else ""
             return AuthenticationFailed(
-                message, hint="check the credentials of this cloud in clouds.yaml (or OS_*)"
+                message + of, hint="check the credentials of this cloud in clouds.yaml (or OS_*)"
             )
         if status == 403:
             return PermissionDenied(message, hint="this needs a role your user does not have")
@@ -111,8 +112,9 @@ def translate_error(exc: BaseException, action: str, *, cloud: str | None = None
             return RequestRejected(message, status=status)
         return CloudError(message, status=status)
     if isinstance(exc, ksa.Unauthorized):
+        of = f" of cloud {cloud!r}" if cloud else " of the default cloud (no --os-cloud)"
         return AuthenticationFailed(
-            f"{action}: Keystone refused the credentials",
+            f"{action}: Keystone refused the credentials{of}",
             hint="check username, password and project of this cloud in clouds.yaml (or OS_*)",
         )
     if isinstance(exc, ksa.http.Forbidden):

@@ -18,10 +18,12 @@ night at once.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 import warnings
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from volimg.errors import CloudError, ConfigError, InputError, VolimgError
@@ -50,6 +52,9 @@ NO_RETRY: dict[str, int] = {"connect_retries": 0, "status_code_retries": 0}
 # sets api_timeout in clouds.yaml. openstacksdk's own default is no limit at all, so a
 # service that accepted a connection and never answered would hang volimg for ever.
 DEFAULT_HTTP_TIMEOUT = 60.0
+# The least time a request bounded by what is left of --timeout is given: one that
+# cannot even be answered would only turn a late answer into a lost one.
+MIN_REQUEST_SECONDS = 1.0
 
 # Retries of a whole read while a batch starts (``retry_while_starting``): at most this
 # many attempts, each wait drawn at random between 0 and FIRST x 2^(attempt - 1) seconds
@@ -102,6 +107,7 @@ def connect(
         options = {"connect_retries": 0, "status_code_retries": 0, "image_status_code_retries": 0}
     if timeout is not None:
         options["api_timeout"] = timeout
+    _check_config_files(config_file)
     with _calling("reading the cloud configuration", cloud=cloud):
         config = OpenStackConfig(
             config_files=[config_file] if config_file else None,
@@ -124,7 +130,10 @@ def connect(
                     "name a cloud from clouds.yaml with --os-cloud (or OS_CLOUD), or set the "
                     "OS_* variables"
                 )
-            raise ConfigError(f"cannot use {where}: {exc}", hint=hint) from exc
+            read = f" (read {config.config_filename})" if config.config_filename else ""
+            raise ConfigError(f"cannot use {where}: {exc}{read}", hint=hint) from exc
+        _log_config_files(config, region_config.name)
+        _require_password(region_config, config.config_filename)
         if region_config.config.get("api_timeout") is None:
             region_config.config["api_timeout"] = DEFAULT_HTTP_TIMEOUT
         if insecure:
@@ -140,6 +149,91 @@ def connect(
         return Gateway(
             connection.Connection(config=region_config), cloud=cloud, verifies_tls=verifies_tls
         )
+
+
+# Authentication types that need a password: keystoneauth's generic and versioned
+# password plugins (openstacksdk's default auth_type is "password").
+_PASSWORD_AUTH = {"password", "v2password", "v3password", "v3multifactor"}
+
+
+def _config_files(config_file: str | None) -> list[str]:
+    """The clouds.yaml files openstacksdk looks at, in its order (the first found wins)."""
+    from openstack.config import loader
+
+    override = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    usual = [config_file] if config_file else loader.CONFIG_FILES
+    return [*([override] if override else []), *usual]
+
+
+def _check_config_files(config_file: str | None) -> None:
+    """Refuse what openstacksdk would skip in silence, then report the wrong cause.
+
+    openstacksdk passes over an ``OS_CLIENT_CONFIG_FILE`` that does not exist and a
+    clouds.yaml it cannot parse (a warning in its log), and then says only "Cloud X
+    was not found": name the file, and the parse error.
+    """
+    import yaml
+
+    named = {"OS_CLIENT_CONFIG_FILE": os.environ.get("OS_CLIENT_CONFIG_FILE"), "": config_file}
+    for given, path in named.items():
+        if not path or os.path.exists(path):
+            continue
+        raise ConfigError(
+            f"{given or 'the configuration file'} {path} does not exist",
+            hint="point OS_CLIENT_CONFIG_FILE at an existing clouds.yaml, or unset it to use "
+            "the usual places (./clouds.yaml, ~/.config/openstack/clouds.yaml, "
+            "/etc/openstack/clouds.yaml); then name a cloud with --os-cloud (or OS_CLOUD)",
+        )
+    for path in _config_files(config_file):
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as stream:
+                yaml.safe_load(stream)
+        except OSError:
+            continue  # openstacksdk skips an unreadable file too, for the next one
+        except (ValueError, yaml.YAMLError) as exc:
+            cause = " ".join(str(exc).split())
+            raise ConfigError(
+                f"cannot parse {path}: {cause}",
+                hint=f"fix the YAML of {path} (openstacksdk would skip the file and then "
+                "not find the cloud)",
+            ) from exc
+        return  # the first file found is the one openstacksdk reads
+
+
+def _log_config_files(config: Any, cloud: str) -> None:
+    """With -v: which configuration files were read, for which cloud."""
+    log = logging.getLogger("volimg")
+    files = [f for f in (config.config_filename, config.secure_config_filename) if f]
+    if files:
+        log.info("cloud %r: configuration read from %s", cloud, ", ".join(files))
+    else:
+        log.info("cloud %r: no clouds.yaml found; configuration from the OS_* variables", cloud)
+
+
+def _require_password(region_config: Any, config_filename: str | None) -> None:
+    """A password cloud without a password fails at once, naming the cloud and the field.
+
+    keystoneauth would raise a bare ``Exception('password is a required attribute')``
+    at the first request, which no error boundary can tell from a bug.
+    """
+    settings = region_config.config
+    auth_type = str(settings.get("auth_type") or "password")
+    auth = settings.get("auth") or {}
+    if auth_type not in _PASSWORD_AUTH or auth.get("password"):
+        return
+    name = region_config.name
+    if name == "envvars" or not config_filename:
+        raise ConfigError(
+            f"cloud {name!r} (the OS_* variables) has no password: OS_PASSWORD is not set",
+            hint="export OS_PASSWORD, or name a cloud from clouds.yaml with --os-cloud",
+        )
+    raise ConfigError(
+        f"cloud {name!r} in {config_filename} has no password (auth.password is missing)",
+        hint=f"add password: under auth: of cloud {name!r} (or in secure.yaml), or use "
+        "another auth_type such as v3applicationcredential",
+    )
 
 
 def cloud_names() -> list[str]:
@@ -173,6 +267,20 @@ class Session:
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextmanager
+    def bounded(self, seconds: float) -> Iterator[None]:
+        """Requests sent inside take at most ``seconds`` (what is left of --timeout),
+        not the whole HTTP timeout: keystoneauth hands its Session's ``timeout`` to
+        every request that names none (keystoneauth1/session.py ``request``)."""
+        session: Any = self._conn.session
+        saved = session.timeout
+        limit = max(MIN_REQUEST_SECONDS, seconds)
+        session.timeout = limit if saved is None else min(float(saved), limit)
+        try:
+            yield
+        finally:
+            session.timeout = saved
 
     def fork(self) -> Gateway:
         """A gateway for another thread: its own HTTP session, the same login.

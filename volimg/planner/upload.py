@@ -67,6 +67,7 @@ class UploadOptions:
     also_stores: tuple[str, ...] = ()
     prune: bool = False
     all_stores_must_succeed: bool = False
+    allow_duplicate_name: bool = False  # upload refuses a taken name without it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,9 @@ class UploadFacts:
     resuming: Image | None = None
     # IDs of the images visible to you that already carry the new image's name.
     same_name_images: tuple[str, ...] = ()
+    # The default name with a suffix (``-2``, ...) when the plain one was taken (two
+    # uploads of one volume in the same second); None: the plain default.
+    default_name: str | None = None
 
     @property
     def base_image_missing(self) -> bool:
@@ -129,6 +133,16 @@ class Plan:
     @property
     def expected_stores(self) -> tuple[str, ...]:
         return self.placement.expected_after(self.landing)
+
+    @property
+    def warnings(self) -> tuple[Decision, ...]:
+        """The decisions an operator must read before anything is made (upload shows
+        them on stderr first): a taken name, a step the policies may refuse."""
+        return tuple(d for d in self.decisions if d.topic in WARNING_TOPICS)
+
+
+# Decision topics that are warnings (``Plan.warnings``).
+WARNING_TOPICS = ("image name", "permission")
 
 
 def default_image_name(volume: Volume, at: datetime) -> str:
@@ -182,7 +196,8 @@ def _check_uploadable(volume: Volume, force: bool) -> Decision:
 
 def _upload_request(facts: UploadFacts, options: UploadOptions) -> UploadRequest:
     request = UploadRequest(
-        image_name=upload_image_name(facts.volume, options, facts.requested_at),
+        image_name=(options.image_name or facts.default_name)
+        or upload_image_name(facts.volume, options, facts.requested_at),
         force=options.force,
         disk_format=options.disk_format,
         container_format=options.container_format,
@@ -320,9 +335,17 @@ def _follow_base(
     return follow, Decision("follow base image stores", "yes" if follow else "no", reason)
 
 
-def _name_taken(facts: UploadFacts, image_name: str) -> Decision | None:
+def _name_taken(facts: UploadFacts, options: UploadOptions, image_name: str) -> Decision | None:
     """Warn when the new image's name is already taken: names would stop identifying it."""
     taken = facts.same_name_images
+    if not taken and facts.default_name and not options.image_name:
+        return Decision(
+            "image name",
+            "suffixed",
+            f"the default name {default_image_name(facts.volume, facts.requested_at)!r} is "
+            f"already taken (an upload of this volume in the same second): the new image "
+            f"is named {image_name!r}",
+        )
     if not taken:
         return None
     count = f"{len(taken)} image{'s' if len(taken) > 1 else ''}"
@@ -331,7 +354,12 @@ def _name_taken(facts: UploadFacts, image_name: str) -> Decision | None:
         "already taken",
         f"{count} visible to you already named {image_name!r} ({', '.join(taken)}): "
         "Glance allows it, but afterwards that name (volimg replicate NAME, --like NAME) is "
-        "ambiguous; choose another --name, or refer to the new image by its ID",
+        "ambiguous; "
+        + (
+            "--allow-duplicate-name: uploaded anyway; refer to the new image by its ID"
+            if options.allow_duplicate_name
+            else "volimg upload refuses it: choose another --name, or pass --allow-duplicate-name"
+        ),
     )
 
 
@@ -354,7 +382,7 @@ def plan_upload(facts: UploadFacts, options: UploadOptions) -> Plan:
     else:
         decisions = [_check_uploadable(facts.volume, options.force)]
     request = _upload_request(facts, options)
-    name_taken = _name_taken(facts, request.image_name)
+    name_taken = _name_taken(facts, options, request.image_name)
     if name_taken is not None:
         decisions.append(name_taken)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 
 from volimg import events as ev
 from volimg.errors import (
@@ -26,7 +27,7 @@ from volimg.errors import (
     VolimgError,
 )
 from volimg.gateway import Gateway, new_request_id
-from volimg.model import Image, ImportTask
+from volimg.model import Image, ImportTask, format_time
 from volimg.results import ALREADY_PRESENT, COPIED, FAILED, PENDING, ROLLED_BACK, SKIPPED
 from volimg.steps.job import Job, watch_in_flight
 from volimg.waiting import is_passing_fault
@@ -184,9 +185,13 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
         job.emit(
             ev.Notice,
             message=f"the import lock of image {image.id} belongs to task {lock}, which has "
-            f"not moved since {task.updated_at}: Glance lets a new import take it over",
+            f"not moved since {format_time(task.updated_at)}: Glance lets a new import take it over",
         )
         return image
+    if task.looks_dead(job.settings.clock.wall()):
+        # The rule audit and doctor apply (ImportTask.looks_dead): following a task
+        # no worker runs would wait out the whole --timeout for nothing.
+        _stale_lock(job, image, task, tuple(sorted(wanted & copying_to or wanted)), takeover)
     job.emit(
         ev.Notice,
         message=f"an import of image {image.id} to "
@@ -198,6 +203,26 @@ def _follow_running_import(gateway: Gateway, job: Job, image: Image) -> Image:
     _, image = _wait_for_copy(gateway, job, image, following, lambda t: t.id == lock)
     job.copying = ()
     return image
+
+
+def _stale_lock(
+    job: Job,
+    image: Image,
+    task: ImportTask,
+    stores: tuple[str, ...],
+    takeover: datetime | None,
+) -> None:
+    """Report an abandoned import's lock and stop: only time (Glance's takeover) frees it."""
+    silent = f"has not moved since {format_time(task.updated_at or task.created_at)}"
+    when = format_time(takeover) if takeover is not None else "an unknown time"
+    job.blocked_until = takeover
+    for store in stores:
+        job.settle(store, FAILED, f"stale import lock (task {task.id}) until {when}")
+    raise ImportRejected(
+        f"the import lock of image {image.id} is held by task {task.id}, which {silent}: "
+        f"its import was abandoned; Glance lets a new import take the lock over at {when}",
+        hint=f"at or after {when}, run: {job.resume()}",
+    )
 
 
 def _settle_copies(
@@ -329,8 +354,9 @@ def _wait_for_copy(
         report=report,
         what="copy-image",
         who="Glance",
-        check=f"check with 'openstack image show {image.id} -c stores'; if stores are "
-        "still missing once the import ended, run",
+        check=f"check with 'volimg audit --image {image.id}' (it says whether the import "
+        "still runs, and where the image is); if stores are still missing once it no "
+        "longer runs",
     )
     job.image = current
     return task, current

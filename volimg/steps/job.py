@@ -20,10 +20,10 @@ from typing import TypeVar
 from volimg import events as ev
 from volimg.errors import Interrupted, NotFoundInCloud, VolimgError, WaitTimedOut
 from volimg.gateway import Gateway
-from volimg.model import Image
+from volimg.model import Image, format_time
 from volimg.planner import Placement, Plan, ReplicationPlan
 from volimg.provenance import Stamp
-from volimg.results import PENDING, Outcome, RunSettings, StoreReport
+from volimg.results import DEFAULT_TIMEOUT, PENDING, Outcome, RunSettings, StoreReport
 from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, poll, watch
 
 T = TypeVar("T")
@@ -53,6 +53,50 @@ def resume_command(image_id: str, placement: Placement) -> str:
     return shlex.join(words)
 
 
+def remove_commands(image: Image) -> str:
+    """The commands that remove an image, in the order that works: Glance refuses to
+    delete a protected image (403) until it is unprotected."""
+    delete = f"openstack image delete {image.id}"
+    if not image.protected:
+        return delete
+    return f"openstack image set --unprotected {image.id}, then {delete}"
+
+
+def upload_command(plan: Plan, settings: RunSettings) -> str:
+    """The ``volimg upload`` line that makes this plan's image again, with every option
+    the operator gave (a retry that dropped ``--prune`` or ``--visibility`` would make
+    another image than the one asked for)."""
+    options = plan.options
+    words = ["volimg", "upload", plan.volume.id]
+    for flag, value in (
+        ("--name", options.image_name),
+        ("--disk-format", options.disk_format),
+        ("--container-format", options.container_format),
+        ("--visibility", options.visibility),
+    ):
+        if value is not None:
+            words += [flag, value]
+    if options.protected is not None:
+        words.append("--protected" if options.protected else "--unprotected")
+    if options.force:
+        words.append("--force")
+    if options.replicate is not None:
+        words.append("--replicate" if options.replicate else "--no-replicate")
+    for store in options.also_stores:
+        words += ["--also-store", store]
+    if options.prune:
+        words.append("--prune")
+    if options.all_stores_must_succeed:
+        words.append("--all-stores-must-succeed")
+    if options.allow_duplicate_name:
+        words.append("--allow-duplicate-name")
+    if not settings.wait:
+        words.append("--no-wait")
+    if settings.timeout != DEFAULT_TIMEOUT:
+        words += ["--timeout", f"{settings.timeout:g}"]
+    return shlex.join(words)
+
+
 @dataclass(eq=False)
 class Job:
     """The mutable bookkeeping of one run, frozen into an ``Outcome`` at the end."""
@@ -67,6 +111,12 @@ class Job:
     upload_requested_at: datetime | None = None  # set just before the upload POST
     upload_request_id: str | None = None  # Cinder's request id for that POST
     upload_failed: bool = False  # Cinder gave up: the next step is a new upload
+    # The image a failed upload left behind (queued, never to become active): Cinder
+    # deletes its image when the upload fails, but Glance refuses to delete a
+    # protected one, so an upload with --protected leaves it.
+    leftover: Image | None = None
+    # A stale import lock blocks the copies until Glance lets a new import take it over.
+    blocked_until: datetime | None = None
     copying: tuple[str, ...] = ()  # stores of the copy-image in flight
     reports: dict[str, StoreReport] = field(default_factory=dict)
     stamp: Stamp | None = None  # the stamp this run wrote, once written
@@ -94,6 +144,8 @@ class Job:
                 f"image {self.image.id} ({self.image.status}) is in {', '.join(self.image.stores)}"
             )
         if self.image_id is not None:
+            if self.upload_failed and self.leftover is not None:
+                return f"image {self.image_id} is left {self.leftover.status} and empty"
             if self.upload_failed:
                 return f"image {self.image_id} is gone (Cinder deleted it)"
             return f"Cinder is uploading to image {self.image_id}"
@@ -113,15 +165,25 @@ class Job:
     def next_steps(self) -> tuple[str, ...]:
         """Commands that finish the job from the state the cloud is in now."""
         if self.upload_failed and isinstance(self.plan, Plan):
+            volume = self.plan.volume.id
+            # Each step stands on its own: in JSON there is no "cause above" to point at.
+            removed = ""
+            if self.leftover is not None:
+                removed = f"the leftover image {self.leftover.id} is removed ({remove_commands(self.leftover)}) and "
             return (
-                "once the cause above is fixed: "
-                + shlex.join(["volimg", "upload", self.plan.volume.id]),
+                f"once {removed}what made Cinder's upload of volume {volume} fail is fixed: "
+                + upload_command(self.plan, self.settings),
             )
         resume = self.resume()
         if resume is None:
             return ()
         if self.image is not None and self.image.is_active:
-            return () if self.placement.done_in(self.image.stores) else (resume,)
+            if self.placement.done_in(self.image.stores):
+                return ()
+            if self.blocked_until is not None:
+                # Glance's takeover time: the stale lock blocks every copy until then.
+                return (f"at or after {format_time(self.blocked_until)}: {resume}",)
+            return (resume,)
         # volimg replicate waits for an image that is still being uploaded.
         return (f"once image {self.image.id if self.image else self.image_id} is active: {resume}",)
 
@@ -175,7 +237,8 @@ class Job:
             )
         except PollTimedOut:
             raise WaitTimedOut(
-                f"gave up waiting for {what} after {self.settings.timeout:g} s; "
+                f"gave up waiting for {what}: the run's --timeout of "
+                f"{self.settings.timeout:g} s ran out; "
                 f"{self.where()}; {who} may still finish it",
                 hint=f"{check}: {self.resume()}",
             ) from None

@@ -11,6 +11,7 @@ image); ``adopt_landing`` places the image by the stores it really landed in.
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 
 from volimg import events as ev
@@ -26,7 +27,7 @@ from volimg.gateway import Gateway
 from volimg.model import IMAGE_DEAD_STATUSES, IMAGE_FILLING_STATUSES, Image, Volume
 from volimg.planner import Plan, replan_after_landing
 from volimg.provenance import Stamp
-from volimg.steps.job import Job, watch_in_flight
+from volimg.steps.job import Job, remove_commands, upload_command, watch_in_flight
 from volimg.waiting import is_passing_fault
 
 
@@ -40,7 +41,8 @@ def request_upload(gateway: Gateway, job: Job, plan: Plan) -> str:
     )
     job.upload_requested_at = job.settings.clock.wall()
     try:
-        accepted = gateway.upload_volume(volume.id, plan.upload)
+        with gateway.bounded(job.deadline.remaining):
+            accepted = gateway.upload_volume(volume.id, plan.upload)
     except RequestRejected as exc:
         # With enable_force_upload off, Cinder drops force and checks the status
         # (cinder/volume/api.py copy_volume_to_image): "status must be available".
@@ -108,6 +110,16 @@ def _reconcile_lost_upload(gateway: Gateway, job: Job, plan: Plan, exc: CloudErr
             f"did accept it: image {found[0].id}",
         )
         return found[0].id
+    check = f"openstack image list --name {shlex.quote(name)}"
+    if not found and exc.in_flight:
+        # The request was sent and its answer is lost: Cinder may create the image
+        # later than volimg could look (its answer comes only after the image exists).
+        raise UploadFailed(
+            f"the upload request got no answer in time ({exc.message}) and no image named "
+            f"{name!r} was seen yet: one may have been created after volimg stopped looking",
+            hint=f"check with '{check}' (and the volume's status); if an image is there, "
+            f"finish it with volimg replicate IMAGE_ID, else run volimg upload again",
+        ) from exc
     if not found and volume is not None and volume.status != "uploading":
         job.upload_requested_at = None  # nothing came of it
         raise UploadFailed(
@@ -185,7 +197,12 @@ def wait_for_upload(gateway: Gateway, job: Job, volume: Volume) -> Image:
     if image is not None and image.is_active and current is not None:
         job.emit(ev.UploadFinished, image=image)
         return image
-    job.upload_failed = image is None or image.status in IMAGE_DEAD_STATUSES
+    # Cinder's upload is over (the volume left 'uploading'): an image still queued got
+    # no data and never will; it is a leftover, not an upload that may yet finish.
+    left_queued = image is not None and image.status == "queued" and current is not None
+    job.upload_failed = image is None or image.status in IMAGE_DEAD_STATUSES or left_queued
+    if left_queued:
+        job.leftover = image
     raise _upload_failure(gateway, job, volume, image, current)
 
 
@@ -206,16 +223,22 @@ def _upload_failure(
         if ours
         else "; Cinder left no user message about this upload"
     )
-    cleanup = (
-        f"; delete the leftover image with 'openstack image delete {image.id}'"
-        if image is not None
-        else ""
+    if job.leftover is not None:
+        protected = (
+            "; it is protected, so Cinder could not delete it" if job.leftover.protected else ""
+        )
+        image_state += f" and will never become active (a leftover{protected})"
+    retry = (
+        upload_command(job.plan, job.settings) if isinstance(job.plan, Plan) else "volimg upload"
     )
+    cleanup = ""
+    if image is not None:
+        cleanup = f"remove the leftover image first: {remove_commands(image)}; "
     return UploadFailed(
         f"Cinder's upload of {volume.label} failed: image {job.image_id} is "
         f"{image_state}, {state}{why}",
-        hint=f"see 'openstack volume message list' for volume {volume.id}, fix the "
-        f"cause, then run volimg upload again{cleanup}",
+        hint=f"see 'openstack volume message list' for volume {volume.id} and fix the "
+        f"cause; {cleanup}then run: {retry}",
     )
 
 
