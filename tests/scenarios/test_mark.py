@@ -220,3 +220,24 @@ def test_an_upload_that_timed_out_is_finished_by_the_printed_step_with_its_stamp
     conn.close()
     assert stamp is not None, "the printed step left the image without volimg's stamp"
     assert stamp.prune  # the intent the timed-out run recorded in its mark
+
+
+def test_an_image_whose_stamp_was_cut_short_is_still_found_by_audit(
+    volimg_sandbox: VolimgRunner, sandbox: Any
+) -> None:
+    """Found by the invariant machine: a run killed between the stamp's two requests.
+
+    The stamp is the tag and the properties; the properties' patch removes the mark.
+    Were the tag sent last and lost, the image would carry neither the tag nor the mark,
+    and audit (which finds volimg's images by one or the other) would never see it.
+    """
+    sandbox.faults.respond("PUT", r"/image/v2/images/[^/]+/tags/volimg$", 503, times=None)
+    run = volimg_sandbox("upload", "data-vol", "-f", "json")
+    sandbox.faults.clear()
+    assert run.exit_code != 0, run
+    image_id = run.doc["image"]["id"]
+
+    audit = volimg_sandbox("audit", "-f", "json")
+
+    found = {f["image"]["id"]: f["finding"] for f in audit.doc["findings"]}
+    assert found.get(image_id) == "unfinished", audit.doc

@@ -157,8 +157,8 @@ def adopt(gateway: Gateway, image_ref: str, options: AdoptOptions, *, now: datet
     # Keys of a stamp the image inherited (or of the one replaced) that this stamp does
     # not set would otherwise read as part of it; the mark goes too.
     stale = tuple(k for k in (*MARK_KEYS, *STAMP_KEYS) if k in image.properties and k not in wanted)
+    gateway.add_image_tag(image.id, TAG)  # first: never a stamp without the tag
     gateway.set_image_properties(image.id, wanted, remove=stale)
-    gateway.add_image_tag(image.id, TAG)
     current = gateway.get_image(image.id)
     if (
         current is None

@@ -293,8 +293,8 @@ def finish_image(gateway: Gateway, image: Image, stamp: Stamp) -> tuple[Image, S
     wanted = stamp.properties()
     stale = tuple(k for k in (*MARK_KEYS, *STAMP_KEYS) if k in image.properties and k not in wanted)
     try:
+        gateway.add_image_tag(image.id, TAG)  # first: never a stamp without the tag
         gateway.set_image_properties(image.id, wanted, remove=stale)
-        gateway.add_image_tag(image.id, TAG)
     except VolimgError:
         current = gateway.get_image(image.id)
         own = Stamp.from_properties(image.id, current.properties) if current else None

@@ -69,6 +69,10 @@ def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None
         return tuple(k for k in keys if k in current.properties and k not in wanted)
 
     try:
+        # The tag first: audit finds volimg's images by the tag or by the mark, and the
+        # patch below removes the mark; a run killed between the two requests must not
+        # leave an image with neither (found by the invariant machine).
+        gateway.add_image_tag(stamp.image_id, TAG)
         try:
             gateway.set_image_properties(stamp.image_id, wanted, remove=stale(image))
         except VolimgError:
@@ -77,7 +81,6 @@ def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None
             gateway.set_image_properties(
                 stamp.image_id, wanted, remove=stale(gateway.get_image(stamp.image_id))
             )
-        gateway.add_image_tag(stamp.image_id, TAG)
     except VolimgError as exc:
         job.emit(ev.Notice, message=f"could not stamp image {stamp.image_id} yet: {exc.message}")
         return False
