@@ -19,17 +19,8 @@ import click
 from click.core import ParameterSource
 
 from volimg import __version__
-from volimg.commands.adopt import adopt
-from volimg.commands.audit import audit
-from volimg.commands.completion import SHELLS, completion
-from volimg.commands.demo import demo
-from volimg.commands.doctor import doctor
+from volimg.commands.completion import SHELLS
 from volimg.commands.options import complete_clouds
-from volimg.commands.plan import plan
-from volimg.commands.replicate import replicate
-from volimg.commands.sandbox import sandbox
-from volimg.commands.stores import stores
-from volimg.commands.upload import upload
 from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 
 __all__ = ["SHELLS", "EnvvarGroup", "VolimgGroup", "cli"]
@@ -76,6 +67,103 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
+#: The commands: name -> (module, the first paragraph of its help). A command is
+#: imported when it is used, so `volimg --help` lists them from this table alone (the
+#: start-up floor docs/performance.md measures); tests/unit/test_cli_basics.py holds
+#: each line to the command's own help. A new command is a module in volimg/commands/
+#: and a line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "upload": (
+        "volimg.commands.upload",
+        "Upload each VOLUME (name or ID) to a new image and place it in the planned stores.",
+    ),
+    "plan": (
+        "volimg.commands.plan",
+        "Show the facts and the plan for VOLUME; change nothing (= upload --dry-run).",
+    ),
+    "replicate": (
+        "volimg.commands.replicate",
+        "Copy IMAGE (name or ID) to the stores of BASE_IMAGE and/or named stores.",
+    ),
+    "audit": (
+        "volimg.commands.audit",
+        "Check that every volimg image is in the stores the rules give it now.",
+    ),
+    "adopt": (
+        "volimg.commands.adopt",
+        "Stamp IMAGE, made without volimg, so that audit covers it. No data moves.",
+    ),
+    "stores": ("volimg.commands.stores", "List Glance's stores and whether copy-image is enabled."),
+    "doctor": (
+        "volimg.commands.doctor",
+        "Check the cloud's configuration for volimg; change nothing. Run it first on a new cloud.",
+    ),
+    "demo": (
+        "volimg.commands.demo",
+        "Start a sandbox cloud in-process and upload boot-vol, as against a real cloud.",
+    ),
+    "sandbox": (
+        "volimg.commands.sandbox",
+        "Serve the sandbox cloud (Keystone, Cinder, Glance) until interrupted.",
+    ),
+    "completion": (
+        "volimg.commands.completion",
+        "Print the completion script for SHELL (bash, zsh or fish).",
+    ),
+}
+
+
+class _Commands(dict[str, click.Command]):
+    """The group's commands, each imported on first use (``COMMANDS``).
+
+    Looking one up imports its module only; anything that walks them all (the man
+    page, completion of the command name, tests) imports them all, once.
+    """
+
+    def _load(self, name: str) -> None:
+        if name in COMMANDS and not dict.__contains__(self, name):
+            import importlib
+
+            command = getattr(importlib.import_module(COMMANDS[name][0]), name)
+            show_envvars(command)
+            dict.__setitem__(self, name, command)
+
+    def _load_all(self) -> None:
+        for name in COMMANDS:
+            self._load(name)
+
+    def __getitem__(self, name: str) -> click.Command:
+        self._load(name)
+        return dict.__getitem__(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load(name)
+        return dict.get(self, name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or dict.__contains__(self, name)
+
+    def __iter__(self) -> Any:
+        self._load_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._load_all()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        self._load_all()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._load_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._load_all()
+        return dict.items(self)
+
+
 class EnvvarGroup(click.Group):
     """A group whose commands' --help show each option's environment variable."""
 
@@ -95,6 +183,23 @@ class VolimgGroup(EnvvarGroup):
     """The error boundary: expected failures become one message and one exit code."""
 
     group_class = EnvvarGroup  # one error boundary: nested groups do not repeat it
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists them, from ``COMMANDS``: listing them imports none."""
+        from click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, make_default_short_help(COMMANDS[name][1], limit)) for name in names]  # type: ignore[operator]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["volimg.args"] = list(args)
@@ -279,17 +384,3 @@ def cli(
         app.cloud,
         "OS_CLOUD" if source is ParameterSource.ENVIRONMENT else "--os-cloud",
     )
-
-
-# One line a command: a new one is a module in volimg/commands/, its import above and
-# its line here. cli.commands keeps this order; --help and the man page sort by name.
-cli.add_command(upload)
-cli.add_command(plan)
-cli.add_command(replicate)
-cli.add_command(audit)
-cli.add_command(adopt)
-cli.add_command(stores)
-cli.add_command(doctor)
-cli.add_command(demo)
-cli.add_command(sandbox)
-cli.add_command(completion)

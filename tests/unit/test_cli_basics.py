@@ -82,3 +82,20 @@ def test_the_once_per_choices_are_the_periods_volimg_knows() -> None:
 
     assert tuple(p.value for p in Period) == PERIODS
     assert "volimg.provenance" not in imported_modules("--help")
+
+
+def test_the_command_table_lists_each_command_with_its_own_help() -> None:
+    """`volimg --help` lists the commands from volimg.cli.COMMANDS without importing them."""
+    import inspect
+
+    from volimg.cli import COMMANDS
+
+    for name, (_, line) in COMMANDS.items():
+        command = cli.commands[name]
+        assert command.name == name
+        assert line == inspect.cleandoc(command.help or "").split("\n\n")[0].replace("\n", " ")
+    assert not {m for m in imported_modules("--help") if m.startswith("volimg.commands.")} - {
+        "volimg.commands",
+        "volimg.commands.options",
+        "volimg.commands.completion",
+    }
