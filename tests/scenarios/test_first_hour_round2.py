@@ -309,10 +309,10 @@ def test_upload_warns_first_and_refuses_a_taken_name_unless_told_otherwise(
 
 
 def test_upload_as_a_member_shows_the_copy_warning_before_it_creates_anything(
-    volimg_sandbox: VolimgRunner, pinned_member_volume: MemberVolume
+    volimg: VolimgRunner, pinned_member_volume: MemberVolume, qcow2: tuple[str, ...]
 ) -> None:
     volume = pinned_member_volume.volume.id
-    run = volimg_sandbox("upload", volume, "--also-store", "cheap", member=True)
+    run = volimg("upload", volume, "--also-store", "cheap", *qcow2, member=True)
 
     lines = run.stderr.splitlines()
     warned = [
