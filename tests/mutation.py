@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from difflib import unified_diff
 from fnmatch import fnmatch
@@ -68,11 +68,14 @@ class Scope:
     """One module, whole (``functions`` empty) or some of its functions and methods.
 
     A function is named as in the module: ``replicate``, ``BatchOutcome.exit_code``, or
-    ``BatchOutcome.*`` for every method of the class.
+    ``BatchOutcome.*`` for every method of the class. ``lines``, a regular expression:
+    only the lines that match it are mutated (``lines_meaning`` says which they are).
     """
 
     path: str
     functions: tuple[str, ...] = ()
+    lines: str = ""
+    lines_meaning: str = ""
 
     @property
     def module(self) -> str:
@@ -88,7 +91,8 @@ class Scope:
         return any(fnmatch(mutant, glob) for glob in self.globs())
 
     def label(self) -> str:
-        return self.path if not self.functions else f"{self.path}: {', '.join(self.functions)}"
+        label = self.path if not self.functions else f"{self.path}: {', '.join(self.functions)}"
+        return f"{label} ({self.lines_meaning})" if self.lines else label
 
 
 def _mangled(name: str) -> str:
@@ -123,6 +127,12 @@ STEPS_TESTS = (
     "tests/scenarios/test_executor_reports.py",
     "tests/scenarios/test_fault_matrix.py",
     "tests/scenarios/test_mark.py",
+    # Flaky on their own (about one run in two here: the sandbox's Cinder gets 401 from
+    # Glance when the token expires mid-upload), so a run's clean pass cannot rely on them.
+    "--deselect",
+    "tests/scenarios/test_fault_matrix.py::test_fault_matrix_cell[upload-wait-image-token-expired]",
+    "--deselect",
+    "tests/scenarios/test_fault_matrix.py::test_fault_matrix_cell[batch-wait-image-token-expired]",
 )
 
 TARGETS = {
@@ -135,7 +145,7 @@ TARGETS = {
                 Scope("volimg/planner/replication.py"),
                 Scope("volimg/planner/upload.py"),
             ),
-            ("tests/unit/test_planner.py",),
+            ("tests/unit/test_planner.py", "tests/unit/test_planner_decisions.py"),
             why="where an image goes, and every refusal before the first change",
         ),
         Target(
@@ -167,13 +177,18 @@ TARGETS = {
         Target(
             "steps",
             (
-                Scope("volimg/steps/upload.py", ("wait_for_upload",)),
+                Scope(
+                    "volimg/steps/upload.py",
+                    ("wait_for_upload",),
+                    lines=r"\s*(if|elif|return|job\.upload_failed)\b",
+                    lines_meaning="its if, return and upload_failed lines",
+                ),
                 Scope(
                     "volimg/steps/copy.py",
-                    ("replicate", "_settle_copies", "_import_refused", "_hold_back_prune"),
+                    ("_settle_copies", "_import_refused", "_hold_back_prune"),
                 ),
                 Scope("volimg/steps/prune.py", ("prune", "_removed_despite")),
-                Scope("volimg/steps/stamp.py", ("stamp_for", "finish_unstamped")),
+                Scope("volimg/steps/stamp.py", ("finish_unstamped",)),
                 Scope("volimg/steps/mark.py", ("mark_volume",)),
             ),
             ("-m", "not realcloud", *STEPS_TESTS),
@@ -212,8 +227,8 @@ def rewrite_properties(source: str) -> str:
     return "".join(lines)
 
 
-def skip_message_lines(source: str) -> str:
-    """Mark every line that starts with a string, ``message=``, ``hint=`` or ``detail=``.
+def skip_lines(source: str, skip: Callable[[str], bool]) -> str:
+    """Mark the lines ``skip`` chooses ``# pragma: no mutate``.
 
     Lines of a string that spans lines (a docstring) are left as they are: a comment
     there would be part of the string.
@@ -225,15 +240,25 @@ def skip_message_lines(source: str) -> str:
     out = []
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         body = line.rstrip("\n")
-        if number not in in_long_string and _MESSAGE_LINE.match(body) and "#" not in body:
+        if number not in in_long_string and body.strip() and skip(body):
             line = body + SKIP_PRAGMA + "\n"
         out.append(line)
     return "".join(out)
 
 
+def skip_message_lines(source: str) -> str:
+    """Leave alone every line that starts with a string, ``message=``, ``hint=`` or ``detail=``."""
+    return skip_lines(source, lambda line: bool(_MESSAGE_LINE.match(line)) and "#" not in line)
+
+
 def scratch_source(target: Target, scope: Scope) -> str:
     source = rewrite_properties((REPO_ROOT / scope.path).read_text())
-    return skip_message_lines(source) if target.skip_messages else source
+    if target.skip_messages:
+        source = skip_message_lines(source)
+    if scope.lines:
+        wanted = re.compile(scope.lines)
+        source = skip_lines(source, lambda line: not wanted.match(line) and SKIP_PRAGMA not in line)
+    return source
 
 
 # --- what mutmut generates, without running anything -----------------------------------
@@ -317,38 +342,57 @@ def _def_lines(source: str) -> dict[str, int]:
     return lines
 
 
-def _strip_docstrings(node: ast.AST) -> ast.AST:
-    for child in ast.walk(node):
-        body = getattr(child, "body", None)
+def _docstring_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
         if (
-            isinstance(child, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
             and isinstance(body, list)
             and body
             and isinstance(body[0], ast.Expr)
             and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         ):
-            body[0] = ast.Pass()
-    return node
+            lines.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    return lines
 
 
 def digest(scope: Scope) -> str:
-    """What the scope's code does, as 12 hex digits: comments, docstrings, layout left out."""
-    tree = _strip_docstrings(ast.parse((REPO_ROOT / scope.path).read_text()))
+    """The scope's code as 12 hex digits: its lines without comments, docstrings or indentation.
+
+    Read from the text, not from ``ast.dump`` (whose output changes between Python
+    versions), so every supported Python computes the same digest.
+    """
+    source = (REPO_ROOT / scope.path).read_text()
+    tree = ast.parse(source)
+    spans: list[tuple[int, int]] = []
     if not scope.functions:
-        parts = [ast.dump(tree)]
-    else:
-        parts = []
-        for node in tree.body:
-            methods = node.body if isinstance(node, ast.ClassDef) else [node]
-            prefix = f"{node.name}." if isinstance(node, ast.ClassDef) else ""
-            for child in methods:
-                if isinstance(child, ast.FunctionDef):
-                    qualified = prefix + child.name
-                    if any(fnmatch(qualified, name) for name in scope.functions):
-                        parts.append(qualified + ast.dump(child))
-        parts.sort()
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+        spans.append((1, len(source.splitlines())))
+    for node in tree.body:
+        methods = node.body if isinstance(node, ast.ClassDef) else [node]
+        prefix = f"{node.name}." if isinstance(node, ast.ClassDef) else ""
+        for child in methods:
+            if isinstance(child, ast.FunctionDef) and any(
+                fnmatch(prefix + child.name, name) for name in scope.functions
+            ):
+                first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
+                spans.append((first, child.end_lineno or child.lineno))
+    comments = {
+        token.start[0]: token.start[1]
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+    skip = _docstring_lines(tree)
+    lines = source.splitlines()
+    kept = [
+        lines[number - 1][: comments.get(number)].strip()
+        for first, last in sorted(spans)
+        for number in range(first, last + 1)
+        if number not in skip
+    ]
+    code = "\n".join(line for line in kept if line)
+    return hashlib.sha256(code.encode()).hexdigest()[:12]
 
 
 # --- running mutmut --------------------------------------------------------------------
@@ -356,11 +400,15 @@ def digest(scope: Scope) -> str:
 
 @dataclass
 class ScopeResult:
+    """A scope's verdicts: a mutant is killed when a test failed on it (or it ran out of
+    time); every other one lives, with its status when that is not plain "survived"
+    ("no tests": no test of the target runs its function)."""
+
     scope: Scope
     mutants: int = 0
     killed: int = 0
-    survived: list[Mutant] = field(default_factory=list)
-    other: dict[str, list[str]] = field(default_factory=dict)  # timeout, no tests, ...
+    timeouts: int = 0
+    survived: list[tuple[Mutant, str]] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -407,15 +455,43 @@ def prepare(target: Target) -> Path:
     return work
 
 
-def run(target: Target, max_children: int) -> None:
-    """Run mutmut on ``target`` in ``mutants/<target>/``; its verdicts stay there."""
-    work = prepare(target)
-    globs = [glob for scope in target.scopes for glob in scope.globs()]
+def run(target: Target, max_children: int, *, again: bool = False) -> None:
+    """Run mutmut on ``target`` in ``mutants/<target>/``; its verdicts stay there.
+
+    ``again``: run only the mutants the last run did not kill (or did not get to),
+    keeping the others' verdicts; all of a module's mutants when its code changed since.
+    For after adding tests (more tests only kill more mutants) or a stopped run.
+    """
+    work = WORK / target.name
+    if again and (work / "mutants").is_dir():
+        from mutmut.stats import status_by_exit_code
+
+        names = []
+        for scope in target.scopes:
+            source = scratch_source(target, scope)
+            if (work / scope.path).read_text() != source:
+                (work / scope.path).write_text(source)
+                names += scope.globs()
+                continue
+            meta = json.loads((work / "mutants" / (scope.path + ".meta")).read_text())
+            verdicts = meta["exit_code_by_key"]
+            names += [
+                m.name
+                for m in mutants_of(target, scope)
+                if status_by_exit_code[verdicts.get(m.name)] not in _KILLED
+            ]
+        if not names:
+            return
+        previous = int((work / "seconds").read_text())
+    else:
+        work = prepare(target)
+        names = [glob for scope in target.scopes for glob in scope.globs()]
+        previous = 0
     started = time.monotonic()
-    log = work / "mutmut.log"
+    log = work / ("mutmut-again.log" if again else "mutmut.log")
     with log.open("w") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *globs],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
             cwd=work,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -423,7 +499,11 @@ def run(target: Target, max_children: int) -> None:
         )
     if proc.returncode != 0:
         sys.exit(f"mutmut failed for {target.name} (exit {proc.returncode}); see {log}")
-    (work / "seconds").write_text(f"{time.monotonic() - started:.0f}\n")
+    # The time of every run the verdicts come from.
+    (work / "seconds").write_text(f"{previous + time.monotonic() - started:.0f}\n")
+
+
+_KILLED = ("killed", "caught by type check", "timeout")
 
 
 def results(target: Target) -> tuple[list[ScopeResult], int]:
@@ -445,12 +525,11 @@ def results(target: Target) -> tuple[list[ScopeResult], int]:
         result = ScopeResult(scope, mutants=len(codes))
         for name, code in sorted(codes.items(), key=lambda kv: _order(kv[0])):
             status = status_by_exit_code[code]
-            if status in ("killed", "caught by type check"):
+            if status in _KILLED:
                 result.killed += 1
-            elif status == "survived":
-                result.survived.append(by_name[name])
+                result.timeouts += status == "timeout"
             else:
-                result.other.setdefault(status, []).append(name)
+                result.survived.append((by_name[name], status))
         found.append(result)
     return found, int((work / "seconds").read_text())
 
@@ -492,12 +571,14 @@ def read_doc(doc: str | None = None) -> dict[str, Recorded]:
             rows.setdefault(row["target"].strip("`"), {})[row["module"].strip("`")] = row
     for block in re.split(r"^#### ", text, flags=re.M)[1:]:
         heading, _, body = block.partition("\n")
-        name = heading.split()[0].strip("`")
+        name = heading.split()[0].rstrip(":").strip("`")
         seconds = (re.findall(r"took ([0-9]+ s)", heading) or ["?"])[0]
         survivors = {
             m["name"]: (m["shown"], m["reason"])
             for m in re.finditer(
-                r"^- `(?P<name>[^`]+)` \(line \d+\): (?P<shown>.*?) — (?P<reason>.+)$", body, re.M
+                r"^- `(?P<name>[^`]+)` \(line \d+(?:, [a-z ]+)?\): (?P<shown>.*?) — (?P<reason>.+)$",
+                body,
+                re.M,
             )
         }
         recorded[name] = Recorded(rows.get(name, {}), survivors, seconds)
@@ -512,21 +593,21 @@ def render_target(
         f"{len(r.survived)} | {r.score:.0f} % | `{digest(r.scope)}` |"
         for r in found
     ]
-    survivors = [m for r in found for m in r.survived]
-    others = [f"{status}: {', '.join(names)}" for r in found for status, names in r.other.items()]
+    survivors = [(m, status) for r in found for m, status in r.survived]
     total = sum(r.mutants for r in found)
     killed = sum(r.killed for r in found)
+    timeouts = sum(r.timeouts for r in found)
+    by_timeout = f" ({timeouts} by running out of time)" if timeouts else ""
     block = [
-        f"#### `{target.name}`: {killed} of {total} killed, took {seconds:.0f} s",
+        f"#### `{target.name}`: {killed} of {total} killed{by_timeout}, took {seconds:.0f} s",
         "",
-        f"Tests: {', '.join(f'`{t}`' for t in target.tests if t.startswith('tests/'))}.",
+        f"Tests: {' '.join(f'`{t}`' for t in target.tests)}.",
         "",
     ]
-    if others:
-        block += [f"Neither killed nor survived ({'; '.join(others)}).", ""]
     block += [
-        f"- `{m.name}` (line {m.line}): {m.shown()} — {reasons.get(m.name, TODO)}"
-        for m in survivors
+        f"- `{m.name}` (line {m.line}{'' if status == 'survived' else ', ' + status}): "
+        f"{m.shown()} — {reasons.get(m.name, TODO)}"
+        for m, status in survivors
     ] or ["No survivors."]
     return rows, [*block, ""]
 
@@ -540,7 +621,7 @@ def write_doc(rendered: dict[str, tuple[list[str], list[str]]]) -> None:
         for name in TARGETS
     }
     old_blocks = {
-        block.split()[0].strip("`"): "#### " + block
+        block.split()[0].rstrip(":").strip("`"): "#### " + block
         for block in re.split(r"^#### ", text, flags=re.M)[1:]
     }
     rows: list[str] = []
@@ -559,7 +640,9 @@ def write_doc(rendered: dict[str, tuple[list[str], list[str]]]) -> None:
         *rows,
     ]
     section = "\n" + "\n".join(table) + "\n\n" + "\n".join(blocks)
-    DOC.write_text(doc.replace(_section(doc), section))
+    before, rest = doc.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    DOC.write_text(before + BEGIN + section + END + after)
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -587,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--last", action="store_true", help="the last run's verdicts (in mutants/); run nothing"
     )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="run only the mutants the last run did not kill (after adding tests, or to "
+        "finish a stopped run)",
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
@@ -602,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         if not args.last:
             print(f"== {target.name}: {target.why}", flush=True)
-            run(target, args.max_children)
+            run(target, args.max_children, again=args.again)
         found, seconds = results(target)
         old = recorded.get(target.name)
         reasons = {k: v[1] for k, v in old.survivors.items()} if old else {}

@@ -20,6 +20,7 @@ from tests.unit.test_planner import (
     AT,
     BASE_ID,
     CASES,
+    HIDDEN,
     MEMBER,
     NEW,
     NO_COPY_IMAGE,
@@ -34,6 +35,9 @@ from tests.unit.test_planner import (
     replication,
     volume,
 )
+from tests.unit.test_planner import (
+    PINNED as PINNED_TYPE,
+)
 from volimg.errors import InputError, VolimgError
 from volimg.model import Image
 from volimg.planner import (
@@ -42,9 +46,12 @@ from volimg.planner import (
     ReplicationOptions,
     UploadFacts,
     UploadOptions,
+    default_image_name,
     plan_replication,
     plan_upload,
+    replan_after_landing,
 )
+from volimg.provenance import Rule
 
 START = [("volume", "uploadable"), ("volume type store", "none"), ("upload store", "fast")]
 FROM_BASE = [("base image", BASE_ID)]
@@ -403,3 +410,110 @@ def test_a_placement_is_done_when_nothing_is_left_to_copy_or_remove(
     placement: Placement, stores: tuple[str, ...], done: bool
 ) -> None:
     assert placement.done_in(stores) is done
+
+
+# --- what the stamp records of the plan ---------------------------------------------------
+
+TYPE, BASE, DEFAULT = Rule.TYPE_STORE, Rule.BASE_STORES, Rule.DEFAULT_STORE
+# The placement rule each case's stamp records (volimg_rule), and its type store.
+RULES: dict[str, tuple[Rule, str | None]] = {
+    "base image stores: default store, then copy to cheap and archive": (BASE, None),
+    "base image stores with --prune: the default store copy is removed afterwards": (BASE, None),
+    "base image already in the default store: only the other store is copied": (BASE, None),
+    "the volume type's store wins and nothing is copied": (TYPE, "archive"),
+    "type store plus --replicate: also the base image's other stores": (TYPE, "archive"),
+    "type store plus --also-store": (TYPE, "archive"),
+    "not from an image: Glance's default store only": (DEFAULT, None),
+    "base image deleted: say so and stay in the default store": (DEFAULT, None),
+    "--no-replicate: the image stays where Glance puts it": (DEFAULT, None),
+    "--no-replicate --also-store: only the named store is copied": (DEFAULT, None),
+    "--also-store adds an explicit target": (BASE, None),
+    "a read-only store of the base image is never a copy target": (BASE, None),
+    "a base image store Glance no longer has is skipped": (BASE, None),
+    "a member cannot see extra specs: assume no type store, check after upload": (BASE, None),
+    "single-store Glance: nothing to place": (DEFAULT, None),
+    "in-use with --force": (BASE, None),
+    "no volume type at all": (BASE, None),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_plan_names_the_rule_and_type_store_its_stamp_records(case: Case) -> None:
+    plan = plan_upload(facts(case), UploadOptions(**case.options))
+    assert (plan.rule, plan.volume_type_store) == RULES[case.id]
+
+
+def test_all_stores_must_succeed_reaches_the_upload_plans_placement() -> None:
+    plan = plan_upload(facts(Case("x")), UploadOptions(all_stores_must_succeed=True))
+    assert plan.placement.all_stores_must_succeed is True
+    assert plan_upload(facts(Case("x")), UploadOptions()).placement.all_stores_must_succeed is False
+
+
+def test_no_replicate_copies_nothing_wherever_the_upload_lands() -> None:
+    plan = plan_upload(facts(Case("x")), UploadOptions(replicate=False))
+    assert plan.placement.replicate is False
+    assert plan.placement.missing_from(("archive",)) == ()
+    single = plan_upload(facts(Case("x", glance=SINGLE_STORE)), UploadOptions())
+    assert single.placement.replicate is False
+    assert (single.landing, single.expected_stores) == ((), ())
+
+
+def test_an_also_store_the_upload_lands_in_is_kept_not_copied() -> None:
+    plan = plan_upload(facts(Case("x")), UploadOptions(also_stores=("fast",)))
+    assert ("store fast", "keep") in [(d.topic, d.outcome) for d in plan.decisions]
+    assert all(isinstance(d.reason, str) and d.reason for d in plan.decisions)
+    assert plan.replicate_to == ("cheap", "archive")
+
+
+def test_a_learned_type_store_is_shown_and_learned_once() -> None:
+    first = plan_upload(facts(Case("x", vtype=HIDDEN, identity=MEMBER)), UploadOptions())
+    again = replan_after_landing(first, ("archive",))
+    assert again is not None
+    assert ("volume type store", "archive") in [(d.topic, d.outcome) for d in again.decisions]
+    assert again.facts.volume_type is not None
+    assert again.facts.volume_type.specs_visible is True
+    assert (again.rule, again.volume_type_store) == (Rule.TYPE_STORE, "archive")
+    assert replan_after_landing(again, ("cheap",)) is None
+
+
+@pytest.mark.parametrize(
+    "options", [{"visibility": "public", "replicate": False}, {"prune": True}], ids=str
+)
+def test_every_permission_warning_gives_its_reason(options: dict[str, Any]) -> None:
+    member = plan_upload(facts(Case("x", identity=MEMBER)), UploadOptions(**options))
+    warnings = [d for d in member.decisions if d.topic == "permission"]
+    assert warnings
+    assert all(isinstance(d.reason, str) and "admin" in d.reason for d in warnings)
+
+
+def test_the_default_image_name_is_utc_whatever_the_machines_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert default_image_name(volume(), AT) == "boot-vol-20261125T131502Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_an_outcome_names_every_store_it_is_about() -> None:
+    held = replace(NEW, stores=("fast", "cheap"))
+    plan = replication(image=held, stores=("fast", "cheap", "archive"))
+    assert ("already present", "fast, cheap") in [(d.topic, d.outcome) for d in plan.decisions]
+    plan = replication(image=held, stores=("archive",), prune=True)
+    assert ("prune", "fast, cheap") in [(d.topic, d.outcome) for d in plan.decisions]
+
+
+def test_an_outcome_says_so_when_there_is_nothing_or_no_default_store() -> None:
+    pinned = plan_upload(facts(Case("x", vtype=PINNED_TYPE)), UploadOptions(prune=True))
+    assert ("prune", "nothing") in [(d.topic, d.outcome) for d in pinned.decisions]
+    no_default = replace(
+        THREE_STORES, stores=tuple(replace(s, is_default=False) for s in THREE_STORES.stores)
+    )
+    plan = plan_upload(facts(Case("x", glance=no_default)), UploadOptions())
+    assert ("upload store", "default") in [(d.topic, d.outcome) for d in plan.decisions]
+    assert all(d.reason for d in plan.decisions)
