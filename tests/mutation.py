@@ -4,13 +4,17 @@
     .venv/bin/python -m tests.mutation planner results  # some targets
     .venv/bin/python -m tests.mutation planner --write  # and record them in docs/testing.md
     .venv/bin/python -m tests.mutation --list           # the targets and their mutants; runs nothing
+    .venv/bin/python -m tests.mutation planner --again  # after adding tests: what lived, again
+    .venv/bin/python -m tests.mutation planner --last   # the last run's verdicts; runs nothing
 
 A target is some modules (or some functions of them) and the fast tests that cover
 them (``TARGETS``). Each runs in its own scratch directory, ``mutants/<target>/``
 (git-ignored): a copy of ``volimg/`` and a ``pyproject.toml`` whose ``[tool.mutmut]``
 is the shared one of the checkout's ``pyproject.toml`` plus the target's files and
-tests; mutmut makes its own ``mutants/`` below it, afresh on every run, so that no
-cached verdict outlives a changed test. ``cd mutants/<target> && ../../.venv/bin/mutmut
+tests; mutmut makes its own ``mutants/`` below it, afresh on every full run, so that no
+cached verdict outlives a changed test. ``--again`` keeps the last run's verdicts and
+runs only the mutants it did not kill (all of a module's when its code changed), with
+the target's tests as they are now: a test added can only kill more. ``cd mutants/<target> && ../../.venv/bin/mutmut
 show NAME`` shows one mutant afterwards, ``mutmut apply NAME`` would write it into the
 scratch copy.
 
@@ -23,13 +27,15 @@ Two changes are made to the scratch copy only, never to ``volimg/``:
 - a target may leave message lines alone (``Target.skip_messages``): a line that starts
   with a string, or with ``message=``, ``hint=`` or ``detail=``, gets ``# pragma: no
   mutate``. The steps' target does, because its tests are sandbox scenarios (a surviving
-  mutant costs a minute there) and its messages are read by people, not by the code.
+  mutant costs a minute there) and its messages are read by people, not by the code. A
+  scope may name the lines to mutate (``Scope.lines``); every other line gets the same
+  comment.
 
 ``--write`` puts each run target's counts, and its surviving mutants with the reason
 already written for each (``TODO`` for a new one), into docs/testing.md between the
 ``mutation`` markers. ``tests/unit/test_mutation_doc.py`` fails when the code a target
-mutates has changed since its recorded run (its digest or its number of mutants), or
-when a survivor has no reason.
+mutates has changed since its recorded run (its digest), or when a survivor has no
+reason.
 """
 
 from __future__ import annotations
@@ -127,6 +133,7 @@ STEPS_TESTS = (
     "tests/scenarios/test_executor_reports.py",
     "tests/scenarios/test_fault_matrix.py",
     "tests/scenarios/test_mark.py",
+    "tests/scenarios/test_finishing.py",
     # Flaky on their own (about one run in two here: the sandbox's Cinder gets 401 from
     # Glance when the token expires mid-upload), so a run's clean pass cannot rely on them.
     "--deselect",
@@ -442,6 +449,11 @@ def prepare(target: Target) -> Path:
             "."
         ):
             (work / path.name).symlink_to(path)
+    _write_pyproject(work, target)
+    return work
+
+
+def _write_pyproject(work: Path, target: Target) -> None:
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     shared = _MUTMUT_SECTION.search(pyproject)
     assert shared is not None, "pyproject.toml has no [tool.mutmut]"
@@ -452,15 +464,35 @@ def prepare(target: Target) -> Path:
         + f"\npytest_add_cli_args_test_selection = {_toml_list(target.tests)}\n\n"
     )
     (work / "pyproject.toml").write_text(_MUTMUT_SECTION.sub(lambda m: section, pyproject))
-    return work
 
 
-def run(target: Target, max_children: int, *, again: bool = False) -> None:
+def _keep_verdicts_with_more_tests(work: Path, target: Target) -> None:
+    """Take in tests added to the target since the last run without losing its verdicts.
+
+    mutmut forgets every verdict when the test selection changes; a test added can only
+    kill more mutants, so the verdicts stay, and mutmut collects the new tests' coverage
+    (it finds them new) before it runs the mutants again.
+    """
+    _write_pyproject(work, target)
+    stats = work / "mutants" / "mutmut-stats.json"
+    data = json.loads(stats.read_text())
+    probe = "import json; from mutmut.configuration import config; print(json.dumps(config().config_fingerprint()))"
+    fingerprint = subprocess.run(
+        [sys.executable, "-c", probe], cwd=work, capture_output=True, text=True, check=True
+    ).stdout
+    data["config_fingerprint"] = json.loads(fingerprint)
+    stats.write_text(json.dumps(data))
+
+
+def run(
+    target: Target, max_children: int, *, again: bool = False, only: tuple[str, ...] = ()
+) -> None:
     """Run mutmut on ``target`` in ``mutants/<target>/``; its verdicts stay there.
 
     ``again``: run only the mutants the last run did not kill (or did not get to),
     keeping the others' verdicts; all of a module's mutants when its code changed since.
     For after adding tests (more tests only kill more mutants) or a stopped run.
+    ``only``: with ``again``, only the mutants whose names match one of these patterns.
     """
     work = WORK / target.name
     if again and (work / "mutants").is_dir():
@@ -480,8 +512,10 @@ def run(target: Target, max_children: int, *, again: bool = False) -> None:
                 for m in mutants_of(target, scope)
                 if status_by_exit_code[verdicts.get(m.name)] not in _KILLED
             ]
+        names = [n for n in names if not only or any(fnmatch(n, glob) for glob in only)]
         if not names:
             return
+        _keep_verdicts_with_more_tests(work, target)
         previous = int((work / "seconds").read_text())
     else:
         work = prepare(target)
@@ -676,6 +710,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run only the mutants the last run did not kill (after adding tests, or to "
         "finish a stopped run)",
     )
+    parser.add_argument(
+        "--mutants",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="with --again: only the mutants whose names match (e.g. 'volimg.steps.stamp.*')",
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
@@ -691,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         if not args.last:
             print(f"== {target.name}: {target.why}", flush=True)
-            run(target, args.max_children, again=args.again)
+            run(target, args.max_children, again=args.again, only=tuple(args.mutants))
         found, seconds = results(target)
         old = recorded.get(target.name)
         reasons = {k: v[1] for k, v in old.survivors.items()} if old else {}
