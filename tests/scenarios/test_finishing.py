@@ -4,13 +4,16 @@ A ``--once-per`` re-run that finds its period's image active and placed finishes
 run that made it left undone (``volimg.steps.stamp.finish_unstamped``): it stamps the
 image as the mark Cinder copied onto it records, or, when the image carries no mark
 (the volume could not be marked), as this run plans it; and it says so in the volume's
-reason. A third run has nothing left to do and says nothing more. These were surviving
-mutants of the ``steps`` mutation target (docs/testing.md): no scenario reached the
-"as this run plans it" branch, and none checked that finishing removes the mark.
+reason. A third run has nothing left to do and says nothing more. A volume Cinder
+will not mark is uploaded and stamped all the same. These were surviving mutants of the
+``steps`` mutation target (docs/testing.md): no scenario reached the "as this run plans
+it" branch or a refused mark, and none checked that finishing removes the mark or that
+the mark keeps the run's id and period.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +24,7 @@ from tests.conftest import CloudUnderTest
 from tests.scenarios.conftest import VolimgRunner
 from tests.scenarios.test_mark import image_json, own_stamp, wait_available
 from volimg.provenance import KEY_MARK, MARK_KEYS, TAG, Mark
+from volimg.sandbox import Sandbox
 
 
 @pytest.fixture
@@ -67,6 +71,7 @@ def test_a_marked_image_is_finished_as_its_mark_records_and_loses_the_mark(
     image_id = left_unfinished(volimg, admin_conn, fresh_volume, qcow2)
     mark = Mark.from_properties({k: str(v) for k, v in image_json(admin_conn, image_id).items()})
     assert mark is not None
+    assert re.fullmatch(r"[0-9a-f]{12}", mark.run), mark.run  # this run's own id
 
     result = rerun(volimg, fresh_volume, qcow2)
 
@@ -79,6 +84,8 @@ def test_a_marked_image_is_finished_as_its_mark_records_and_loses_the_mark(
     stamp = own_stamp(raw)
     assert stamp is not None
     assert stamp == mark.stamp_for(image_id, stamped_at=stamp.stamped_at)
+    assert stamp.period is not None, "the mark lost the run's period"
+    assert (stamp.source_volume, stamp.replicate) == (fresh_volume.id, False)
     assert TAG in raw["tags"]
 
 
@@ -111,3 +118,20 @@ def test_an_unmarked_image_is_finished_as_this_run_plans_it_and_only_once(
 
     assert third["reason"] == f"image {image_id} of this period is active and placed"
     assert own_stamp(image_json(admin_conn, image_id)) == stamp, "the stamp was written again"
+
+
+def test_a_volume_cinder_will_not_mark_is_uploaded_and_stamped_all_the_same(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
+) -> None:
+    sandbox.faults.respond(
+        "POST", r"/volumes/[^/]+/action$", 403, action="os-set_image_metadata", times=None
+    )
+
+    run = volimg_sandbox("upload", "boot-vol", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert run.doc["result"] == "ok"
+    assert "could not mark volume boot-vol before the upload" in run.stderr
+    image = sandbox.cloud.images[run.doc["image"]["id"]]
+    assert own_stamp({"id": image.id, **image.extra}) is not None
+    assert not set(MARK_KEYS) & set(image.extra)
