@@ -177,7 +177,7 @@ TARGETS = {
         ),
         Target(
             "results",
-            (Scope("volimg/results.py"), Scope("volimg/batch.py", ("BatchOutcome.*",))),
+            (Scope("volimg/results.py"), Scope("volimg/batch/outcome.py", ("BatchOutcome.*",))),
             ("tests/unit/test_batch_results.py",),
             why="an outcome's result and exit code, and a batch's counts, result and exit code",
         ),
