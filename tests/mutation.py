@@ -194,7 +194,12 @@ TARGETS = {
                     "volimg/steps/copy.py",
                     ("_settle_copies", "_import_refused", "_hold_back_prune"),
                 ),
-                Scope("volimg/steps/prune.py", ("prune", "_removed_despite")),
+                Scope(
+                    "volimg/steps/prune.py",
+                    ("prune", "_removed_despite"),
+                    lines=r"\s*(if|elif|return|continue|extra =|job\.settle)\b",
+                    lines_meaning="their if, return, continue and settle lines",
+                ),
                 Scope("volimg/steps/stamp.py", ("finish_unstamped",)),
                 Scope("volimg/steps/mark.py", ("mark_volume",)),
             ),
