@@ -69,3 +69,18 @@ def test_a_failed_copy_holds_the_prune_back(
     assert doc["replication"] == {"cheap": "copied", "archive": "failed", "fast": "skipped"}
     assert doc["details"]["fast"] == "not pruned: a copy failed"
     assert stores(sandbox, doc["image"]["id"]) == ["fast", "cheap"]
+
+
+def test_a_copy_removed_though_the_answer_was_lost_does_not_stop_the_next_prune(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, sandbox_cloud: CloudUnderTest
+) -> None:
+    image_id = upload(volimg_sandbox, "--also-store", "cheap")
+    assert stores(sandbox, image_id) == ["fast", "cheap"]
+    sandbox.faults.lose_answer("DELETE", r"/stores/fast/")
+
+    run = volimg_sandbox("replicate", image_id, "--store", "archive", "--prune", "-f", "json")
+
+    assert run.exit_code == 0, run
+    assert run.doc["replication"] == {"archive": "copied", "fast": "pruned", "cheap": "pruned"}
+    assert "though its answer was lost" in run.doc["details"]["fast"]
+    assert stores(sandbox, image_id) == ["archive"]
