@@ -1,0 +1,80 @@
+"""docs/testing.md's mutation record is of the code as it is, and says why each mutant lives.
+
+The mutation runs (``python -m tests.mutation``, mutmut) take minutes and are not part
+of the test run; their record is. A target whose code changed since its recorded run
+(its digest: the scope's code without comments, docstrings or layout) fails here with
+the command that brings the record up to date, and so does a surviving mutant nobody
+gave a reason for.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from tests.mutation import DOC, TARGETS, TODO, Target, digest, read_doc, rewrite_properties
+
+RECORDED = read_doc()
+
+
+def test_every_target_has_its_record() -> None:
+    assert sorted(RECORDED) == sorted(TARGETS)
+
+
+@pytest.mark.parametrize("target", TARGETS.values(), ids=lambda t: t.name)
+def test_the_recorded_run_is_of_the_code_as_it_is(target: Target) -> None:
+    recorded = RECORDED[target.name]
+    assert sorted(recorded.rows) == sorted(scope.label() for scope in target.scopes)
+    changed = [
+        scope.label()
+        for scope in target.scopes
+        if recorded.rows[scope.label()]["digest"].strip("`") != digest(scope)
+    ]
+    assert not changed, (
+        f"{', '.join(changed)} changed since the mutation run recorded in {DOC.name}: run "
+        f"'.venv/bin/python -m tests.mutation {target.name} --write' and give each new "
+        "survivor its reason"
+    )
+
+
+@pytest.mark.parametrize("target", TARGETS.values(), ids=lambda t: t.name)
+def test_every_survivor_is_listed_with_its_reason(target: Target) -> None:
+    recorded = RECORDED[target.name]
+    survived = sum(int(row["survived"]) for row in recorded.rows.values())
+    assert len(recorded.survivors) == survived
+    for name, (_, reason) in recorded.survivors.items():
+        assert any(scope.holds(name) for scope in target.scopes), name
+        assert reason.strip(), f"{name} has no reason"
+        assert TODO not in reason, f"{name} has no reason yet"
+
+
+@pytest.mark.parametrize("target", TARGETS.values(), ids=lambda t: t.name)
+def test_the_scores_add_up(target: Target) -> None:
+    for label, row in RECORDED[target.name].rows.items():
+        mutants, killed, survived = (int(row[k]) for k in ("mutants", "killed", "survived"))
+        assert killed + survived <= mutants, label
+        assert row["score"] == f"{100 * killed / mutants:.0f} %", label
+
+
+@pytest.mark.parametrize("target", TARGETS.values(), ids=lambda t: t.name)
+def test_a_targets_tests_exist(target: Target) -> None:
+    from tests.conftest import REPO_ROOT
+
+    assert target.test_files
+    assert all((REPO_ROOT / path).is_file() for path in target.test_files)
+    assert all((REPO_ROOT / scope.path).is_file() for scope in target.scopes)
+
+
+def test_the_property_rewrite_keeps_the_class_as_it_was() -> None:
+    """mutmut skips decorated functions; the scratch copy's properties are plain ones."""
+    source = "class A:\n    x = 1\n\n    @property\n    def double(self) -> int:\n        return 2 * self.x\n\n    def f(self) -> None:\n        pass\n"
+    rewritten = rewrite_properties(source)
+    assert "@property" not in rewritten
+    assert "    double = property(double)\n" in rewritten
+    namespace: dict[str, object] = {}
+    exec(compile(rewritten, "<rewritten>", "exec"), namespace)
+    cls = namespace["A"]
+    assert isinstance(vars(cls)["double"], property)  # type: ignore[arg-type]
+    assert cls().double == 2  # type: ignore[operator]
+    ast.parse(rewritten)
