@@ -225,13 +225,14 @@ def test_an_upload_that_timed_out_is_finished_by_the_printed_step_with_its_stamp
 def test_an_image_whose_stamp_was_cut_short_is_still_found_by_audit(
     volimg_sandbox: VolimgRunner, sandbox: Any
 ) -> None:
-    """Found by the invariant machine: a run killed between the stamp's two requests.
+    """Found by the invariant machine: a run killed while the stamp was being written.
 
     The stamp is the tag and the properties; the properties' patch removes the mark.
-    Were the tag sent last and lost, the image would carry neither the tag nor the mark,
-    and audit (which finds volimg's images by one or the other) would never see it.
+    Were they two requests with the tag last and lost, the image would carry neither
+    the tag nor the mark, and audit (which finds volimg's images by one or the other)
+    would never see it. They are one JSON-patch now: when it fails, the mark stays.
     """
-    sandbox.faults.respond("PUT", r"/image/v2/images/[^/]+/tags/volimg$", 503, times=None)
+    sandbox.faults.respond("PATCH", r"/image/v2/images/[^/]+$", 503, times=None)
     run = volimg_sandbox("upload", "data-vol", "-f", "json")
     sandbox.faults.clear()
     assert run.exit_code != 0, run

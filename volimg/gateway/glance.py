@@ -140,23 +140,32 @@ class GlanceCalls(Session):
                 params["marker"] = page[-1]["id"]
 
     def set_image_properties(
-        self, image_id: str, properties: Mapping[str, str], *, remove: Sequence[str] = ()
+        self,
+        image_id: str,
+        properties: Mapping[str, str],
+        *,
+        remove: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
     ) -> None:
         """Add or overwrite custom properties, and remove some, with one JSON-patch.
 
         The ``add`` part is safe to resend (the same patch leaves the same image), so
         keystoneauth's transport retries may apply; a resent ``remove`` of a key already
         gone is refused by Glance, and the caller reads the image again to see that it
-        took. Glance refuses os_glance* keys (403).
+        took. Glance refuses os_glance* keys (403). ``tags``, when given, replaces the
+        image's whole tag list in the same patch (glance/api/v2/images.py
+        ``_do_replace`` sets ``image.tags``; one save writes the properties and the tags).
         """
 
         def path(key: str) -> str:
             return "/" + key.replace("~", "~0").replace("/", "~1")
 
-        ops: list[dict[str, str]] = [
+        ops: list[dict[str, object]] = [
             {"op": "add", "path": path(key), "value": value} for key, value in properties.items()
         ]
         ops += [{"op": "remove", "path": path(key)} for key in remove if key not in properties]
+        if tags is not None:
+            ops.append({"op": "replace", "path": "/tags", "value": list(tags)})
         with self._calling(f"setting properties on Glance image {image_id}"):
             response = self._conn.image.patch(
                 f"/images/{image_id}",

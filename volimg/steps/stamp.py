@@ -49,7 +49,7 @@ def stamp_for(plan: Plan, image_id: str, *, settings: RunSettings, period: str |
 
 
 def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None = None) -> bool:
-    """Stamp the image with volimg's provenance (properties, then the tag).
+    """Stamp the image with volimg's provenance: its properties and its tag, one patch.
 
     The same patch removes the mark the image was born with, and the stamp keys it
     carries that this stamp does not set (an ancestor's ``volimg_period`` copied by
@@ -69,24 +69,42 @@ def write_stamp(gateway: Gateway, job: Job, stamp: Stamp, *, image: Image | None
         return tuple(k for k in keys if k in current.properties and k not in wanted)
 
     try:
-        # The tag first: audit finds volimg's images by the tag or by the mark, and the
-        # patch below removes the mark; a run killed between the two requests must not
-        # leave an image with neither (found by the invariant machine).
-        gateway.add_image_tag(stamp.image_id, TAG)
-        try:
-            gateway.set_image_properties(stamp.image_id, wanted, remove=stale(image))
-        except VolimgError:
-            if not stale(image):
-                raise
-            gateway.set_image_properties(
-                stamp.image_id, wanted, remove=stale(gateway.get_image(stamp.image_id))
-            )
+        if image is None:
+            # The tag first: audit finds volimg's images by the tag or by the mark, and
+            # the patch below removes the mark; a run killed between the two requests
+            # must not leave an image with neither (found by the invariant machine).
+            gateway.add_image_tag(stamp.image_id, TAG)
+            gateway.set_image_properties(stamp.image_id, wanted)
+        else:
+            # The image as last read says its tags: the tag goes in the same patch that
+            # removes the mark, so no moment has neither, and it costs one request.
+            try:
+                gateway.set_image_properties(
+                    stamp.image_id, wanted, remove=stale(image), tags=_with_tag(image)
+                )
+            except VolimgError:
+                if not stale(image):
+                    raise
+                current = gateway.get_image(stamp.image_id)
+                gateway.set_image_properties(
+                    stamp.image_id,
+                    wanted,
+                    remove=stale(current),
+                    tags=_with_tag(current) if current is not None else None,
+                )
+                if current is None:
+                    gateway.add_image_tag(stamp.image_id, TAG)
     except VolimgError as exc:
         job.emit(ev.Notice, message=f"could not stamp image {stamp.image_id} yet: {exc.message}")
         return False
     job.stamp = stamp
     job.emit(ev.Stamped, image_id=stamp.image_id, properties=tuple(stamp.properties().items()))
     return True
+
+
+def _with_tag(image: Image) -> tuple[str, ...]:
+    """The image's tags with volimg's: Glance's PATCH replaces the whole list."""
+    return (*image.tags, TAG) if TAG not in image.tags else tuple(image.tags)
 
 
 def stamp_intact(image: Image, stamp: Stamp) -> bool:
