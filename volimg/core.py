@@ -49,15 +49,23 @@ class SharedFacts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._memo: dict[tuple[str, str], object] = {}
+        self._reading: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, kind: str, key: str, read: Callable[[], T]) -> T:
+        """The fact, read by the first worker that needs it while the others wait for it
+        (four workers starting together would otherwise each read it)."""
         with self._lock:
             if (kind, key) in self._memo:
                 return self._memo[(kind, key)]  # type: ignore[return-value]
-        value = read()
-        with self._lock:
-            self._memo.setdefault((kind, key), value)
-            return self._memo[(kind, key)]  # type: ignore[return-value]
+            reading = self._reading.setdefault((kind, key), threading.Lock())
+        with reading:
+            with self._lock:
+                if (kind, key) in self._memo:
+                    return self._memo[(kind, key)]  # type: ignore[return-value]
+            value = read()
+            with self._lock:
+                self._memo.setdefault((kind, key), value)
+                return self._memo[(kind, key)]  # type: ignore[return-value]
 
 
 # How many suffixed default names (``-2`` ...) an upload tries before it refuses.

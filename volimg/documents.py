@@ -134,6 +134,10 @@ def outcome_doc(outcome: Outcome) -> dict[str, Any]:
         details={r.store: r.detail for r in outcome.stores if r.detail},
         error=error_doc(outcome.error),
         next_steps=list(outcome.next_steps),
+        copy_slot_wait_seconds=(
+            None if outcome.copy_slot_wait is None else round(outcome.copy_slot_wait, 3)
+        ),
+        glance_limits_hit=list(outcome.limits_hit),
     )
 
 
@@ -149,6 +153,8 @@ _OUTCOME_KEYS: dict[str, Any] = {
     "replication": {},
     "details": {},
     "next_steps": [],
+    "copy_slot_wait_seconds": None,
+    "glance_limits_hit": [],
 }
 EMPTY_FIELDS: dict[str, dict[str, Any]] = {
     "upload": _OUTCOME_KEYS,

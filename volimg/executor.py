@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from volimg import events as ev
+from volimg.copy_slots import CopySlots
 from volimg.errors import Interrupted, StampFailed, VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Image
 from volimg.planner import Plan, ReplicationPlan, plan_replication
+from volimg.poller import Poller
 from volimg.provenance import Stamp, stamp_time
 from volimg.results import SKIPPED, Outcome, RunSettings
 from volimg.steps.copy import replicate
@@ -33,6 +35,8 @@ def run_upload(
     period: str | None = None,
     resume: Image | None = None,
     resume_stamp: Stamp | None = None,
+    poller: Poller | None = None,
+    copy_slots: CopySlots | None = None,
 ) -> Outcome:
     """Upload the volume, wait, stamp, copy where the plan says, prune if asked.
 
@@ -46,8 +50,14 @@ def run_upload(
 
     With ``resume``, the upload was requested by an earlier run (found by its stamp or
     its name): no new upload is sent; the steps go on from where that one is.
+
+    With ``poller`` (a batch's), the waits read the poller's listings; the upload's
+    wait then ends when the image is active, a moment before Cinder restores the
+    volume's status, so the mark is removed from the volume at the end of the steps
+    (``clear_mark`` waits out that moment if it must). With ``copy_slots`` (the
+    batch's ``--max-copies``), the copy waits for a slot first.
     """
-    job = Job(plan, settings, emit, subject=plan.volume.label)
+    job = Job(plan, settings, emit, subject=plan.volume.label, poller=poller, copy_slots=copy_slots)
 
     def steps() -> None:
         marked = False
@@ -72,7 +82,8 @@ def run_upload(
             )
             return
         image = wait_for_upload(gateway, job, plan.volume)
-        if marked or has_mark(plan.volume):
+        unmark = marked or has_mark(plan.volume)
+        if unmark and poller is None:
             # The volume is out of 'uploading': Cinder lets the mark be removed now.
             clear_mark(gateway, job, plan.volume)
         placed_by = adopt_landing(job, plan, image)
@@ -85,7 +96,11 @@ def run_upload(
             # interrupted run sends nothing more.
             if not isinstance(exc, Interrupted):
                 _stamp_still_on(gateway, job, read_before_stamp=image)
+                if unmark and poller is not None:
+                    clear_mark(gateway, job, plan.volume)
             raise
+        if unmark and poller is not None:
+            clear_mark(gateway, job, plan.volume)
         _stamp_still_on(gateway, job, read_before_stamp=image)
         if job.stamp is None:
             raise StampFailed(

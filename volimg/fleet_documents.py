@@ -41,6 +41,8 @@ def volume_doc(result: VolumeResult) -> dict[str, Any]:
             replication={},
             details={},
             next_steps=[],
+            copy_slot_wait_seconds=None,
+            glance_limits_hit=[],
         )
     doc["error"] = error_doc(result.error)
     doc["retention"] = [

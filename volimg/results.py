@@ -65,6 +65,10 @@ class Outcome:
     waited: bool = True
     stamp: Stamp | None = None
     next_steps: tuple[str, ...] = ()
+    # Seconds the copy waited for a --max-copies slot (None: it did not wait), and
+    # the Glance limits that refused a copy on the way (image_count_uploading, ...).
+    copy_slot_wait: float | None = None
+    limits_hit: tuple[str, ...] = ()
 
     @property
     def result(self) -> str:

@@ -122,7 +122,7 @@ STEPS = (
         "os-volume_upload_image",
         UPLOAD_ACTION,
     ),
-    Step("batch", "wait-image", "GET", rf"/volume/v3/[^/]+/volumes/{_UUID}$", "poll an upload"),
+    Step("batch", "wait-image", "GET", r"/image/v2/images$", "the poller's listing"),
     Step("batch", "import", "POST", r"/image/v2/images/[^/]+/import$", "copy-image import"),
     Step("batch", "retention", "DELETE", rf"/image/v2/images/{_UUID}$", "delete an older image"),
     Step("replicate", "resolve", "GET", r"/image/v2/images$", "find the image by name"),

@@ -507,7 +507,7 @@ def volimg_process(
 
 UPLOAD_REQUEST = r"/volume/v3/[^/]+/volumes/[0-9a-f-]{36}/action$"
 UPLOAD_ACTION = "os-volume_upload_image"  # Cinder's volume actions share one path
-IMAGE_POLL = r"/image/v2/images/[0-9a-f-]{36}(/tasks)?$"
+IMAGE_POLL = r"/image/v2/images(/[0-9a-f-]{36}(/tasks)?)?$"  # a batch polls by listing
 COPY_REQUEST = r"/image/v2/images/[0-9a-f-]{36}/import$"
 
 

@@ -105,6 +105,7 @@ def run_cell(sandbox: Sandbox, tmp_path: Path, cell: fm.Cell) -> dict[str, Any]:
         # Let the held change reach the service, as it would.
         time.sleep(fm.SLOW_SECONDS - fm.CLIENT_TIMEOUT + 0.5)
     sandbox.wait_idle(10)
+    assert sandbox.faults.fired() >= 1, f"the {cell.fault} fault never met a request"
     return {
         "exit_code": result.exit_code,
         "stdout": result.stdout,

@@ -229,14 +229,16 @@ def test_sigint_during_the_clean_stop_of_a_batch_stops_at_once_without_a_report(
     slow_sandbox: Sandbox,
 ) -> None:
     """The batch's clean stop waits for its running volume, held here in a request to
-    Cinder; the SIGINT that comes 50 ms after the SIGTERM ends it there: one line, no
-    report, and the exit code of the first signal (docs/reliability.md)."""
+    Cinder (its upload request); the SIGINT that comes 50 ms after the SIGTERM ends it
+    there: one line, no report, and the exit code of the first signal
+    (docs/reliability.md)."""
     with Arrivals(slow_sandbox).watching() as arrivals:
+        gate = arrivals.hold(
+            "POST", rf"/volume/v3/[^/]+/volumes/{UUID}/action$", "os-volume_upload_image"
+        )
         process = start_volimg(
             slow_sandbox, "upload", "boot-vol", "--concurrency", "1", "-f", "json"
         )
-        wait_until(uploading(slow_sandbox))
-        gate = arrivals.hold("GET", rf"/volume/v3/[^/]+/volumes/{UUID}$")
         arrivals.wait_until(lambda: gate.held)  # the worker waits on Cinder's answer
 
         process.send_signal(signal.SIGTERM)

@@ -99,3 +99,11 @@ def test_the_command_table_lists_each_command_with_its_own_help() -> None:
         "volimg.commands.options",
         "volimg.commands.completion",
     }
+
+
+def test_the_max_copies_default_in_the_help_is_the_batchs() -> None:
+    from volimg.batch.options import BatchOptions
+    from volimg.commands.options import DEFAULT_MAX_COPIES
+    from volimg.copy_slots import DEFAULT_MAX_COPIES as BATCH_DEFAULT
+
+    assert DEFAULT_MAX_COPIES == BATCH_DEFAULT == BatchOptions().max_copies

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from volimg.copy_slots import DEFAULT_MAX_COPIES
 from volimg.planner import UploadOptions
 from volimg.provenance import Period
 
@@ -33,6 +34,8 @@ class BatchOptions:
     # A volume whose newest active volimg image is older than this is "stale"
     # (--stale-after); None: two --once-per periods, else two days.
     stale_after: float | None = None
+    # Copy-image imports in flight across the batch (--max-copies); 0: no cap.
+    max_copies: int = DEFAULT_MAX_COPIES
 
     @property
     def stale_seconds(self) -> float:

@@ -30,10 +30,12 @@ from volimg.batch.outcome import (
 )
 from volimg.batch.selection import Selection, batch_image_name, select_volumes
 from volimg.batch.volume import _one_volume, _period_images
+from volimg.copy_slots import CopySlots
 from volimg.core import SharedFacts
 from volimg.errors import Interrupted, VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Volume, parse_time
+from volimg.poller import Poller
 from volimg.provenance import KEY_SOURCE_VOLUME, TAG, period_key
 from volimg.results import RunSettings
 from volimg.safety import own_upload_of
@@ -177,6 +179,12 @@ def run_batch(
     worker_settings = replace(settings, clock=worker_clock)
     local = threading.local()
     gateways: list[Gateway] = []
+    # One poller for the whole batch (volimg.poller), with a gateway of its own: the
+    # waits of every volume read its listings instead of polling their own objects.
+    poller_gateway = gateway.fork()
+    gateways.append(poller_gateway)
+    poller = Poller(poller_gateway, clock, settings.poll_interval)
+    copy_slots = CopySlots(options.max_copies)
 
     def worker_gateway() -> Gateway:
         if not hasattr(local, "gateway"):
@@ -202,6 +210,8 @@ def run_batch(
                 settings=worker_settings,
                 shared=shared,
                 emit=locked_emit,
+                poller=poller,
+                copy_slots=copy_slots,
             )
         )
 
@@ -240,6 +250,7 @@ def run_batch(
         _wait_quietly(futures)
     finally:
         pool.shutdown(wait=True)
+        poller.close()
         for forked in gateways:
             forked.close()
     done = {r.volume.id for r in results if r.volume is not None}

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from volimg.batch.outcome import VolumeResult
-from volimg.errors import InputError
+from volimg.errors import AmbiguousVolume, InputError
 from volimg.gateway import Gateway
 from volimg.model import Volume
 from volimg.planner import default_image_name
@@ -36,6 +36,11 @@ class Selection:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# From this many names or IDs on, one listing of the project's volumes resolves them
+# (a GET or a name query each would cost a request a volume); what the listing does
+# not hold (another project's volume, for an admin) is looked up one by one.
+REFS_FOR_A_LISTING = 4
 
 
 class Retried(Protocol):
@@ -61,11 +66,15 @@ def select_volumes(
 
     found: list[tuple[str, Volume]] = []
     failed: list[VolumeResult] = []
+    listed: list[Volume] = []
+    if len(selection.refs) >= REFS_FOR_A_LISTING:
+        listed = call("listing volumes", gateway.list_volumes)
     for ref in selection.refs:
         try:
-            found.append(
-                (ref, call(f"looking up volume {ref!r}", partial(gateway.find_volume, ref)))
-            )
+            volume = _from_listing(ref, listed)
+            if volume is None:
+                volume = call(f"looking up volume {ref!r}", partial(gateway.find_volume, ref))
+            found.append((ref, volume))
         except InputError as exc:
             failed.append(VolumeResult(ref=ref, volume=None, result=RESULT_FAILED, error=exc))
     if selection.selectors:
@@ -81,6 +90,18 @@ def select_volumes(
     for ref, volume in found:
         unique.setdefault(volume.id, (ref, volume))
     return list(unique.values()), failed
+
+
+def _from_listing(ref: str, listed: list[Volume]) -> Volume | None:
+    """``ref`` resolved as ``Gateway.find_volume`` would (an ID first, then an exact
+    name, a name several volumes share refused), or None when the listing has neither."""
+    for volume in listed:
+        if volume.id == ref:
+            return volume
+    named = [volume for volume in listed if volume.name == ref]
+    if len(named) > 1:
+        raise AmbiguousVolume(ref, sorted(v.id for v in named))
+    return named[0] if named else None
 
 
 def batch_image_name(

@@ -21,12 +21,14 @@ from volimg.batch.outcome import (
     VolumeResult,
 )
 from volimg.batch.retention import DELETE_FAILED, RetentionAction, _retention
+from volimg.copy_slots import CopySlots
 from volimg.core import SharedFacts, gather_upload_facts
 from volimg.errors import VolimgError, VolumeNotUploadable, WaitTimedOut
 from volimg.executor import run_upload
 from volimg.gateway import Gateway
 from volimg.model import IMAGE_DEAD_STATUSES, Image, Volume
 from volimg.planner import plan_upload
+from volimg.poller import Poller
 from volimg.provenance import KEY_PERIOD, TAG, Stamp
 from volimg.results import OK, PARTIAL, PLANNED, RESULT_FAILED, RunSettings, planned
 from volimg.steps.job import Job
@@ -75,6 +77,8 @@ def _one_volume(
     settings: RunSettings,
     shared: SharedFacts,
     emit: ev.EventSink,
+    poller: Poller | None = None,
+    copy_slots: CopySlots | None = None,
 ) -> VolumeResult:
     """Plan and run one volume; every expected failure becomes its result."""
     began = settings.clock.monotonic()
@@ -144,7 +148,15 @@ def _one_volume(
             # own stamp (what the mark records) is still to be written.
             stamp = None
         outcome = run_upload(
-            gateway, plan, settings, emit, period=period, resume=resume, resume_stamp=stamp
+            gateway,
+            plan,
+            settings,
+            emit,
+            period=period,
+            resume=resume,
+            resume_stamp=stamp,
+            poller=poller,
+            copy_slots=copy_slots,
         )
     except VolimgError as exc:
         return done(RESULT_FAILED, error=exc)

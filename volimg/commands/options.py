@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+# volimg.copy_slots.DEFAULT_MAX_COPIES, spelled out so that `volimg --help` does not
+# import the batch's modules (tests/unit/test_cli_basics.py holds the two together).
+DEFAULT_MAX_COPIES = 8
+
 # volimg.provenance.Period's values, spelled out so that `volimg --help` does not import
 # provenance (tests/unit/test_cli_basics.py holds the two together).
 PERIODS = ("hour", "day", "week", "month")
@@ -333,6 +337,15 @@ def batch_options(f: F) -> F:
             default=4,
             show_default=True,
             help="Volumes uploaded at once.",
+        ),
+        click.option(
+            "--max-copies",
+            type=click.IntRange(min=0),
+            default=DEFAULT_MAX_COPIES,
+            show_default=True,
+            metavar="N",
+            help="Copy-image imports in flight at once across the batch; a volume whose "
+            "upload is done waits for a slot (0: no cap).",
         ),
         click.option(
             "--once-per",

@@ -55,6 +55,7 @@ def upload(
     all_projects: bool,
     require_match: bool,
     concurrency: int,
+    max_copies: int,
     once_per: str | None,
     keep: int | None,
     lock: str | None,
@@ -77,7 +78,7 @@ def upload(
     batch_flags = [
         name
         for name in ("from_file", "selectors", "all_projects", "require_match", "once_per",
-                     "keep", "lock", "metrics_file", "concurrency", "deadline",
+                     "keep", "lock", "metrics_file", "concurrency", "max_copies", "deadline",
                      "skip_statuses", "stale_after")
         if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
     ]  # fmt: skip
@@ -124,6 +125,7 @@ def upload(
         options = BatchOptions(
             upload=upload_options_from(kwargs),
             concurrency=concurrency,
+            max_copies=max_copies,
             once_per=Period(once_per) if once_per else None,
             keep=keep,
             dry_run=dry_run,

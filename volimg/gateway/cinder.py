@@ -221,6 +221,15 @@ class CinderCalls(Session):
                 )
             ]
 
+    def volumes_in_status(self, status: str) -> list[Volume]:
+        """Your volumes in one status, filtered by Cinder (``status`` is open to every
+        user, resource_filters.json), all pages: the batch's poller asks for
+        ``uploading`` to learn which uploads Cinder is still working on."""
+        with _calling(f"listing {status} volumes"):
+            return [
+                _volume(v) for v in self._conn.block_storage.volumes(details=True, status=status)
+            ]
+
     def cinder_versions(self) -> CinderVersions:
         """The microversion range of Cinder's version document (``GET /v3/``), which
         keystoneauth has already read to discover the endpoint."""

@@ -98,6 +98,12 @@ class Faults:
         self._abandoned_imports: list[_Countdown] = []
 
     # -- HTTP-level hooks --------------------------------------------------------------
+    def fired(self) -> int:
+        """How many requests the HTTP fault rules armed so far have acted on (tests check
+        that the fault they armed really met a request)."""
+        with self._lock:
+            return sum(rule.fired for rule in self._rules)
+
     def respond(
         self,
         method: str,

@@ -195,6 +195,8 @@ class ImportRunner:
         if started is None:
             return
         task = started
+        if self._over_quota(task, stores):
+            return
         done: list[str] = []
         for store in stores:
             if not self.jobs.sleep(self.timings().store_copy):
@@ -234,6 +236,48 @@ class ImportRunner:
         self.jobs.sleep(self.timings().import_lag)
         with self.cloud.lock:
             _fail(task, INTERNAL_ERROR)
+
+    def _over_quota(self, task: ImportTask, stores: list[str]) -> bool:
+        """glance/async_/flows/api_image_import.py ``assert_quota`` for copy-image.
+
+        Once the task has marked the image as importing, it checks the caller's
+        project's ``image_stage_total`` (delta: the image's size) and then
+        ``image_count_uploading`` (delta 0: this image already counts); over a limit,
+        it removes the importing stores, drops the lock and fails the task with
+        Glance's 413 text (oslo.limit's ``ProjectOverLimit``).
+        """
+        from volimg.sandbox.glance_usage import project_usage  # it imports glance_base
+
+        limits = self.cloud.config.glance_limits
+        if not limits:
+            return False
+        with self.cloud.lock:
+            image = self._locked_image(task)
+            if image is None:
+                return False
+            owned = [i for i in self.cloud.images.values() if i.owner == task.owner]
+            usage = project_usage(owned)
+            checks = (
+                ("image_stage_total", (image.size or 0) // MIB),
+                ("image_count_uploading", 0),
+            )
+            for quota, delta in checks:
+                limit = limits.get(quota, -1)
+                if limit < 0 or usage[quota] + delta <= limit:
+                    continue
+                merge_stores(image, IMPORTING, stores, subtract=True)
+                image.extra.pop(LOCK, None)
+                image.updated_at = now()
+                _fail(
+                    task,
+                    "The request returned a 413 Request Entity Too Large. This generally "
+                    "means that rate limiting or a quota threshold was breached.\n\nThe "
+                    f"response body:\nProject {task.owner} is over a limit for [Resource "
+                    f"{quota} is over limit of {limit} due to current usage "
+                    f"{usage[quota]} and delta {delta}]",
+                )
+                return True
+        return False
 
     def _locked_image(self, task: ImportTask) -> Image | None:
         """The image, if it still exists and this task still holds its import lock."""

@@ -25,12 +25,13 @@ from volimg.errors import (
     PermissionDenied,
     RequestRejected,
     VolimgError,
+    WaitTimedOut,
 )
 from volimg.gateway import Gateway, new_request_id
 from volimg.model import Image, ImportTask, format_time
 from volimg.results import ALREADY_PRESENT, COPIED, FAILED, PENDING, ROLLED_BACK, SKIPPED
 from volimg.steps.job import Job, watch_in_flight
-from volimg.waiting import is_passing_fault
+from volimg.waiting import PollTimedOut, is_passing_fault
 
 # Glance's copy task reports progress as "Copied N MiB": not an explanation of a failure.
 _PROGRESS_MESSAGE = re.compile(r"^Copied \d+ MiB$")
@@ -62,50 +63,93 @@ def replicate(gateway: Gateway, job: Job, image: Image) -> None:
         phase="replicate",
         detail=f"copying image {image.id} to {', '.join(missing)} with copy-image",
     )
-    request_id = new_request_id()
-    try:
-        gateway.copy_image(
-            image.id,
-            missing,
-            all_stores_must_succeed=placement.all_stores_must_succeed,
-            request_id=request_id,
-        )
-    except PermissionDenied as exc:
-        for store in missing:
-            job.settle(store, FAILED, "copy-image refused: Glance answered 403")
-        _hold_back_prune(job, image)
-        raise PermissionDenied(
-            f"Glance refused copy-image for image {image.id}: its copy_image policy is "
-            f"admin-only by default; {job.where()}",
-            hint=f"ask an admin to finish the job: {job.resume()}",
-        ) from exc
-    except (ConflictInCloud, RequestRejected) as exc:
-        for store in missing:
-            job.settle(store, FAILED, f"copy-image refused: {exc.message}")
-        _hold_back_prune(job, image)
-        raise _import_refused(gateway, job, image, exc) from exc
-    except CloudError as exc:
-        if not is_passing_fault(exc):
-            raise
-        if not _import_started_despite(gateway, job, image, request_id, exc):
-            answer = f"Glance answered {exc.status}" if exc.status else "no answer"
-            for store in missing:
-                job.settle(store, FAILED, f"{answer} and no import started")
-            _hold_back_prune(job, image)
-            raise ImportRejected(
-                _no_import_message(image, exc, request_id) + f"; {job.where()}",
-                hint=f"running it again is safe: {job.resume()}",
-            ) from exc
-    job.copying = missing
-    job.emit(ev.CopyRequested, stores=missing, request_id=request_id, image_size=image.size)
-    if not job.settings.wait:
-        for store in missing:
-            job.settle(store, PENDING, "--no-wait: copy-image requested, not awaited")
-        job.copying = ()
+    if job.copy_slots is None:
+        _copy(gateway, job, image, missing)
         return
-    task, image = _wait_for_copy(gateway, job, image, missing, lambda t: t.request_id == request_id)
-    job.copying = ()
-    _settle_copies(job, image, missing, task)
+    slots = job.copy_slots
+
+    def say_waiting(in_flight: int) -> None:
+        job.emit(
+            ev.Notice,
+            message=f"waiting for a copy slot: {in_flight} copy-image imports of this batch "
+            f"are in flight (--max-copies {slots.limit})",
+        )
+
+    try:
+        with slots.slot(job.deadline, say_waiting) as waited:
+            if waited:
+                job.copy_slot_wait = waited
+            _copy(gateway, job, image, missing)
+    except PollTimedOut:
+        raise WaitTimedOut(
+            f"gave up waiting for a copy slot (--max-copies {slots.limit}): the run's "
+            f"--timeout of {job.settings.timeout:g} s ran out; {job.where()}",
+            hint=f"once the batch's other copies are over, run: {job.resume()}",
+        ) from None
+
+
+def _copy(gateway: Gateway, job: Job, image: Image, missing: tuple[str, ...]) -> None:
+    """Ask for the copy once, follow it; after a quota refusal, wait and ask again."""
+    placement = job.placement
+    refusals = 0
+    while True:
+        request_id = new_request_id()
+        try:
+            gateway.copy_image(
+                image.id,
+                missing,
+                all_stores_must_succeed=placement.all_stores_must_succeed,
+                request_id=request_id,
+            )
+        except PermissionDenied as exc:
+            for store in missing:
+                job.settle(store, FAILED, "copy-image refused: Glance answered 403")
+            _hold_back_prune(job, image)
+            raise PermissionDenied(
+                f"Glance refused copy-image for image {image.id}: its copy_image policy is "
+                f"admin-only by default; {job.where()}",
+                hint=f"ask an admin to finish the job: {job.resume()}",
+            ) from exc
+        except (ConflictInCloud, RequestRejected) as exc:
+            for store in missing:
+                job.settle(store, FAILED, f"copy-image refused: {exc.message}")
+            _hold_back_prune(job, image)
+            raise _import_refused(gateway, job, image, exc) from exc
+        except CloudError as exc:
+            if not is_passing_fault(exc):
+                raise
+            if not _import_started_despite(gateway, job, image, request_id, exc):
+                answer = f"Glance answered {exc.status}" if exc.status else "no answer"
+                for store in missing:
+                    job.settle(store, FAILED, f"{answer} and no import started")
+                _hold_back_prune(job, image)
+                raise ImportRejected(
+                    _no_import_message(image, exc, request_id) + f"; {job.where()}",
+                    hint=f"running it again is safe: {job.resume()}",
+                ) from exc
+        job.copying = missing
+        job.emit(ev.CopyRequested, stores=missing, request_id=request_id, image_size=image.size)
+        if not job.settings.wait:
+            for store in missing:
+                job.settle(store, PENDING, "--no-wait: copy-image requested, not awaited")
+            job.copying = ()
+            return
+        task, image = _wait_for_copy(gateway, job, image, missing, _with_request_id(request_id))
+        job.copying = ()
+        limit = glance_limit_hit(task)
+        if limit is not None and not set(missing) & set(image.stores):
+            if limit not in job.limits_hit:
+                job.limits_hit.append(limit)
+            if _wait_for_quota(job, image, limit, refusals):
+                refusals += 1
+                missing = placement.missing_from(image.stores)
+                continue
+        _settle_copies(job, image, missing, task, limit)
+        return
+
+
+def _with_request_id(request_id: str) -> Callable[[ImportTask], bool]:
+    return lambda task: task.request_id == request_id
 
 
 def _no_import_message(image: Image, exc: CloudError, request_id: str) -> str:
@@ -226,7 +270,11 @@ def _stale_lock(
 
 
 def _settle_copies(
-    job: Job, image: Image, stores: tuple[str, ...], task: ImportTask | None
+    job: Job,
+    image: Image,
+    stores: tuple[str, ...],
+    task: ImportTask | None,
+    limit: str | None = None,
 ) -> None:
     placement = job.placement
     failed: list[str] = []
@@ -247,6 +295,8 @@ def _settle_copies(
                 "Glance undid this copy because another store failed (all_stores_must_succeed)",
             )
             continue
+        elif limit is not None:
+            detail = f"Glance's {limit} limit refused the copy until the run's --timeout"
         else:
             detail = "not among the image's stores after the import"
         failure = task is not None and task.status == "failure" and task.message
@@ -259,6 +309,49 @@ def _settle_copies(
             f"copy-image failed for {', '.join(failed)}; {job.where()}",
             hint=f"once the cause is fixed, finish with: {job.resume()}",
         )
+
+
+_OVER_LIMIT = re.compile(r"Resource (\w+) is over limit")
+
+# Waits between copy-image attempts after a quota refusal: 5 s, 10 s, 20 s ... 60 s.
+QUOTA_FIRST_WAIT = 5.0
+QUOTA_MAX_WAIT = 60.0
+
+
+def glance_limit_hit(task: ImportTask | None) -> str | None:
+    """The limit that made Glance fail a copy, or None for any other outcome.
+
+    Glance checks ``image_stage_total`` and ``image_count_uploading`` inside the copy
+    task (glance/async_/flows/api_image_import.py ``assert_quota``), after its 202,
+    and fails the task with oslo.limit's text ("Resource image_count_uploading is over
+    limit of 2 ..."); a staging directory that is full fails it with ENOSPC.
+    """
+    if task is None or task.status != "failure":
+        return None
+    found = _OVER_LIMIT.search(task.message)
+    if found:
+        return found.group(1)
+    if "No space left on device" in task.message:
+        return "staging disk"
+    return None
+
+
+def _wait_for_quota(job: Job, image: Image, limit: str, refusals: int) -> bool:
+    """Wait before asking again, if the run's --timeout leaves time; False: give up.
+
+    The refused copy changed nothing (Glance dropped its lock and its importing
+    stores): asking again is a new request, not a resend of one whose fate is unknown.
+    """
+    pause = min(QUOTA_MAX_WAIT, QUOTA_FIRST_WAIT * 2**refusals)
+    if job.deadline.remaining <= pause:
+        return False
+    job.emit(
+        ev.Notice,
+        message=f"Glance's {limit} limit refused the copy of image {image.id} (other imports "
+        f"hold it); asking again in {pause:g} s",
+    )
+    job.settings.clock.sleep(pause)
+    return True
 
 
 def _hold_back_prune(job: Job, image: Image) -> None:
@@ -326,6 +419,15 @@ def _wait_for_copy(
             current = gateway.get_image(image.id) or current
         return task, current
 
+    def from_listing() -> tuple[ImportTask | None, Image]:
+        # The batch's poller lists the image: the lock, taken before Glance's 202 and
+        # dropped when the import ends, says when it is over; the task is read after.
+        assert job.poller is not None
+        current = job.poller.image(image.id)
+        if current is None:
+            raise NotFoundInCloud(f"image {image.id} disappeared while volimg was copying it")
+        return None, current
+
     def finished(seen: tuple[ImportTask | None, Image]) -> bool:
         task, current = seen
         # Glance drops the lock when the copy ends, whether it succeeded or not, a
@@ -341,7 +443,7 @@ def _wait_for_copy(
         job.image = current
         job.emit(
             ev.CopyProgress,
-            task_status=task.status if task else "not seen",
+            task_status=task.status if task else ("running" if current.import_task else "not seen"),
             message=task.message if task else "",
             done=tuple(s for s in stores if s in current.stores),
             failed=tuple(s for s in stores if s in current.failed_import),
@@ -357,6 +459,13 @@ def _wait_for_copy(
         check=f"check with 'volimg audit --image {image.id}' (it says whether the import "
         "still runs, and where the image is); if stores are still missing once it no "
         "longer runs",
+        shared=(from_listing, image.id, None),
     )
     job.image = current
+    if task is None and job.poller is not None and not set(stores) <= set(current.stores):
+        # A store is missing: the task says whether Glance rolled it back, and why.
+        try:
+            task = next((t for t in gateway.image_tasks(image.id) if is_ours(t)), None)
+        except NotFoundInCloud:
+            task = None
     return task, current

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from volimg import events as ev
 from volimg.errors import Interrupted, NotFoundInCloud, VolimgError, WaitTimedOut
@@ -25,6 +25,10 @@ from volimg.planner import Placement, Plan, ReplicationPlan
 from volimg.provenance import Stamp
 from volimg.results import DEFAULT_TIMEOUT, PENDING, Outcome, RunSettings, StoreReport
 from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, poll, watch
+
+if TYPE_CHECKING:
+    from volimg.copy_slots import CopySlots
+    from volimg.poller import Poller
 
 T = TypeVar("T")
 
@@ -105,6 +109,11 @@ class Job:
     settings: RunSettings
     emit_to: ev.EventSink
     subject: str = ""
+    # A batch's shared poller (volimg.poller): the waits read its listings instead of
+    # sending their own GETs. None: each wait polls its own objects.
+    poller: Poller | None = None
+    # A batch's cap on copy-image imports in flight (--max-copies); None: no cap.
+    copy_slots: CopySlots | None = None
     deadline: Deadline = field(init=False)
     image: Image | None = None
     image_id: str | None = None
@@ -120,6 +129,8 @@ class Job:
     copying: tuple[str, ...] = ()  # stores of the copy-image in flight
     reports: dict[str, StoreReport] = field(default_factory=dict)
     stamp: Stamp | None = None  # the stamp this run wrote, once written
+    copy_slot_wait: float | None = None  # seconds this run waited for a --max-copies slot
+    limits_hit: list[str] = field(default_factory=list)  # Glance quotas that refused a copy
 
     def __post_init__(self) -> None:
         self.deadline = Deadline(self.settings.clock, self.settings.timeout)
@@ -205,6 +216,8 @@ class Job:
             waited=self.settings.wait,
             stamp=self.stamp,
             next_steps=self.next_steps(),
+            copy_slot_wait=self.copy_slot_wait,
+            limits_hit=tuple(self.limits_hit),
         )
 
     def reread(self, gateway: Gateway, image_id: str | None = None) -> Image:
@@ -225,9 +238,21 @@ class Job:
         what: str,
         who: str,
         check: str,
+        shared: tuple[Callable[[], T], str, str | None] | None = None,
     ) -> T:
-        """Poll until done; past the deadline, say what exists and how to go on."""
+        """Poll until done; past the deadline, say what exists and how to go on.
+
+        ``shared`` is the same reading taken from the batch's poller: ``(fetch from
+        the poller's snapshot, image id, volume id or None)``; used when the job has a
+        poller, so the decisions (``done``, ``report``) are the same either way.
+        """
         try:
+            if self.poller is not None and shared is not None:
+                from_listing, image_id, volume_id = shared
+                key = self.poller.follow(image_id, volume_id)
+                return self.poller.wait(
+                    key, from_listing, done=done, deadline=self.deadline, on_poll=report
+                )
             return poll(
                 fetch,
                 done=done,

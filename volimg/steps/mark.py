@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 
 from volimg import events as ev
-from volimg.errors import VolimgError
+from volimg.errors import RequestRejected, VolimgError
 from volimg.gateway import Gateway
 from volimg.model import Volume
 from volimg.planner import Plan
@@ -50,10 +50,22 @@ def mark_volume(gateway: Gateway, job: Job, plan: Plan, *, period: str | None) -
 
 
 def clear_mark(gateway: Gateway, job: Job, volume: Volume) -> None:
-    """Remove the mark from the volume (one request a key); a failure is only reported."""
+    """Remove the mark from the volume (one request a key); a failure is only reported.
+
+    A batch's upload ends when its image is active, a moment before Cinder restores
+    the volume's status; Cinder refuses the removal while the volume is ``uploading``
+    (cinder/volume/api.py ``delete_volume_metadata``), so volimg then waits for the
+    volume to leave that status and asks again (removing a key twice is harmless).
+    """
     for key in MARK_KEYS:
         try:
-            gateway.unset_volume_image_metadata(volume.id, key)
+            try:
+                gateway.unset_volume_image_metadata(volume.id, key)
+            except RequestRejected as refused:
+                if "uploading" not in refused.message:
+                    raise
+                _wait_until_not_uploading(gateway, job, volume)
+                gateway.unset_volume_image_metadata(volume.id, key)
         except VolimgError as exc:
             job.emit(
                 ev.Notice,
@@ -61,6 +73,20 @@ def clear_mark(gateway: Gateway, job: Job, volume: Volume) -> None:
                 f"{exc.message}; the next volimg run on it removes it",
             )
             return
+
+
+def _wait_until_not_uploading(gateway: Gateway, job: Job, volume: Volume) -> None:
+    def fetch() -> Volume | None:
+        return gateway.get_volume(volume.id)
+
+    job.wait(
+        fetch,
+        done=lambda current: current is None or current.status != "uploading",
+        report=lambda _current: None,
+        what=f"volume {volume.label} to leave 'uploading'",
+        who="Cinder",
+        check=f"check with 'openstack volume show {volume.id}'; then run",
+    )
 
 
 def has_mark(volume: Volume) -> bool:

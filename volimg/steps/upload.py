@@ -12,6 +12,7 @@ image); ``adopt_landing`` places the image by the stores it really landed in.
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from datetime import datetime
 
 from volimg import events as ev
@@ -172,6 +173,23 @@ def wait_for_upload(gateway: Gateway, job: Job, volume: Volume) -> Image:
             return job.image, current
         return gateway.get_image(image_id), current
 
+    def from_listing() -> tuple[Image | None, Volume | None]:
+        # The batch's poller lists the image; Cinder writes the data first and restores
+        # the volume last, so an active image means the upload is over. Cinder is asked
+        # only when the upload failed (its image is gone or dead) or gave up (queued,
+        # and the poller no longer sees the volume uploading).
+        assert job.poller is not None
+        image = job.poller.image(image_id)
+        if image is not None and image.is_active:
+            if volume.status != "uploading":
+                return image, volume  # the status Cinder restores after the upload
+            # A resumed upload: the volume was read while Cinder still worked on it.
+            return image, gateway.get_volume(volume.id)
+        gone = image is None or image.status in IMAGE_DEAD_STATUSES
+        if gone or job.poller.still_uploading(volume.id) is False:
+            return image, gateway.get_volume(volume.id)
+        return image, replace(volume, status="uploading")
+
     def finished(seen: tuple[Image | None, Volume | None]) -> bool:
         _, current = seen
         return current is None or current.status != "uploading"
@@ -193,6 +211,7 @@ def wait_for_upload(gateway: Gateway, job: Job, volume: Volume) -> Image:
         what="the upload",
         who="Cinder",
         check=f"check with 'openstack image show {image_id}'; once it is active, run",
+        shared=(from_listing, image_id, volume.id),
     )
     if image is not None and image.is_active and current is not None:
         job.emit(ev.UploadFinished, image=image)
