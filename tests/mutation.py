@@ -33,7 +33,8 @@ Two changes are made to the scratch copy only, never to ``volimg/``:
 
 ``--write`` puts each run target's counts, and its surviving mutants with the reason
 already written for each (``TODO`` for a new one), into docs/testing.md between the
-``mutation`` markers. ``tests/unit/test_mutation_doc.py`` fails when the code a target
+``mutation`` markers. A reason goes with the change its mutant shows, not with the bare
+name: a line added to a function renumbers the mutants after it. ``tests/unit/test_mutation_doc.py`` fails when the code a target
 mutates has changed since its recorded run (its digest), or when a survivor has no
 reason.
 """
@@ -625,6 +626,36 @@ def read_doc(doc: str | None = None) -> dict[str, Recorded]:
     return recorded
 
 
+def carried_reasons(recorded: Recorded | None, found: list[ScopeResult]) -> dict[str, str]:
+    """The reason already written for each survivor that is still the same mutant.
+
+    mutmut numbers a function's mutants in order, so a line added to a function renumbers
+    the mutants after it: a reason goes with the recorded change, not the bare name. A
+    survivor gets the reason of the recorded one of its name that shows the same change,
+    else of one of its function that does; a change recorded nowhere gets none (TODO).
+    """
+    if recorded is None:
+        return {}
+    by_change = {
+        (_function_of(name), shown): reason
+        for name, (shown, reason) in recorded.survivors.items()
+        if reason != TODO
+    }
+    reasons = {}
+    for result in found:
+        for mutant, _ in result.survived:
+            same_name = recorded.survivors.get(mutant.name)
+            if same_name is not None and same_name[0] == mutant.shown():
+                reasons[mutant.name] = same_name[1]
+            elif (_function_of(mutant.name), mutant.shown()) in by_change:
+                reasons[mutant.name] = by_change[_function_of(mutant.name), mutant.shown()]
+    return reasons
+
+
+def _function_of(mutant: str) -> str:
+    return mutant.rpartition("__mutmut_")[0]
+
+
 def render_target(
     target: Target, found: list[ScopeResult], seconds: float, reasons: dict[str, str]
 ) -> tuple[list[str], list[str]]:
@@ -740,8 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {target.name}: {target.why}", flush=True)
             run(target, args.max_children, again=args.again, only=tuple(args.mutants))
         found, seconds = results(target)
-        old = recorded.get(target.name)
-        reasons = {k: v[1] for k, v in old.survivors.items()} if old else {}
+        reasons = carried_reasons(recorded.get(target.name), found)
         rows, block = render_target(target, found, seconds, reasons)
         rendered[target.name] = (rows, block)
         print("\n".join(rows))
