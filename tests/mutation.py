@@ -164,6 +164,7 @@ TARGETS = {
                 "tests/unit/test_provenance.py",
                 "tests/unit/test_stamp_and_mark.py",
                 "tests/unit/test_delete_rules.py",
+                "tests/unit/test_safety.py",
             ),
             why="the stamp and the mark (which images are volimg's), and what may be deleted",
         ),
@@ -180,7 +181,7 @@ TARGETS = {
         Target(
             "results",
             (Scope("volimg/results.py"), Scope("volimg/batch/outcome.py", ("BatchOutcome.*",))),
-            ("tests/unit/test_batch_results.py",),
+            ("tests/unit/test_batch_results.py", "tests/unit/test_metrics_batch.py"),
             why="an outcome's result and exit code, and a batch's counts, result and exit code",
         ),
         Target(
