@@ -26,10 +26,10 @@ Two changes are made to the scratch copy only, never to ``volimg/``:
   same class, and mutmut mutates ``f``.
 - a target may leave message lines alone (``Target.skip_messages``): a line that starts
   with a string, or with ``message=``, ``hint=`` or ``detail=``, gets ``# pragma: no
-  mutate``. The steps' target does, because its tests are sandbox scenarios (a surviving
-  mutant costs a minute there) and its messages are read by people, not by the code. A
-  scope may name the lines to mutate (``Scope.lines``); every other line gets the same
-  comment.
+  mutate``. The steps' and audit's targets do: their messages (an outcome's detail, a
+  finding's reason) are read by people, not by the code, and the steps' tests are
+  sandbox scenarios, where a surviving mutant costs a minute. A scope may name the lines
+  to mutate (``Scope.lines``); every other line gets the same comment.
 
 ``--write`` puts each run target's counts, and its surviving mutants with the reason
 already written for each (``TODO`` for a new one), into docs/testing.md between the
@@ -183,6 +183,26 @@ TARGETS = {
             (Scope("volimg/results.py"), Scope("volimg/batch/outcome.py", ("BatchOutcome.*",))),
             ("tests/unit/test_batch_results.py", "tests/unit/test_metrics_batch.py"),
             why="an outcome's result and exit code, and a batch's counts, result and exit code",
+        ),
+        Target(
+            "audit",
+            (
+                Scope(
+                    "volimg/audit/findings.py",
+                    (
+                        "_Cloud.*",
+                        "no_replicate",
+                        "expected_placement",
+                        "assess",
+                        "unique_keep",
+                        "_task",
+                    ),
+                ),
+                Scope("volimg/audit/repair.py", ("_repair", "finish_image", "_describe_repair")),
+            ),
+            ("tests/unit/test_audit_decisions.py", "tests/unit/test_doctor.py"),
+            skip_messages=True,
+            why="which finding each image gets, and what --fix does about it",
         ),
         Target(
             "steps",
