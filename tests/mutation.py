@@ -26,14 +26,15 @@ Two changes are made to the scratch copy only, never to ``volimg/``:
   same class, and mutmut mutates ``f``.
 - a target may leave message lines alone (``Target.skip_messages``): a line that starts
   with a string, or with ``message=``, ``hint=`` or ``detail=``, gets ``# pragma: no
-  mutate``. The steps' target does, because its tests are sandbox scenarios (a surviving
-  mutant costs a minute there) and its messages are read by people, not by the code. A
-  scope may name the lines to mutate (``Scope.lines``); every other line gets the same
-  comment.
+  mutate``. The steps' and audit's targets do: their messages (an outcome's detail, a
+  finding's reason) are read by people, not by the code, and the steps' tests are
+  sandbox scenarios, where a surviving mutant costs a minute. A scope may name the lines
+  to mutate (``Scope.lines``); every other line gets the same comment.
 
 ``--write`` puts each run target's counts, and its surviving mutants with the reason
 already written for each (``TODO`` for a new one), into docs/testing.md between the
-``mutation`` markers. ``tests/unit/test_mutation_doc.py`` fails when the code a target
+``mutation`` markers. A reason goes with the change its mutant shows, not with the bare
+name: a line added to a function renumbers the mutants after it. ``tests/unit/test_mutation_doc.py`` fails when the code a target
 mutates has changed since its recorded run (its digest), or when a survivor has no
 reason.
 """
@@ -163,6 +164,7 @@ TARGETS = {
                 "tests/unit/test_provenance.py",
                 "tests/unit/test_stamp_and_mark.py",
                 "tests/unit/test_delete_rules.py",
+                "tests/unit/test_safety.py",
             ),
             why="the stamp and the mark (which images are volimg's), and what may be deleted",
         ),
@@ -179,8 +181,28 @@ TARGETS = {
         Target(
             "results",
             (Scope("volimg/results.py"), Scope("volimg/batch/outcome.py", ("BatchOutcome.*",))),
-            ("tests/unit/test_batch_results.py",),
+            ("tests/unit/test_batch_results.py", "tests/unit/test_metrics_batch.py"),
             why="an outcome's result and exit code, and a batch's counts, result and exit code",
+        ),
+        Target(
+            "audit",
+            (
+                Scope(
+                    "volimg/audit/findings.py",
+                    (
+                        "_Cloud.*",
+                        "no_replicate",
+                        "expected_placement",
+                        "assess",
+                        "unique_keep",
+                        "_task",
+                    ),
+                ),
+                Scope("volimg/audit/repair.py", ("_repair", "finish_image", "_describe_repair")),
+            ),
+            ("tests/unit/test_audit_decisions.py", "tests/unit/test_doctor.py"),
+            skip_messages=True,
+            why="which finding each image gets, and what --fix does about it",
         ),
         Target(
             "steps",
@@ -625,6 +647,36 @@ def read_doc(doc: str | None = None) -> dict[str, Recorded]:
     return recorded
 
 
+def carried_reasons(recorded: Recorded | None, found: list[ScopeResult]) -> dict[str, str]:
+    """The reason already written for each survivor that is still the same mutant.
+
+    mutmut numbers a function's mutants in order, so a line added to a function renumbers
+    the mutants after it: a reason goes with the recorded change, not the bare name. A
+    survivor gets the reason of the recorded one of its name that shows the same change,
+    else of one of its function that does; a change recorded nowhere gets none (TODO).
+    """
+    if recorded is None:
+        return {}
+    by_change = {
+        (_function_of(name), shown): reason
+        for name, (shown, reason) in recorded.survivors.items()
+        if reason != TODO
+    }
+    reasons = {}
+    for result in found:
+        for mutant, _ in result.survived:
+            same_name = recorded.survivors.get(mutant.name)
+            if same_name is not None and same_name[0] == mutant.shown():
+                reasons[mutant.name] = same_name[1]
+            elif (_function_of(mutant.name), mutant.shown()) in by_change:
+                reasons[mutant.name] = by_change[_function_of(mutant.name), mutant.shown()]
+    return reasons
+
+
+def _function_of(mutant: str) -> str:
+    return mutant.rpartition("__mutmut_")[0]
+
+
 def render_target(
     target: Target, found: list[ScopeResult], seconds: float, reasons: dict[str, str]
 ) -> tuple[list[str], list[str]]:
@@ -740,8 +792,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {target.name}: {target.why}", flush=True)
             run(target, args.max_children, again=args.again, only=tuple(args.mutants))
         found, seconds = results(target)
-        old = recorded.get(target.name)
-        reasons = {k: v[1] for k, v in old.survivors.items()} if old else {}
+        reasons = carried_reasons(recorded.get(target.name), found)
         rows, block = render_target(target, found, seconds, reasons)
         rendered[target.name] = (rows, block)
         print("\n".join(rows))

@@ -12,11 +12,20 @@ from datetime import datetime, timezone
 
 import pytest
 
-from volimg.batch import BATCH_RESULTS, BatchOutcome, VolumeResult
+from volimg.batch import (
+    BATCH_RESULTS,
+    SKIP_REASONS,
+    STOP_EMPTY,
+    STOP_LOCK,
+    BatchOutcome,
+    DeadlineReached,
+    VolumeResult,
+)
 from volimg.errors import (
     ExitCode,
     InputError,
     Interrupted,
+    LockHeld,
     PartialReplication,
     PermissionDenied,
     VolimgError,
@@ -224,3 +233,84 @@ def test_a_batchs_uploaded_bytes_add_up_its_volumes() -> None:
     )
     assert outcome.uploaded_bytes == 8
     assert batch().uploaded_bytes == 0
+
+
+# --- a batch that stopped, found nothing, only planned, or skipped volumes ------------------
+
+
+def test_a_batch_stopped_before_any_volume_keeps_what_it_knew_and_changed_nothing() -> None:
+    held = LockHeld("another volimg run holds the lock")
+
+    outcome = BatchOutcome.stopped_before_start(
+        held, STOP_LOCK, started_at=AT, seconds=0.5, selected=3, period="2026-11-30"
+    )
+
+    assert (outcome.result, outcome.exit_code) == ("locked", ExitCode.LOCKED)
+    assert (outcome.stopped, outcome.stop_reason) == (held, "lock-held")
+    assert (outcome.period, outcome.selected) == ("2026-11-30", 3)
+    assert (outcome.started_at, outcome.seconds) == (AT, 0.5)
+    assert outcome.results == ()
+    assert outcome.dry_run is False
+    assert outcome.counts == dict.fromkeys(BATCH_RESULTS, 0)
+    assert not outcome.succeeded
+
+
+def test_a_dry_run_that_selects_nothing_is_empty_and_still_a_dry_run() -> None:
+    refused = InputError("no volume matches the selection")
+
+    outcome = BatchOutcome.stopped_before_start(
+        refused, STOP_EMPTY, started_at=AT, seconds=0.1, dry_run=True, selected=0
+    )
+
+    assert (outcome.result, outcome.exit_code) == ("empty", ExitCode.USAGE)
+    assert outcome.dry_run is True
+    assert (outcome.stopped, outcome.selected) == (refused, 0)
+
+
+def test_an_empty_selection_let_through_with_allow_empty_is_empty_and_exits_0() -> None:
+    outcome = BatchOutcome(period=None, results=(), started_at=AT, seconds=1.0, selected=0)
+    assert (outcome.result, outcome.exit_code) == ("empty", ExitCode.OK)
+    one = BatchOutcome(period=None, results=(volume("ok"),), started_at=AT, seconds=1.0, selected=1)
+    assert one.result == "ok"
+
+
+def test_a_dry_run_batch_is_planned_unless_a_signal_stopped_it() -> None:
+    def dry_run(stopped: VolimgError | None) -> BatchOutcome:
+        return BatchOutcome(
+            period=None,
+            results=(volume("planned"),),
+            started_at=AT,
+            seconds=1.0,
+            dry_run=True,
+            selected=1,
+            stopped=stopped,
+        )
+
+    assert (dry_run(None).result, dry_run(None).exit_code) == ("planned", ExitCode.OK)
+    assert dry_run(Interrupted("stopped")).result == "interrupted"
+
+
+def test_a_batch_names_the_signal_that_stopped_it_and_nothing_else() -> None:
+    signal_ = Interrupted("stopped", signum=signal.SIGTERM)
+    assert batch("ok", interrupted=signal_).interrupted is signal_
+    deadline = BatchOutcome(
+        period=None, results=(), started_at=AT, seconds=1.0, stopped=DeadlineReached("late")
+    )
+    assert deadline.interrupted is None
+    assert batch("ok").interrupted is None
+
+
+def test_a_batchs_skipped_volumes_are_counted_per_reason_every_reason_present() -> None:
+    def skipped(reason: str) -> VolumeResult:
+        return VolumeResult(ref=f"vol-{reason}", volume=None, result="skipped", skip_reason=reason)
+
+    outcome = BatchOutcome(
+        period=None,
+        results=(skipped("in-use"), volume("ok"), skipped("busy"), skipped("in-use")),
+        started_at=AT,
+        seconds=1.0,
+    )
+
+    assert outcome.skipped == {"busy": 1, "in-use": 2, "skip-status": 0}
+    assert list(outcome.skipped) == list(SKIP_REASONS)
+    assert batch("ok").skipped == dict.fromkeys(SKIP_REASONS, 0)

@@ -517,3 +517,48 @@ def test_an_outcome_says_so_when_there_is_nothing_or_no_default_store() -> None:
     plan = plan_upload(facts(Case("x", glance=no_default)), UploadOptions())
     assert ("upload store", "default") in [(d.topic, d.outcome) for d in plan.decisions]
     assert all(d.reason for d in plan.decisions)
+
+
+# --- the new image's name: the default, a suffixed default, and the warnings first --------
+
+
+def test_without_name_the_upload_requests_the_default_name() -> None:
+    plan = plan_upload(facts(Case("x")), UploadOptions())
+    assert plan.upload.image_name == "boot-vol-20261125T131502Z"
+    assert not [d for d in plan.decisions if d.topic == "image name"]
+
+
+def test_a_taken_default_name_is_suffixed_and_the_plan_says_so() -> None:
+    """Two uploads of one volume in the same second: the second is named ``...-2``."""
+    suffixed = replace(facts(Case("x")), default_name="boot-vol-20261125T131502Z-2")
+
+    plan = plan_upload(suffixed, UploadOptions())
+
+    assert plan.upload.image_name == "boot-vol-20261125T131502Z-2"
+    (decision,) = [d for d in plan.decisions if d.topic == "image name"]
+    assert decision.outcome == "suffixed"
+    assert "'boot-vol-20261125T131502Z'" in decision.reason  # the plain default, taken
+    assert "'boot-vol-20261125T131502Z-2'" in decision.reason  # the new image's name
+    assert plan.warnings == (decision,)
+
+
+def test_a_name_given_with_name_is_kept_and_not_called_suffixed() -> None:
+    given = replace(facts(Case("x")), default_name="boot-vol-20261125T131502Z-2")
+
+    plan = plan_upload(given, UploadOptions(image_name="golden"))
+
+    assert plan.upload.image_name == "golden"
+    assert not [d for d in plan.decisions if d.topic == "image name"]
+
+
+def test_the_warnings_upload_shows_first_are_the_taken_name_and_the_permissions() -> None:
+    taken = replace(facts(Case("x", identity=MEMBER)), same_name_images=("img-1",))
+
+    plan = plan_upload(taken, UploadOptions(image_name="golden", prune=True))
+
+    assert [(d.topic, d.outcome) for d in plan.warnings] == [
+        (d.topic, d.outcome) for d in plan.decisions if d.topic in ("image name", "permission")
+    ]
+    assert {d.topic for d in plan.warnings} == {"image name", "permission"}
+    quiet = plan_upload(facts(Case("x")), UploadOptions())
+    assert quiet.warnings == ()

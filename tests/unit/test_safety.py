@@ -47,6 +47,19 @@ def test_every_rule_is_a_row_and_every_row_names_its_evidence() -> None:
             assert rule.never, rule
 
 
+def test_a_pipe_in_a_rules_words_stays_in_its_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``|`` in a rule's words (a shell pipe, say) must not add a column to the table."""
+    import volimg.safety
+
+    piped = replace(DELETE_RULES[0], evidence="`volimg audit | grep extra` shows it")
+    monkeypatch.setattr(volimg.safety, "DELETE_RULES", (piped,))
+
+    row = volimg.safety.rules_table().splitlines()[2]
+
+    assert "`volimg audit \\| grep extra` shows it" in row
+    assert row.replace("\\|", "").count("|") == 5  # four cells
+
+
 def test_the_docs_that_promise_it_link_to_it() -> None:
     root = DOC.parents[1]
     cron = (root / "docs" / "cron.md").read_text()
