@@ -19,7 +19,7 @@ from typing import TypeVar
 from volimg import events as ev
 from volimg.errors import ImageNameTaken, InputError
 from volimg.gateway import Gateway
-from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo
+from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo, counted
 from volimg.planner import (
     Plan,
     ReplicationFacts,
@@ -181,7 +181,7 @@ def _refuse_a_taken_name(the_plan: Plan, options: UploadOptions) -> None:
     if not taken or options.allow_duplicate_name:
         return
     name = the_plan.upload.image_name
-    count = f"{len(taken)} image{'s' if len(taken) > 1 else ''}"
+    count = counted(len(taken), "image")
     if options.image_name:
         hint = "choose another --name, or pass --allow-duplicate-name to make it anyway"
     else:  # the default name carries the time to the second

@@ -21,7 +21,7 @@ from volimg import events as ev
 from volimg.errors import Interrupted, NotFoundInCloud, VolimgError, WaitTimedOut
 from volimg.gateway import Gateway
 from volimg.model import Image, format_time
-from volimg.planner import Placement, Plan, ReplicationPlan
+from volimg.planner import Placement, Plan, ReplicationPlan, UploadOptions
 from volimg.provenance import Stamp
 from volimg.results import DEFAULT_TIMEOUT, PENDING, Outcome, RunSettings, StoreReport
 from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, poll, watch
@@ -66,8 +66,13 @@ def upload_command(plan: Plan, settings: RunSettings) -> str:
     """The ``volimg upload`` line that makes this plan's image again, with every option
     the operator gave (a retry that dropped ``--prune`` or ``--visibility`` would make
     another image than the one asked for)."""
-    options = plan.options
-    words = ["volimg", "upload", plan.volume.id]
+    return volume_upload_command(plan.volume.id, plan.options, settings)
+
+
+def volume_upload_command(volume_id: str, options: UploadOptions, settings: RunSettings) -> str:
+    """``upload_command`` for a volume no plan was made for yet (a batch's volume that
+    was never started): one volume, the upload options and the run's settings."""
+    words = ["volimg", "upload", volume_id]
     for flag, value in (
         ("--name", options.image_name),
         ("--disk-format", options.disk_format),
