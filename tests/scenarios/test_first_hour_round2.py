@@ -615,3 +615,52 @@ def test_sigint_to_a_batch_without_once_per_prints_what_finishes_this_batch(
 
 
 VOLUMES = ("boot-vol", "data-vol", "pinned-vol")
+
+
+# --- --timeout bounds every request -------------------------------------------------------
+
+
+def test_a_delayed_copy_image_request_is_bounded_by_timeout_and_may_still_start(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    """Delayed 12 s with --timeout 5, the copy-image POST waited for its answer for the
+    whole HTTP timeout (60 s): only the upload request was bounded by --timeout."""
+    sandbox.faults.delay("POST", r"/images/[^/]+/import$", 12)
+    begun = time.monotonic()
+
+    run = volimg_sandbox("upload", "boot-vol", "--timeout", "5", "-f", "json")
+
+    assert time.monotonic() - begun < 10, "the copy-image request outlived --timeout"
+    assert run.exit_code == 4, run
+    image_id = run.doc["image"]["id"]
+    error = run.doc["error"]
+    assert "may still start the import" in error["message"], error
+    assert "started no import" not in error["message"], error
+    assert "safe" not in error["hint"], error
+    assert f"volimg audit --image {image_id}" in error["hint"], error
+    assert set(run.doc["replication"].values()) == {"pending"}, run.doc
+    deadline = time.monotonic() + 20  # Glance handles the request once the delay ends
+    while not sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$"):
+        assert time.monotonic() < deadline, "the delayed copy-image was never handled"
+        time.sleep(0.2)
+    sandbox.wait_idle(30)
+    imports = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+    assert len(imports) == 1  # sent once, never again
+    expected = set(run.doc["plan"]["expected_stores"])
+    follow(run.doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores=expected)
+    imports = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+    assert len(imports) == 1, "the late import was copied again instead of followed"
+
+
+def test_a_delayed_read_during_the_copy_wait_is_bounded_by_timeout(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    """A GET of the image's tasks delayed 12 s held `replicate --timeout 5` for 12 s."""
+    sandbox.faults.delay("GET", r"/images/[^/]+/tasks$", 12)
+    begun = time.monotonic()
+
+    run = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "--timeout", "5")
+
+    assert time.monotonic() - begun < 10, "the read outlived --timeout"
+    assert run.exit_code in (0, 4), run  # the read is sent again (bounded), or time is up
+    time.sleep(max(0.0, begun + 12.5 - time.monotonic()))  # the delayed read is answered

@@ -252,16 +252,21 @@ class Job:
 def finish(
     job: Job, command: str, steps: Callable[[], None], gateway: Gateway | None = None
 ) -> Outcome:
-    """Run the steps; whatever stops them, return what exists and how to go on."""
+    """Run the steps; whatever stops them, return what exists and how to go on.
+
+    Every request the steps send is bounded by what is left of the run's --timeout
+    (``Gateway.within``), so a slow answer cannot outlive it by the HTTP timeout.
+    """
     error: VolimgError | None = None
     try:
-        steps()
+        with _within_deadline(gateway, job):
+            steps()
     except VolimgError as exc:
         error = exc
         if gateway is not None and job.image is None and job.image_id and not job.upload_failed:
             # Cinder made an image volimg has not read yet: one more (safe) read, so
             # the report says what exists.
-            with contextlib.suppress(VolimgError):
+            with contextlib.suppress(VolimgError), _within_deadline(gateway, job):
                 job.image = gateway.get_image(job.image_id)
     except KeyboardInterrupt as exc:
         error = interrupted(job, exc)
@@ -277,6 +282,12 @@ def finish(
     if error is not None and landing and still_uploading and landing not in job.reports:
         job.settle(landing, PENDING, "Cinder's upload was still running; it lands here")
     return job.outcome(command, error)
+
+
+def _within_deadline(gateway: Gateway | None, job: Job) -> contextlib.AbstractContextManager[None]:
+    if gateway is None:
+        return contextlib.nullcontext()
+    return gateway.within(lambda: job.deadline.remaining)
 
 
 def interrupted(job: Job, exc: KeyboardInterrupt | None = None) -> Interrupted:

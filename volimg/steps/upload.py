@@ -41,8 +41,7 @@ def request_upload(gateway: Gateway, job: Job, plan: Plan) -> str:
     )
     job.upload_requested_at = job.settings.clock.wall()
     try:
-        with gateway.bounded(job.deadline.remaining):
-            accepted = gateway.upload_volume(volume.id, plan.upload)
+        accepted = gateway.upload_volume(volume.id, plan.upload)
     except RequestRejected as exc:
         # With enable_force_upload off, Cinder drops force and checks the status
         # (cinder/volume/api.py copy_volume_to_image): "status must be available".
