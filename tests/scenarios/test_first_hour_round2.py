@@ -664,3 +664,38 @@ def test_a_delayed_read_during_the_copy_wait_is_bounded_by_timeout(
     assert time.monotonic() - begun < 10, "the read outlived --timeout"
     assert run.exit_code in (0, 4), run  # the read is sent again (bounded), or time is up
     time.sleep(max(0.0, begun + 12.5 - time.monotonic()))  # the delayed read is answered
+
+
+def test_a_batch_stopped_by_its_deadline_without_once_per_prints_what_finishes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline gave the same advice as a signal: "run the same command again"."""
+    from tests.conftest import _use
+    from tests.scenarios.conftest import make_runner
+    from volimg.sandbox import Timings
+
+    timings = Timings.instant()
+    timings.upload = 3.0  # still uploading when the deadline passes
+    with Sandbox(seed="demo", timings=timings) as sb:
+        cloud = _use(
+            CloudUnderTest("sandbox", sb.clouds_yaml, sb.admin_cloud, sb.member_cloud, sb),
+            monkeypatch,
+        )
+        volimg = make_runner(cloud)
+        expected = {v: set(volimg_plan_of(volimg, v)["expected_stores"]) for v in VOLUMES[:2]}
+        before = set(sb.cloud.images)
+
+        run = volimg("upload", *VOLUMES[:2], "--concurrency", "1", "--deadline", "1", "-f", "json")
+
+        assert run.exit_code == 4, run
+        assert run.doc["summary"]["stop_reason"] == "deadline"
+        assert "--once-per" not in run.doc["error"]["hint"], run.doc["error"]
+        (started,) = run.doc["volumes"]
+        steps = run.doc["next_steps"]
+        assert steps[0] == started["next_steps"][0], steps
+        (left,) = [v for v in sb.cloud.volumes.values() if v.name == VOLUMES[1]]
+        assert steps[1:] == [f"volimg upload {left.id}"], steps
+        sb.timings.upload = 0.05
+        follow(steps[:1], volimg, cloud, expect_stores=expected[started["volume"]["name"]])
+        follow(steps[1:], volimg, cloud, expect_stores=expected[VOLUMES[1]])
+        assert len(set(sb.cloud.images) - before) == 2, "an extra image"
