@@ -19,7 +19,7 @@ from typing import TypeVar
 from volimg import events as ev
 from volimg.errors import ImageNameTaken, InputError
 from volimg.gateway import Gateway
-from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo
+from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo, counted
 from volimg.planner import (
     Plan,
     ReplicationFacts,
@@ -151,6 +151,14 @@ def gather_upload_facts(
     )
 
 
+def time_left(settings: RunSettings) -> Callable[[], float]:
+    """What is left of the run's --timeout, counted from now: the reads that gather the
+    facts are bounded by it (``Gateway.within``) as the steps are by the job's deadline,
+    so that no request outlives --timeout by the HTTP timeout."""
+    started = settings.clock.monotonic()
+    return lambda: settings.timeout - (settings.clock.monotonic() - started)
+
+
 def plan(gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime) -> Plan:
     """The plan ``volimg upload`` would carry out, with a reason for each decision."""
     facts = gather_upload_facts(gateway, volume_ref, now=now, image_name=options.image_name)
@@ -171,7 +179,8 @@ def upload(
 
     ``on_plan`` sees the plan before anything changes (``volimg demo`` prints it).
     """
-    the_plan = plan(gateway, volume_ref, options, now=settings.clock.wall())
+    with gateway.within(time_left(settings)):
+        the_plan = plan(gateway, volume_ref, options, now=settings.clock.wall())
     if dry_run:
         return planned("upload", the_plan)
     if on_plan is not None:
@@ -189,7 +198,7 @@ def _refuse_a_taken_name(the_plan: Plan, options: UploadOptions) -> None:
     if not taken or options.allow_duplicate_name:
         return
     name = the_plan.upload.image_name
-    count = f"{len(taken)} image{'s' if len(taken) > 1 else ''}"
+    count = counted(len(taken), "image")
     if options.image_name:
         hint = "choose another --name, or pass --allow-duplicate-name to make it anyway"
     else:  # the default name carries the time to the second
@@ -225,7 +234,8 @@ def replicate(
     emit: ev.EventSink = ev.ignore,
 ) -> Outcome:
     """Copy an existing image to the stores of another image, or to named stores."""
-    the_plan = plan_copy(gateway, image_ref, like_ref, options)
+    with gateway.within(time_left(settings)):
+        the_plan = plan_copy(gateway, image_ref, like_ref, options)
     if dry_run:
         return planned("replicate", the_plan)
     if not the_plan.image.is_active and not settings.wait:

@@ -79,7 +79,10 @@ class Stamped(Event):
 
 @dataclass(frozen=True)
 class ItemStarted(Event):
-    """A batch (or audit) began working on ``subject``."""
+    """A batch (or audit) began working on ``subject``; ``planning``: a dry run, which
+    only plans it (the log must not say "started" for what will never be)."""
+
+    planning: bool = False
 
 
 @dataclass(frozen=True)

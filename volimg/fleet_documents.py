@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from volimg.audit import REPAIR_RESULTS, AuditOutcome, Finding, Repair
 from volimg.batch import BatchOutcome, VolumeResult
 from volimg.documents import _volume_doc, document, error_doc, outcome_doc
+from volimg.model import format_time
 
 if TYPE_CHECKING:  # the stamp and the mark are read, not built, here
     from volimg.provenance import Mark, Stamp
@@ -49,7 +51,7 @@ def volume_doc(result: VolumeResult) -> dict[str, Any]:
         {
             "image_id": a.image_id,
             "name": a.name,
-            "created_at": a.created_at,
+            "created_at": _moment(a.created_at),
             "action": a.action,
             "detail": a.detail,
         }
@@ -75,11 +77,12 @@ def summary_doc(outcome: BatchOutcome) -> dict[str, Any]:
         "not_started": list(outcome.not_started),
         "stale": None if outcome.stale is None else list(outcome.stale),
         "stale_after_seconds": outcome.stale_after,
-        "started_at": outcome.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started_at": format_time(outcome.started_at),
         "seconds": round(outcome.seconds, 3),
         "uploaded_bytes": outcome.uploaded_bytes,
         "stop_reason": outcome.stop_reason,
         "error": error_doc(outcome.stopped),
+        "next_steps": list(outcome.next_steps),
     }
 
 
@@ -92,8 +95,16 @@ def batch_doc(outcome: BatchOutcome) -> dict[str, Any]:
         dry_run=outcome.dry_run,
         error=error_doc(outcome.stopped),
         volumes=[volume_doc(r) for r in outcome.results],
+        next_steps=list(outcome.next_steps),
         summary=summary_doc(outcome),
     )
+
+
+def _moment(value: datetime | str | None) -> str | None:
+    """A moment in a document: ``2026-12-03T11:41:06Z`` (``volimg.model.format_time``),
+    whatever form Glance, Cinder or another writer of the stamp gave it in; None stays
+    None."""
+    return format_time(value) if value else None
 
 
 def ndjson_line(kind: str, doc: dict[str, Any]) -> str:
@@ -107,7 +118,7 @@ def stamp_doc(stamp: Stamp) -> dict[str, Any]:
     """A stamp as the audit shows it (docs/provenance.md names every field)."""
     return {
         "stamped_by": stamp.stamped_by.value,
-        "stamped_at": stamp.stamped_at,
+        "stamped_at": _moment(stamp.stamped_at),
         "source_volume": stamp.source_volume,
         "base_image": stamp.base_image,
         "type_store": stamp.type_store,
@@ -116,7 +127,7 @@ def stamp_doc(stamp: Stamp) -> dict[str, Any]:
         "also_stores": list(stamp.also_stores),
         "replicate": stamp.replicate,
         "intent_by": stamp.intent_by or None,
-        "intent_at": stamp.intent_at or None,
+        "intent_at": _moment(stamp.intent_at),
         "period": stamp.period,
     }
 
@@ -125,7 +136,7 @@ def mark_doc(mark: Mark) -> dict[str, Any]:
     """The mark of an unfinished image: the run, and the stamp it meant to write."""
     return {
         "run": mark.run,
-        "marked_at": mark.marked_at,
+        "marked_at": _moment(mark.marked_at),
         "source_volume": mark.volume_id,
         "intended": stamp_doc(mark.intended),
     }
@@ -145,9 +156,7 @@ def finding_doc(finding: Finding) -> dict[str, Any]:
         "expected_stores": list(finding.expected),
         "missing": list(finding.missing),
         "extra": list(finding.extra),
-        "takeover_at": finding.takeover_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if finding.takeover_at
-        else None,
+        "takeover_at": _moment(finding.takeover_at),
         "stamp": stamp_doc(finding.stamp) if finding.stamp is not None else None,
         "mark": mark_doc(finding.mark) if finding.mark is not None else None,
     }
@@ -178,7 +187,7 @@ def audit_summary_doc(outcome: AuditOutcome) -> dict[str, Any]:
         "repairs": {result: repairs.get(result, 0) for result in REPAIR_RESULTS},
         "fix": outcome.fix,
         "dry_run": outcome.dry_run,
-        "audited_at": outcome.audited_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "audited_at": format_time(outcome.audited_at),
         "seconds": round(outcome.seconds, 3),
         "error": error_doc(outcome.interrupted),
     }

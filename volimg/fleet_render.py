@@ -41,7 +41,9 @@ from volimg.fleet_documents import (
 # The textfiles live in volimg.fleet_metrics; these names are still importable from here.
 from volimg.fleet_metrics import write_audit_metrics as write_audit_metrics
 from volimg.fleet_metrics import write_batch_metrics as write_batch_metrics
+from volimg.model import counted, format_time
 from volimg.output import rich_terminal, say
+from volimg.planner import Plan
 from volimg.progress import LiveView, describe
 from volimg.render import Streams, live_progress
 
@@ -113,7 +115,7 @@ class BatchRenderer(Streams):
                 text = f"still {text} (unchanged for {minutes:.0f} min)"
             else:
                 last[event.subject] = (text, moment, moment)
-            stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamp = format_time(now)
             self._write(self.err.file, f"{stamp} {event.subject}: {text}")
 
         def finished(event: ev.Event) -> str | None:
@@ -140,6 +142,8 @@ class BatchRenderer(Streams):
             self._write(self.err.file, prefix + stopped.message)
             if stopped.hint:
                 self._write(self.err.file, f"volimg: hint: {stopped.hint}")
+            for step in outcome.next_steps:
+                self._write(self.err.file, f"volimg: next: {step}")
         if outcome.stale:
             self.notice(
                 f"not backed up for over {span(outcome.stale_after or 0)} "
@@ -157,7 +161,7 @@ class BatchRenderer(Streams):
             from rich.markup import escape
             from rich.table import Table
 
-            table = Table("volume", "result", "image", "stores", "why / next", box=None)
+            table = Table(*BATCH_HEADER, box=None)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
             try:
@@ -168,7 +172,7 @@ class BatchRenderer(Streams):
             return
         if not rows and outcome.stopped is None:
             self._write(self.out.file, "no volume matched the selection")
-        for row in rows:
+        for row in (BATCH_HEADER, *rows) if rows else ():
             self._write(self.out.file, "\t".join(row))
         self._write(self.out.file, summary)
 
@@ -193,8 +197,7 @@ def _silence(stream: IO[str]) -> None:
 def span(seconds: float) -> str:
     """A duration as an operator reads it: 2 days, 36 h, 90 min, 45 s."""
     if seconds >= 86400 and seconds % 86400 == 0:
-        days = int(seconds // 86400)
-        return f"{days} day{'s' if days != 1 else ''}"
+        return counted(int(seconds // 86400), "day")
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)} h"
     if seconds >= 60 and seconds % 60 == 0:
@@ -229,8 +232,15 @@ def summary_line(outcome: BatchOutcome, dry_run_source: str = "--dry-run") -> st
     return "; ".join(parts)
 
 
+# The batch's columns, on a terminal and as the plain lines' header row (as the doctor's
+# and `volimg stores`' plain lines have one).
+BATCH_HEADER = ("volume", "result", "image", "stores", "why / next")
+
+
 def _row(result: VolumeResult) -> tuple[str, str, str, str, str]:
     outcome = result.outcome
+    if outcome is not None and outcome.dry_run and isinstance(outcome.plan, Plan):
+        return _planned_row(result, outcome.plan)
     image = outcome.image if outcome is not None else None
     why = result.reason or (result.error.message if result.error else "")
     if outcome is not None and outcome.next_steps:
@@ -248,6 +258,34 @@ def _row(result: VolumeResult) -> tuple[str, str, str, str, str]:
     )
 
 
+def _planned_row(result: VolumeResult, plan: Plan) -> tuple[str, str, str, str, str]:
+    """A dry run's row: what the run would do for this volume, from its plan (the
+    image's name, the stores it would end in, where Cinder's upload would land, the
+    copies and prunes, and what ``--keep`` would delete)."""
+    resuming = plan.facts.resuming
+    if resuming is not None:
+        doing = [f"would finish image {resuming.id} of this period"]
+        copies = plan.placement.missing_from(resuming.stores)
+        prunes = plan.placement.extra_in(resuming.stores) if plan.placement.prune else ()
+    else:
+        doing = [f"would upload to {plan.upload_store or 'the default store'}"]
+        copies, prunes = plan.replicate_to, plan.prune_from
+    if copies:
+        doing.append(f"copy to {', '.join(copies)}")
+    if prunes:
+        doing.append(f"prune {', '.join(prunes)}")
+    deleted = [a.image_id for a in result.retention if a.action == "would-delete"]
+    if deleted:
+        doing.append(f"would delete {', '.join(deleted)}")
+    return (
+        result.label,
+        result.result,
+        resuming.id if resuming is not None else plan.upload.image_name,
+        ",".join(plan.expected_stores) or "-",
+        "; ".join(doing),
+    )
+
+
 def _batch_panel() -> LiveView:
     from volimg.live import BatchPanel
 
@@ -256,7 +294,7 @@ def _batch_panel() -> LiveView:
 
 def _describe_item(event: ev.Event) -> str | None:
     if isinstance(event, ev.ItemStarted):
-        return "started"
+        return "planning" if event.planning else "started"
     if isinstance(event, ev.ItemFinished):
         return f"{event.result}" + (f" ({event.reason})" if event.reason else "")
     return describe(event)
@@ -330,11 +368,16 @@ def _audit_summary_line(outcome: AuditOutcome) -> str:
     order = [OK, *(f for f in counts if f != OK)]
     said = ", ".join(f"{counts[k]} {k}" for k in order if counts[k]) or "none"
     unfinished = counts[UNFINISHED]
-    what = "stamped images" if not unfinished else "volimg images (stamped or unfinished)"
+    total = len(outcome.findings)
+    what = (
+        counted(total, "stamped image")
+        if not unfinished
+        else counted(total, "volimg image") + " (stamped or unfinished)"
+    )
     repaired = sum(1 for r in outcome.repairs if r.result == REPAIRED)
     started = sum(1 for r in outcome.repairs if r.result == INTERRUPTED)
     return (
-        f"{len(outcome.findings)} {what}: {said}"
+        f"{what}: {said}"
         + (f"; {repaired} repaired" if outcome.fix else "")
         + (f"; {started} interrupted" if started else "")
         + f"; {outcome.remaining} left to fix"

@@ -219,7 +219,7 @@ class BatchPanel:
 
     def update(self, event: ev.Event) -> None:
         if isinstance(event, ev.ItemStarted):
-            self.running[event.subject] = "started"
+            self.running[event.subject] = "planning" if event.planning else "started"
         elif isinstance(event, ev.ItemFinished):
             self.running.pop(event.subject, None)
             self.finished += 1

@@ -44,16 +44,28 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def format_time(value: datetime | str | None) -> str:
-    """A moment as volimg prints it everywhere: ``2026-12-03T11:41:06Z`` (UTC, seconds),
-    whatever form Glance or Cinder gave it in (some add microseconds, some no zone)."""
+    """A moment as volimg prints it everywhere, in messages and documents alike:
+    ``2026-12-03T11:41:06Z`` (UTC, seconds), whatever form Glance or Cinder gave it in
+    (some add microseconds, some no zone). A string that is no ISO 8601 time (a stamp
+    another tool wrote) is shown as it is rather than failing the report."""
     from datetime import timezone
 
-    moment = parse_time(value) if isinstance(value, str) or value is None else value
+    try:
+        moment = parse_time(value) if isinstance(value, str) or value is None else value
+    except ValueError:
+        return str(value)
     if moment is None:
         return "an unknown time"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 volume``, ``2 volumes``: every count volimg writes in words goes through
+    here, so that no output says ``1 stamped images`` (``plural`` for the irregular
+    ones, ``copy``/``copies``)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def split_stores(value: str | None) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from volimg import events as ev
+from volimg.model import format_time
 from volimg.output import Output
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class _LineLog:
                 return
             self.last_state, self.last_progress_at = state, event.elapsed
         self.last = key
-        stamp = self.wall_clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = format_time(self.wall_clock())
         self.file.write(f"{stamp} {text}\n")
         self.file.flush()
 

@@ -31,7 +31,7 @@ from volimg.documents import doctor_doc, document, outcome_doc, stores_doc
 from volimg.documents import dump_json as dump_json
 from volimg.documents import failure_doc as failure_doc
 from volimg.errors import VolimgError
-from volimg.model import GlanceInfo
+from volimg.model import GlanceInfo, counted
 from volimg.output import Output as Output
 from volimg.output import PlainOutput as PlainOutput
 from volimg.output import might_be_terminal as might_be_terminal
@@ -281,7 +281,7 @@ class Renderer(Streams):
                 self._write(self.out.file, "\t".join(row))
         counts = report.counts
         summary = ", ".join(f"{counts[status]} {status}" for status in STATUSES)
-        self._write(self.out.file, f"{len(report.checks)} checks: {summary}")
+        self._write(self.out.file, f"{counted(len(report.checks), 'check')}: {summary}")
 
     def error(self, error: VolimgError, *, document: bool = True, command: str = "") -> None:
         """An error: one line (and a hint) on stderr; in JSON mode also the document."""

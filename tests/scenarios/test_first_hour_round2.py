@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import openstack
 import pytest
@@ -444,3 +446,256 @@ def test_the_readme_lists_every_result_and_store_outcome() -> None:
     outcomes += (results.PENDING, results.PRUNED, results.SKIPPED, results.PRUNE_FAILED)
     for outcome in outcomes:
         assert f"`{outcome}`" in listed, outcome
+
+
+# --- counts and moments, written one way ------------------------------------------------
+
+
+def test_a_count_of_one_is_singular_in_audits_and_doctors_summaries(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    """`volimg audit --image ID` said "1 stamped images: 1 ok"."""
+    image = next(i for i in sandbox.cloud.images.values() if "volimg" in i.tags)
+
+    run = volimg_sandbox("audit", "--image", image.id)
+
+    summary = run.stdout.splitlines()[-1]
+    assert summary.startswith("1 stamped image: "), run.stdout
+    many = volimg_sandbox("audit").stdout.splitlines()[-1]
+    assert many.startswith(f"{len(_stamped(sandbox))} stamped images: "), many
+    doctor = volimg_sandbox("doctor").stdout.splitlines()[-1]
+    assert doctor.startswith("12 checks: "), doctor
+
+
+def _stamped(sandbox: Sandbox) -> list[object]:
+    return [i for i in sandbox.cloud.images.values() if "volimg" in i.tags]
+
+
+MOMENT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_audit_and_doctor_write_every_moment_as_utc_seconds_with_z(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    """A stale import lock's "not updated since" quoted Glance's task time as it came:
+    `2026-12-03T11:41:06.207444`, beside a takeover time in `...Z`."""
+    import re
+
+    made = volimg_sandbox("upload", "boot-vol", "-f", "json")
+    image_id = made.doc["image"]["id"]
+    sandbox.cloud.images[image_id].locations.remove("cheap")  # lost, say
+    sandbox.faults.abandon_import(image=image_id)
+    assert volimg_sandbox("replicate", image_id, "--store", "cheap", "--no-wait").exit_code == 0
+    sandbox.wait_idle()
+    sandbox.advance_clock(10 * 60)
+    late = _runner_at(sandbox_cloud, sandbox)
+
+    audit = late("audit", "--image", image_id, "-f", "json")
+    doctor = late("doctor", "-f", "json")
+    plain = late("audit", "--image", image_id)
+
+    (finding,) = audit.doc["findings"]
+    (row,) = [r for r in doctor.doc["checks"] if r["check"] == "stale-import-locks"]
+    texts = [finding["reason"], row["detail"], row["fix"], plain.stdout]
+    for text in texts:
+        assert "since" in text or "from" in text, text
+        assert not re.search(r"\d\d:\d\d:\d\d\.\d", text), text
+        assert re.search(MOMENT, text), text
+    for key in ("stamped_at", "intent_at"):
+        value = (finding["stamp"] or {}).get(key)
+        assert value is None or re.fullmatch(MOMENT, value), (key, value)
+    assert re.fullmatch(MOMENT, finding["takeover_at"]), finding
+    assert re.fullmatch(MOMENT, audit.doc["summary"]["audited_at"]), audit.doc["summary"]
+
+
+# --- the batch's plain table ------------------------------------------------------------
+
+
+def test_a_piped_batch_prints_a_header_row_and_a_dry_run_says_what_it_would_do(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`volimg upload --from-file list --dry-run | cat`: no header, rows `planned - - -`,
+    and a log that said each volume had `started`."""
+    listing = tmp_path / "nightly.txt"
+    listing.write_text("boot-vol\npinned-vol\n")
+    plan = volimg_plan_of(volimg_sandbox, "boot-vol")
+    images = len(sandbox.cloud.images)
+
+    dry = volimg_sandbox("upload", "--from-file", str(listing), "--dry-run")
+
+    assert dry.exit_code == 0, dry
+    lines = dry.stdout.splitlines()
+    header = "volume\tresult\timage\tstores\twhy / next"
+    assert lines[1] == header, dry.stdout
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:4]}
+    _, result, name, stores, why = rows["boot-vol"]
+    assert result == "planned"
+    assert name.startswith("boot-vol-"), name  # the name the run would give it
+    assert stores.split(",") == plan["expected_stores"], rows
+    assert f"would upload to {plan['upload_store']}" in why, why
+    assert f"copy to {', '.join(plan['replicate_to'])}" in why, why
+    assert rows["pinned-vol"][4] == "would upload to archive", rows  # its type's store
+    assert ": started" not in dry.stderr, dry.stderr
+    assert "boot-vol: planning" in dry.stderr, dry.stderr
+    assert len(sandbox.cloud.images) == images  # nothing was made
+
+    real = volimg_sandbox("upload", "--from-file", str(listing))
+
+    assert real.exit_code == 0, real
+    assert real.stdout.splitlines()[0] == header, real.stdout
+    assert ": started" in real.stderr
+
+
+def volimg_plan_of(volimg: VolimgRunner, volume: str) -> dict[str, Any]:
+    run = volimg("plan", volume, "-f", "json")
+    assert run.exit_code == 0, run
+    plan: dict[str, Any] = run.doc["plan"]
+    return plan
+
+
+# --- a stopped batch says what finishes it ------------------------------------------------
+
+
+def test_sigint_to_a_batch_without_once_per_prints_what_finishes_this_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It said "run the same command again: with --once-per it finishes what this run
+    began"; run as printed, that made two more images and left the interrupted one
+    unfinished. The printed steps, run, must finish every volume with no extra image."""
+    from tests.conftest import _use
+    from tests.scenarios.conftest import make_runner
+    from tests.scenarios.test_signals import finish, start_volimg, uploading, wait_until
+    from volimg.sandbox import Timings
+
+    timings = Timings.instant()
+    timings.upload = 3.0  # long enough to be waiting when the signal comes
+    with Sandbox(seed="demo", timings=timings) as sb:
+        cloud = _use(
+            CloudUnderTest("sandbox", sb.clouds_yaml, sb.admin_cloud, sb.member_cloud, sb),
+            monkeypatch,
+        )
+        volimg = make_runner(cloud)
+        expected = {v: set(volimg_plan_of(volimg, v)["expected_stores"]) for v in VOLUMES}
+        before = set(sb.cloud.images)
+        args = ("upload", *VOLUMES, "--concurrency", "1", "-f", "json")
+        process = start_volimg(sb, *args)
+        wait_until(uploading(sb))
+
+        process.send_signal(signal.SIGINT)
+        code, stdout, stderr = finish(process)
+
+        assert code == 130, stderr
+        doc = json.loads(stdout)
+        assert doc["result"] == "interrupted"
+        assert "--once-per" not in doc["error"]["hint"], doc["error"]
+        steps = doc["next_steps"]
+        assert steps == doc["summary"]["next_steps"]
+        assert len(steps) == len(VOLUMES), steps  # one per volume, the started one first
+        (started,) = doc["volumes"]
+        image_id = started["image"]["id"]
+        assert steps[0] == started["next_steps"][0], steps
+        assert f"volimg replicate {image_id}" in steps[0], steps
+        for step in steps:
+            assert f"volimg: next: {step}" in stderr, stderr
+        names = {v["volume"]["id"]: v["volume"]["name"] for v in [started]}
+        names.update({v.id: v.name for v in sb.cloud.volumes.values() if v.name in VOLUMES})
+
+        sb.timings.upload = 0.05
+        for step in steps:
+            volume = started["volume"]["name"] if image_id in step else names[step.split()[2]]
+            follow([step], volimg, cloud, expect_stores=expected[volume])
+
+        made = [sb.cloud.images[i] for i in set(sb.cloud.images) - before]
+        assert sorted(str(i.extra.get("volimg_source_volume")) for i in made) == sorted(
+            v.id for v in sb.cloud.volumes.values() if v.name in VOLUMES
+        ), "an extra image, or a volume without its image"
+        for image in made:
+            assert image.status == "active", image
+            assert image.extra.get("volimg_stamped_by") in ("upload", "replicate"), image.extra
+
+
+VOLUMES = ("boot-vol", "data-vol", "pinned-vol")
+
+
+# --- --timeout bounds every request -------------------------------------------------------
+
+
+def test_a_delayed_copy_image_request_is_bounded_by_timeout_and_may_still_start(
+    volimg_sandbox: VolimgRunner, sandbox_cloud: CloudUnderTest, sandbox: Sandbox
+) -> None:
+    """Delayed 12 s with --timeout 5, the copy-image POST waited for its answer for the
+    whole HTTP timeout (60 s): only the upload request was bounded by --timeout."""
+    sandbox.faults.delay("POST", r"/images/[^/]+/import$", 12)
+    begun = time.monotonic()
+
+    run = volimg_sandbox("upload", "boot-vol", "--timeout", "5", "-f", "json")
+
+    assert time.monotonic() - begun < 10, "the copy-image request outlived --timeout"
+    assert run.exit_code == 4, run
+    image_id = run.doc["image"]["id"]
+    error = run.doc["error"]
+    assert "may still start the import" in error["message"], error
+    assert "started no import" not in error["message"], error
+    assert "safe" not in error["hint"], error
+    assert f"volimg audit --image {image_id}" in error["hint"], error
+    assert set(run.doc["replication"].values()) == {"pending"}, run.doc
+    deadline = time.monotonic() + 20  # Glance handles the request once the delay ends
+    while not sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$"):
+        assert time.monotonic() < deadline, "the delayed copy-image was never handled"
+        time.sleep(0.2)
+    sandbox.wait_idle(30)
+    imports = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+    assert len(imports) == 1  # sent once, never again
+    expected = set(run.doc["plan"]["expected_stores"])
+    follow(run.doc["next_steps"], volimg_sandbox, sandbox_cloud, expect_stores=expected)
+    imports = sandbox.requests.filter(method="POST", path=r"/images/[^/]+/import$")
+    assert len(imports) == 1, "the late import was copied again instead of followed"
+
+
+def test_a_delayed_read_during_the_copy_wait_is_bounded_by_timeout(
+    volimg_sandbox: VolimgRunner, sandbox: Sandbox
+) -> None:
+    """A GET of the image's tasks delayed 12 s held `replicate --timeout 5` for 12 s."""
+    sandbox.faults.delay("GET", r"/images/[^/]+/tasks$", 12)
+    begun = time.monotonic()
+
+    run = volimg_sandbox("replicate", "cirros-base", "--store", "fast", "--timeout", "5")
+
+    assert time.monotonic() - begun < 10, "the read outlived --timeout"
+    assert run.exit_code in (0, 4), run  # the read is sent again (bounded), or time is up
+    time.sleep(max(0.0, begun + 12.5 - time.monotonic()))  # the delayed read is answered
+
+
+def test_a_batch_stopped_by_its_deadline_without_once_per_prints_what_finishes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline gave the same advice as a signal: "run the same command again"."""
+    from tests.conftest import _use
+    from tests.scenarios.conftest import make_runner
+    from volimg.sandbox import Timings
+
+    timings = Timings.instant()
+    timings.upload = 3.0  # still uploading when the deadline passes
+    with Sandbox(seed="demo", timings=timings) as sb:
+        cloud = _use(
+            CloudUnderTest("sandbox", sb.clouds_yaml, sb.admin_cloud, sb.member_cloud, sb),
+            monkeypatch,
+        )
+        volimg = make_runner(cloud)
+        expected = {v: set(volimg_plan_of(volimg, v)["expected_stores"]) for v in VOLUMES[:2]}
+        before = set(sb.cloud.images)
+
+        run = volimg("upload", *VOLUMES[:2], "--concurrency", "1", "--deadline", "1", "-f", "json")
+
+        assert run.exit_code == 4, run
+        assert run.doc["summary"]["stop_reason"] == "deadline"
+        assert "--once-per" not in run.doc["error"]["hint"], run.doc["error"]
+        (started,) = run.doc["volumes"]
+        steps = run.doc["next_steps"]
+        assert steps[0] == started["next_steps"][0], steps
+        (left,) = [v for v in sb.cloud.volumes.values() if v.name == VOLUMES[1]]
+        assert steps[1:] == [f"volimg upload {left.id}"], steps
+        sb.timings.upload = 0.05
+        follow(steps[:1], volimg, cloud, expect_stores=expected[started["volume"]["name"]])
+        follow(steps[1:], volimg, cloud, expect_stores=expected[VOLUMES[1]])
+        assert len(set(sb.cloud.images) - before) == 2, "an extra image"

@@ -490,6 +490,7 @@ def test_ndjson_lines_are_the_documented_objects_with_their_type(
             "volimg": "", "schema_version": 1, "command": "upload", "mode": "batch",
             "result": summary["result"], "volumes": volumes, "summary": summary,
             "dry_run": summary["dry_run"], "error": None,
+            "next_steps": summary["next_steps"],
         }
     )  # fmt: skip
 

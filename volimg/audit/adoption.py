@@ -12,7 +12,7 @@ from datetime import datetime
 
 from volimg.errors import InputError, VolimgError
 from volimg.gateway import Gateway
-from volimg.model import Volume
+from volimg.model import Volume, format_time
 from volimg.provenance import (
     MARK_KEYS,
     STAMP_KEYS,
@@ -45,7 +45,8 @@ def _stamp_words(stamp: Stamp) -> str:
         who = "an earlier volimg adopt"
     else:
         who = "the Glance filter"
-    return f"{who}, stamped {stamp.stamped_at or 'at an unknown time'}"
+    when = format_time(stamp.stamped_at) if stamp.stamped_at else "at an unknown time"
+    return f"{who}, stamped {when}"
 
 
 def _adopted_base(

@@ -28,6 +28,7 @@ from volimg.model import (
     ImportTask,
     Volume,
     VolumeTypeInfo,
+    format_time,
 )
 from volimg.planner import Plan, UploadFacts, UploadOptions, plan_upload
 from volimg.provenance import UNKNOWN, Mark, Rule, Stamp
@@ -207,12 +208,12 @@ def assess(
                 f"import task {task.id} is {task.status} ({task.message or 'no progress yet'}) "
                 f"to {', '.join(image.importing_to_stores) or 'its stores'}; left alone",
             )
-        when = takeover.strftime("%Y-%m-%dT%H:%M:%SZ") if takeover else "now"
+        when = format_time(takeover) if takeover else "now"
         return found(
             STALE_LOCK,
             f"the import lock names task {image.import_task}, "
             + (
-                f"{task.status} and not updated since {task.updated_at}"
+                f"{task.status} and not updated since {format_time(task.updated_at or task.created_at)}"
                 if task is not None
                 else "which no longer exists"
             )
@@ -277,7 +278,7 @@ def _unfinished_reason(image: Image, mark: Mark) -> str:
     volume = mark.volume_id or "an unknown volume"
     reason = (
         f"created by volimg run {mark.run} (upload of volume {volume}, marked "
-        f"{mark.marked_at or 'at an unknown time'}) and never finished: it carries the "
+        f"{format_time(mark.marked_at) if mark.marked_at else 'at an unknown time'}) and never finished: it carries the "
         "run's mark but no stamp"
     )
     if image.status in IMAGE_DEAD_STATUSES:
@@ -310,7 +311,7 @@ def _rule_reason(plan: Plan, stamp: Stamp) -> str:
     if also:
         asked = (
             f"recorded by '{stamp.intent_by}' (volimg_intent_by"
-            + (f", {stamp.intent_at}" if stamp.intent_at else "")
+            + (f", {format_time(stamp.intent_at)}" if stamp.intent_at else "")
             + ")"
             if stamp.intent_by
             else "asked for with --also-store at upload"

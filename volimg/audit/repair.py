@@ -31,7 +31,7 @@ from volimg.audit.listing import AuditOptions
 from volimg.errors import Interrupted, NotFoundInCloud, VolimgError
 from volimg.executor import run_replication
 from volimg.gateway import Gateway
-from volimg.model import IMAGE_DEAD_STATUSES, Image
+from volimg.model import IMAGE_DEAD_STATUSES, Image, format_time
 from volimg.planner import ReplicationFacts, ReplicationOptions, plan_replication
 from volimg.provenance import MARK_KEYS, STAMP_KEYS, TAG, Stamp, stamp_time
 from volimg.results import PENDING, Outcome, RunSettings
@@ -228,7 +228,7 @@ def _repair(
             return repair(
                 NOT_YET,
                 "Glance refuses a new import until "
-                f"{finding.takeover_at.strftime('%Y-%m-%dT%H:%M:%SZ')}; run audit --fix again then",
+                f"{format_time(finding.takeover_at)}; run audit --fix again then",
             )
         # Judge the image with the lock ignored: a new import takes the lock over.
         unlocked = assess(cloud, replace(image, import_task=None), finding.stamp, now=now)

@@ -136,6 +136,9 @@ class BatchOutcome:
     stop_reason: str | None = None
     stale: tuple[str, ...] | None = None  # selected volumes not backed up for stale_after
     stale_after: float | None = None
+    # After a signal or the deadline without --once-per: the commands that finish what
+    # this batch began, each volume's own (``finishing_steps`` in volimg.batch.run).
+    next_steps: tuple[str, ...] = ()
 
     @classmethod
     def stopped_before_start(

@@ -40,18 +40,68 @@ from volimg.provenance import KEY_SOURCE_VOLUME, TAG, period_key
 from volimg.results import RunSettings
 from volimg.safety import own_upload_of
 from volimg.signals import StopFlag
+from volimg.steps.job import volume_upload_command
 from volimg.waiting import Clock, retry_while_starting
 
 ResultSink = Callable[[VolumeResult], None]
 T = TypeVar("T")
 
 
-def _deadline_error(seconds: float) -> DeadlineReached:
+# What finishes a stopped batch. With --once-per the same command does: it finds each
+# image this period began by its stamp, mark or period name and finishes it
+# (volimg.batch.volume._earlier_upload). Without it nothing ties a new run to this one:
+# the same command would upload every volume again, and adding --once-per would not
+# help either (the images this run began carry no period and another name), so each
+# volume gets its own command instead.
+RERUN_HINT = "run the same command again: with --once-per it finishes what this run began"
+STEPS_HINT = (
+    "to finish what this batch began, run the next steps: each started volume's own "
+    "command (volimg replicate for an image that is uploaded but not placed), then one "
+    "volimg upload per volume not started; not the same command again, which would "
+    "upload every volume anew"
+)
+
+
+def _deadline_error(seconds: float, *, once_per: bool) -> DeadlineReached:
     return DeadlineReached(
         f"the batch deadline ({seconds:g} s, --deadline) passed; volumes already started "
         "stopped waiting and report what exists; the others were not started",
-        hint="run the same command again: with --once-per it finishes what this run began",
+        hint=RERUN_HINT if once_per else STEPS_HINT,
     )
+
+
+def finishing_steps(
+    results: Sequence[VolumeResult],
+    not_started: Sequence[Volume],
+    options: BatchOptions,
+    settings: RunSettings,
+) -> tuple[str, ...]:
+    """The commands that finish a batch stopped without --once-per, volume by volume.
+
+    A volume the stop caught has its own next steps (``volimg replicate`` of the image
+    Cinder made, once it is active); one stopped before its upload was sent, and every
+    volume never started, gets ``volimg upload VOLUME`` with the batch's upload
+    options and ``--timeout`` (``--keep`` is left to the next batch: a single upload
+    has no retention). One whose upload was sent but whose image volimg never saw
+    gets its check (``openstack image list --name``), never a second upload.
+    """
+    steps: list[str] = []
+    for result in results:
+        if result.result != INTERRUPTED or result.volume is None:
+            continue
+        outcome = result.outcome
+        if outcome is not None and outcome.next_steps:
+            steps += outcome.next_steps
+            continue
+        hint = result.error.hint if result.error is not None else None
+        if outcome is not None and outcome.image is not None:
+            continue  # its image is placed: nothing is left to do
+        if hint and not hint.startswith("nothing was changed"):
+            steps.append(f"{result.volume.label}: {hint}")
+            continue
+        steps.append(volume_upload_command(result.volume.id, options.upload, settings))
+    steps += [volume_upload_command(v.id, options.upload, settings) for v in not_started]
+    return tuple(steps)
 
 
 def _as_stopped(result: VolumeResult, stop: StopFlag, deadline: float | None) -> VolumeResult:
@@ -196,7 +246,13 @@ def run_batch(
     def work(ref: str, volume: Volume) -> None:
         if stop.event.is_set():
             return
-        locked_emit(ev.ItemStarted(elapsed=clock.monotonic() - started, subject=volume.label))
+        locked_emit(
+            ev.ItemStarted(
+                elapsed=clock.monotonic() - started,
+                subject=volume.label,
+                planning=options.dry_run,
+            )
+        )
         name = batch_image_name(volume, period, started_at, shared_names)
         report(
             _one_volume(
@@ -225,7 +281,9 @@ def run_batch(
             while True:
                 if deadline_at is not None and clock.monotonic() >= deadline_at:
                     stop.set_deadline()
-                    halted = _deadline_error(options.deadline or 0.0)
+                    halted = _deadline_error(
+                        options.deadline or 0.0, once_per=options.once_per is not None
+                    )
                     for pending in futures:
                         pending.cancel()
                     _wait_quietly(futures)
@@ -242,7 +300,7 @@ def run_batch(
         halted = Interrupted(
             "interrupted; volumes already started were stopped at their next wait and "
             "report what exists; the others were not started",
-            hint="run the same command again: with --once-per it finishes what this run began",
+            hint=RERUN_HINT if options.once_per is not None else STEPS_HINT,
             signum=Interrupted.signal_of(exc),
         )
         for future in futures:
@@ -254,7 +312,10 @@ def run_batch(
         for forked in gateways:
             forked.close()
     done = {r.volume.id for r in results if r.volume is not None}
-    not_started = tuple(v.label for _, v in volumes if v.id not in done)
+    left = [v for _, v in volumes if v.id not in done]
+    next_steps: tuple[str, ...] = ()
+    if halted is not None and options.once_per is None and not options.dry_run:
+        next_steps = finishing_steps(results, left, options, settings)
     stale: tuple[str, ...] | None = None
     if halted is None and not options.dry_run:
         try:
@@ -275,7 +336,7 @@ def run_batch(
     return BatchOutcome(
         period=period,
         results=tuple(results),
-        not_started=not_started,
+        not_started=tuple(v.label for v in left),
         started_at=started_at,
         seconds=clock.monotonic() - started,
         dry_run=options.dry_run,
@@ -284,6 +345,7 @@ def run_batch(
         stop_reason=None if halted is None else stop_reason(halted),
         stale=stale,
         stale_after=None if stale is None else options.stale_seconds,
+        next_steps=next_steps,
     )
 
 

@@ -22,7 +22,7 @@ from volimg.batch.outcome import (
 )
 from volimg.batch.retention import DELETE_FAILED, RetentionAction, _retention
 from volimg.copy_slots import CopySlots
-from volimg.core import SharedFacts, gather_upload_facts
+from volimg.core import SharedFacts, gather_upload_facts, time_left
 from volimg.errors import VolimgError, VolumeNotUploadable, WaitTimedOut
 from volimg.executor import run_upload
 from volimg.gateway import Gateway
@@ -100,21 +100,22 @@ def _one_volume(
             skip_reason=SKIP_STATUS,
         )
     try:
-        resume = _earlier_upload(gateway, volume, name, period, earlier)
-        if resume is None and volume.status in BUSY_STATUSES:
-            return done(
-                SKIPPED,
-                reason=f"volume is {volume.status}: busy, not uploaded",
-                skip_reason=SKIP_BUSY,
+        with gateway.within(time_left(settings)):  # the volume's --timeout bounds its reads
+            resume = _earlier_upload(gateway, volume, name, period, earlier)
+            if resume is None and volume.status in BUSY_STATUSES:
+                return done(
+                    SKIPPED,
+                    reason=f"volume is {volume.status}: busy, not uploaded",
+                    skip_reason=SKIP_BUSY,
+                )
+            facts = gather_upload_facts(
+                gateway,
+                volume,
+                now=settings.clock.wall(),
+                shared=shared,
+                resuming=resume,
+                check_name=False,
             )
-        facts = gather_upload_facts(
-            gateway,
-            volume,
-            now=settings.clock.wall(),
-            shared=shared,
-            resuming=resume,
-            check_name=False,
-        )
         upload_options = replace(options.upload, image_name=resume.name if resume else name)
         try:
             plan = plan_upload(facts, upload_options)

@@ -15,9 +15,9 @@ from volimg.doctor.facts import (
     WARN,
     Check,
     DoctorFacts,
-    _plural,
     _some,
 )
+from volimg.model import counted
 
 # Cinder: visibility and protected on os-volume_upload_image from 3.1; user messages
 # from 3.3 (cinder/api/microversions.py).
@@ -88,13 +88,13 @@ def check_force_upload(facts: DoctorFacts) -> list[Check]:
                 subject,
                 f"an operator's setting no API shows ({conf}); it decides whether in-use "
                 f"volumes can be uploaded (volimg upload --force); you have "
-                f"{_plural(len(in_use), 'in-use volume')}",
+                f"{counted(len(in_use), 'in-use volume')}",
                 "ask your operator whether enable_force_upload is true",
             )
         ]
     if not in_use:
         yours = (
-            f"none of your {_plural(len(facts.volumes), 'volume')} is in-use"
+            f"none of your {counted(len(facts.volumes), 'volume')} is in-use"
             if facts.volumes
             else "you have no volumes"
         )
@@ -111,7 +111,7 @@ def check_force_upload(facts: DoctorFacts) -> list[Check]:
             FORCE_UPLOAD,
             WARN,
             subject,
-            f"{_plural(len(in_use), 'volume')} in-use ({_some(v.label for v in in_use)}): "
+            f"{counted(len(in_use), 'volume')} in-use ({_some(v.label for v in in_use)}): "
             f"uploading one needs --force, which Cinder refuses (400) unless {conf} = true; "
             "no API shows that setting",
             f"check {conf} on the cinder-api hosts (crudini --get /etc/cinder/cinder.conf "

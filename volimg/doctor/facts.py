@@ -155,10 +155,6 @@ def _some(names: Iterable[str]) -> str:
     return f"{', '.join(listed[:_EXAMPLES])} and {len(listed) - _EXAMPLES} more"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def _unread(check: str, subject: str, unread: Unread, fix: str) -> Check:
     """The row of a check whose read failed: skipped when refused, else warn."""
     if unread.refused:

@@ -26,10 +26,9 @@ from volimg.doctor.facts import (
     Check,
     DoctorFacts,
     Unread,
-    _plural,
     _unread,
 )
-from volimg.model import GlanceInfo, Image, ImportTask, QuotaUsage
+from volimg.model import GlanceInfo, Image, ImportTask, QuotaUsage, counted, format_time
 
 # Glance counts its quotas in MiB; Cinder sizes volumes in GiB.
 MIB_PER_GIB = 1024
@@ -70,7 +69,7 @@ def check_multi_store(facts: DoctorFacts) -> list[Check]:
                 MULTI_STORE,
                 WARN,
                 facts.endpoint,
-                f"{_plural(len(glance.stores), 'store')} ({_store_list(glance)}), none marked "
+                f"{counted(len(glance.stores), 'store')} ({_store_list(glance)}), none marked "
                 "default: Cinder's uploads of a type without image_service:store_id have no "
                 "store to land in",
                 "glance-api.conf [glance_store] default_backend = ID",
@@ -81,7 +80,7 @@ def check_multi_store(facts: DoctorFacts) -> list[Check]:
             MULTI_STORE,
             OK,
             facts.endpoint,
-            f"multi-store is on: {_plural(len(glance.stores), 'store')} ({_store_list(glance)}); "
+            f"multi-store is on: {counted(len(glance.stores), 'store')} ({_store_list(glance)}); "
             f"Cinder's uploads land in {glance.default_store} unless the volume type names a store",
         )
     ]
@@ -209,7 +208,7 @@ def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Ch
         f"openstack limit create --service glance --project PROJECT --resource-limit N "
         f"{name} (or openstack limit set --resource-limit N LIMIT_ID on the existing one)"
     )
-    counted = f"{quota.usage} of {quota.limit}"
+    used = f"{quota.usage} of {quota.limit}"
     if quota.unlimited:
         return Check(QUOTA, OK, name, f"no limit (-1); {quota.usage} in use")
     if name in ("image_size_total", "image_stage_total"):
@@ -225,7 +224,7 @@ def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Ch
                 QUOTA,
                 FAIL,
                 name,
-                f"{counted} MiB used, {quota.headroom} MiB left: {largest}, so {why}",
+                f"{used} MiB used, {quota.headroom} MiB left: {largest}, so {why}",
                 fix,
             )
         if name == "image_size_total" and quota.headroom < need * stores:
@@ -233,8 +232,8 @@ def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Ch
                 QUOTA,
                 WARN,
                 name,
-                f"{counted} MiB used, {quota.headroom} MiB left: room for the largest volume's "
-                f"upload ({need} MiB) but not for it in all {stores} stores (each copy counts)",
+                f"{used} MiB used, {quota.headroom} MiB left: room for the largest volume's "
+                f"upload ({need} MiB) but not for it in all {counted(stores, 'store')} (each copy counts)",
                 fix,
             )
         if quota.usage >= quota.limit * NEARLY_USED:
@@ -242,10 +241,10 @@ def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Ch
                 QUOTA,
                 WARN,
                 name,
-                f"{counted} MiB used ({_percent(quota)}), {quota.headroom} MiB left; {largest}",
+                f"{used} MiB used ({_percent(quota)}), {quota.headroom} MiB left; {largest}",
                 fix,
             )
-        return Check(QUOTA, OK, name, f"{counted} MiB used, {quota.headroom} MiB left; {largest}")
+        return Check(QUOTA, OK, name, f"{used} MiB used, {quota.headroom} MiB left; {largest}")
     if quota.headroom < 1:
         what = (
             "no new image can be created"
@@ -254,21 +253,21 @@ def _quota(quota: QuotaUsage, largest_gib: int, stores: int, volumes: int) -> Ch
             if name == "image_count_uploading"
             else "Glance refuses what counts against it"
         )
-        return Check(QUOTA, FAIL, name, f"{counted} used: {what}", fix)
+        return Check(QUOTA, FAIL, name, f"{used} used: {what}", fix)
     if name == "image_count_total" and quota.headroom < volumes:
         return Check(
             QUOTA,
             WARN,
             name,
-            f"{counted} used, {quota.headroom} left: fewer than your {volumes} volumes, so a "
+            f"{used} used, {quota.headroom} left: fewer than your {counted(volumes, 'volume')}, so a "
             "batch that uploads each of them runs out",
             fix,
         )
     if quota.usage >= quota.limit * NEARLY_USED:
         return Check(
-            QUOTA, WARN, name, f"{counted} used ({_percent(quota)}), {quota.headroom} left", fix
+            QUOTA, WARN, name, f"{used} used ({_percent(quota)}), {quota.headroom} left", fix
         )
-    return Check(QUOTA, OK, name, f"{counted} used, {quota.headroom} left")
+    return Check(QUOTA, OK, name, f"{used} used, {quota.headroom} left")
 
 
 def _percent(quota: QuotaUsage) -> str:
@@ -299,7 +298,7 @@ def check_stale_import_locks(facts: DoctorFacts) -> list[Check]:
                 LOCKS,
                 OK,
                 subject,
-                f"{_plural(len(stamped), 'stamped image')} of yours (tag volimg), none holds "
+                f"{counted(len(stamped), 'stamped image')} of yours (tag volimg), none holds "
                 "an import lock",
             )
         ]
@@ -314,12 +313,12 @@ def check_stale_import_locks(facts: DoctorFacts) -> list[Check]:
         task = next((t for t in tasks or () if t.id == image.import_task), None)
         takeover = task.takeover_at() if task is not None else None
         state = (
-            f"{task.status}, not updated since {task.updated_at or task.created_at}"
+            f"{task.status}, not updated since {format_time(task.updated_at or task.created_at)}"
             if task is not None
             else "which no longer exists"
         )
         if takeover is not None and takeover > facts.now:
-            when = takeover.strftime("%Y-%m-%dT%H:%M:%SZ")
+            when = format_time(takeover)
             blocked = (
                 f"every copy of this image is refused (409) until {when}, when Glance lets "
                 "a new import take the lock over (60 minutes without progress, 120 while "
@@ -344,7 +343,7 @@ def check_stale_import_locks(facts: DoctorFacts) -> list[Check]:
                 LOCKS,
                 WARN,
                 subject,
-                f"{_plural(len(locked) - len(examined), 'more locked image')} not examined "
+                f"{counted(len(locked) - len(examined), 'more locked image')} not examined "
                 f"(the doctor reads the tasks of {MAX_LOCK_TASK_READS} at most)",
                 "volimg audit (it examines every stamped image)",
             )
@@ -355,7 +354,7 @@ def check_stale_import_locks(facts: DoctorFacts) -> list[Check]:
                 LOCKS,
                 OK,
                 subject,
-                f"{_plural(len(stamped), 'stamped image')} of yours, {importing} importing now, "
+                f"{counted(len(stamped), 'stamped image')} of yours, {importing} importing now, "
                 "no stale import lock",
             )
         )

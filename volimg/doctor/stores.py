@@ -25,11 +25,10 @@ from volimg.doctor.facts import (
     DoctorFacts,
     EndpointStores,
     Unread,
-    _plural,
     _some,
     _unread,
 )
-from volimg.model import VolumeTypeInfo
+from volimg.model import VolumeTypeInfo, counted
 
 # --- volume types --------------------------------------------------------------------------
 
@@ -70,7 +69,7 @@ def check_volume_type_stores(facts: DoctorFacts) -> list[Check]:
                 "volume types",
                 f"Cinder shows extra specs such as image_service:store_id to admins only "
                 "(policy volume_extension:types_extra_specs:read_sensitive): "
-                f"{_plural(len(chosen), 'type')} not checked ({_some(t.name for t in chosen)})",
+                f"{counted(len(chosen), 'type')} not checked ({_some(t.name for t in chosen)})",
                 "run volimg doctor as an admin, or ask one: openstack volume type show TYPE "
                 "-c properties",
             )
@@ -84,7 +83,7 @@ def check_volume_type_stores(facts: DoctorFacts) -> list[Check]:
 
 def _type_store(facts: DoctorFacts, vtype: VolumeTypeInfo, volumes: int) -> Check:
     glance = facts.glance
-    yours = f" ({_plural(volumes, 'volume')} of yours)" if volumes else ""
+    yours = f" ({counted(volumes, 'volume')} of yours)" if volumes else ""
     store_id = vtype.store
     if store_id is None:
         where = glance.default_store or "Glance's only store"
@@ -149,7 +148,7 @@ def check_base_image_stores(facts: DoctorFacts) -> list[Check]:
         ]
     if not from_images:
         yours = (
-            f"none of your {_plural(len(facts.volumes), 'volume')} was made from an image"
+            f"none of your {counted(len(facts.volumes), 'volume')} was made from an image"
             if facts.volumes
             else "you have no volumes"
         )
@@ -161,13 +160,13 @@ def check_base_image_stores(facts: DoctorFacts) -> list[Check]:
     examined = wanted[:MAX_BASE_IMAGES]
     found = [images[i] for i in examined if i in images]
     gone = [i for i in examined if i not in images]
-    scope = f"{_plural(len(from_images), 'volume')} made from {_plural(len(wanted), 'image')}" + (
+    scope = f"{counted(len(from_images), 'volume')} made from {counted(len(wanted), 'image')}" + (
         f" (the first {MAX_BASE_IMAGES} examined)"
         if facts.base_images_unread or len(wanted) > MAX_BASE_IMAGES
         else ""
     )
     gone_note = (
-        f"; {_plural(len(gone), 'base image')} gone or not visible to you ({_some(gone)}): "
+        f"; {counted(len(gone), 'base image')} gone or not visible to you ({_some(gone)}): "
         "their volumes' images stay in the upload store"
         if gone
         else ""
@@ -332,7 +331,7 @@ def check_image_endpoints(facts: DoctorFacts) -> list[Check]:
                 ENDPOINTS,
                 WARN,
                 "image endpoints",
-                f"{_plural(facts.endpoints_unread, 'more image endpoint')} in the catalog not "
+                f"{counted(facts.endpoints_unread, 'more image endpoint')} in the catalog not "
                 f"asked (the doctor asks {MAX_OTHER_ENDPOINTS} at most)",
                 "openstack endpoint list --service image",
             )

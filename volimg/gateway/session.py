@@ -22,7 +22,7 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -258,6 +258,9 @@ class Session:
         self, conn: Connection, *, cloud: str | None = None, verifies_tls: bool = True
     ) -> None:
         self._conn = conn
+        # What is left of each deadline in force (``within``), innermost last.
+        self._limits: list[Callable[[], float]] = []
+        self._bounding = False
         self.cloud = cloud  # its name in clouds.yaml, for messages
         self.verifies_tls = verifies_tls
         """False when TLS certificates are not checked (--insecure, verify: false)."""
@@ -269,18 +272,52 @@ class Session:
         self._conn.close()
 
     @contextmanager
-    def bounded(self, seconds: float) -> Iterator[None]:
-        """Requests sent inside take at most ``seconds`` (what is left of --timeout),
-        not the whole HTTP timeout: keystoneauth hands its Session's ``timeout`` to
-        every request that names none (keystoneauth1/session.py ``request``)."""
-        session: Any = self._conn.session
-        saved = session.timeout
-        limit = max(MIN_REQUEST_SECONDS, seconds)
-        session.timeout = limit if saved is None else min(float(saved), limit)
+    def within(self, time_left: Callable[[], float]) -> Iterator[None]:
+        """Every request sent inside, each attempt of it, takes at most what
+        ``time_left()`` says is left of the run's --timeout when it goes out (at least
+        MIN_REQUEST_SECONDS), never the whole HTTP timeout; nested, the tightest wins.
+
+        The one place that bounds requests by the run's deadline: a 60 s HTTP timeout
+        (api_timeout) must not let one slow answer outlive ``--timeout 20``. The bound
+        is set on requests' own call, below keystoneauth, because keystoneauth sends
+        a read that timed out again (``connect_retries``) with the same arguments: each
+        attempt gets what is left then, not what was left at the first.
+        """
+        if not self._bounding:
+            with self._calling("opening the connection"):
+                self._bound_requests()
+        self._limits.append(time_left)
         try:
             yield
         finally:
-            session.timeout = saved
+            self._limits.pop()
+
+    def _time_left(self) -> float | None:
+        """Seconds the next request may take under the deadlines in force; None: no bound."""
+        if not self._limits:
+            return None
+        return max(MIN_REQUEST_SECONDS, min(limit() for limit in self._limits))
+
+    def _bound_requests(self) -> None:
+        """Wrap the requests.Session under keystoneauth's (and openstacksdk's: its
+        proxies send through the same keystoneauth Session): every attempt's
+        ``timeout``, which keystoneauth fills from api_timeout
+        (keystoneauth1/session.py ``request``), is cut to ``_time_left()``."""
+        transport: Any = self._conn.session.session
+        send = transport.request
+
+        def request(method: str, url: str, **kwargs: Any) -> Any:
+            left = self._time_left()
+            if left is not None:
+                given = kwargs.get("timeout")
+                if isinstance(given, tuple):  # requests' (connect, read)
+                    kwargs["timeout"] = tuple(min(float(t), left) for t in given)
+                else:
+                    kwargs["timeout"] = left if given is None else min(float(given), left)
+            return send(method, url, **kwargs)
+
+        transport.request = request
+        self._bounding = True
 
     def fork(self) -> Gateway:
         """A gateway for another thread: its own HTTP session, the same login.

@@ -119,6 +119,8 @@ def _copy(gateway: Gateway, job: Job, image: Image, missing: tuple[str, ...]) ->
             if not is_passing_fault(exc):
                 raise
             if not _import_started_despite(gateway, job, image, request_id, exc):
+                if exc.in_flight and job.deadline.expired:
+                    raise _copy_unanswered(job, image, missing, request_id, exc) from exc
                 answer = f"Glance answered {exc.status}" if exc.status else "no answer"
                 for store in missing:
                     job.settle(store, FAILED, f"{answer} and no import started")
@@ -150,6 +152,24 @@ def _copy(gateway: Gateway, job: Job, image: Image, missing: tuple[str, ...]) ->
 
 def _with_request_id(request_id: str) -> Callable[[ImportTask], bool]:
     return lambda task: task.request_id == request_id
+
+
+def _copy_unanswered(
+    job: Job, image: Image, missing: tuple[str, ...], request_id: str, exc: CloudError
+) -> WaitTimedOut:
+    """copy-image was sent and its answer had not come when --timeout ran out (each
+    request is bounded by what is left of it): Glance may still start the import, so
+    volimg cannot say that none started, nor that running it again is safe."""
+    for store in missing:
+        job.settle(store, PENDING, "copy-image sent, no answer before --timeout")
+    _hold_back_prune(job, image)
+    return WaitTimedOut(
+        f"the copy-image request for image {image.id} got no answer before the run's "
+        f"--timeout of {job.settings.timeout:g} s ran out ({exc.message}); Glance may "
+        f"still start the import (request {request_id}); {job.where()}",
+        hint=f"check with 'volimg audit --image {image.id}' whether the import runs; "
+        f"then run (it follows a running import): {job.resume()}",
+    )
 
 
 def _no_import_message(image: Image, exc: CloudError, request_id: str) -> str:

@@ -21,7 +21,7 @@ from volimg import events as ev
 from volimg.errors import Interrupted, NotFoundInCloud, VolimgError, WaitTimedOut
 from volimg.gateway import Gateway
 from volimg.model import Image, format_time
-from volimg.planner import Placement, Plan, ReplicationPlan
+from volimg.planner import Placement, Plan, ReplicationPlan, UploadOptions
 from volimg.provenance import Stamp
 from volimg.results import DEFAULT_TIMEOUT, PENDING, Outcome, RunSettings, StoreReport
 from volimg.waiting import IN_FLIGHT_GRACE, Deadline, PollTimedOut, poll, watch
@@ -70,8 +70,13 @@ def upload_command(plan: Plan, settings: RunSettings) -> str:
     """The ``volimg upload`` line that makes this plan's image again, with every option
     the operator gave (a retry that dropped ``--prune`` or ``--visibility`` would make
     another image than the one asked for)."""
-    options = plan.options
-    words = ["volimg", "upload", plan.volume.id]
+    return volume_upload_command(plan.volume.id, plan.options, settings)
+
+
+def volume_upload_command(volume_id: str, options: UploadOptions, settings: RunSettings) -> str:
+    """``upload_command`` for a volume no plan was made for yet (a batch's volume that
+    was never started): one volume, the upload options and the run's settings."""
+    words = ["volimg", "upload", volume_id]
     for flag, value in (
         ("--name", options.image_name),
         ("--disk-format", options.disk_format),
@@ -272,16 +277,21 @@ class Job:
 def finish(
     job: Job, command: str, steps: Callable[[], None], gateway: Gateway | None = None
 ) -> Outcome:
-    """Run the steps; whatever stops them, return what exists and how to go on."""
+    """Run the steps; whatever stops them, return what exists and how to go on.
+
+    Every request the steps send is bounded by what is left of the run's --timeout
+    (``Gateway.within``), so a slow answer cannot outlive it by the HTTP timeout.
+    """
     error: VolimgError | None = None
     try:
-        steps()
+        with _within_deadline(gateway, job):
+            steps()
     except VolimgError as exc:
         error = exc
         if gateway is not None and job.image is None and job.image_id and not job.upload_failed:
             # Cinder made an image volimg has not read yet: one more (safe) read, so
             # the report says what exists.
-            with contextlib.suppress(VolimgError):
+            with contextlib.suppress(VolimgError), _within_deadline(gateway, job):
                 job.image = gateway.get_image(job.image_id)
     except KeyboardInterrupt as exc:
         error = interrupted(job, exc)
@@ -297,6 +307,12 @@ def finish(
     if error is not None and landing and still_uploading and landing not in job.reports:
         job.settle(landing, PENDING, "Cinder's upload was still running; it lands here")
     return job.outcome(command, error)
+
+
+def _within_deadline(gateway: Gateway | None, job: Job) -> contextlib.AbstractContextManager[None]:
+    if gateway is None:
+        return contextlib.nullcontext()
+    return gateway.within(lambda: job.deadline.remaining)
 
 
 def interrupted(job: Job, exc: KeyboardInterrupt | None = None) -> Interrupted:

@@ -25,7 +25,7 @@ from volimg.errors import (
     VolumeNotUploadable,
 )
 from volimg.gateway import Gateway
-from volimg.model import IMAGE_DEAD_STATUSES, IMAGE_FILLING_STATUSES, Image, Volume
+from volimg.model import IMAGE_DEAD_STATUSES, IMAGE_FILLING_STATUSES, Image, Volume, counted
 from volimg.planner import Plan, replan_after_landing
 from volimg.provenance import Stamp
 from volimg.steps.job import Job, remove_commands, upload_command, watch_in_flight
@@ -42,8 +42,7 @@ def request_upload(gateway: Gateway, job: Job, plan: Plan) -> str:
     )
     job.upload_requested_at = job.settings.clock.wall()
     try:
-        with gateway.bounded(job.deadline.remaining):
-            accepted = gateway.upload_volume(volume.id, plan.upload)
+        accepted = gateway.upload_volume(volume.id, plan.upload)
     except RequestRejected as exc:
         # With enable_force_upload off, Cinder drops force and checks the status
         # (cinder/volume/api.py copy_volume_to_image): "status must be available".
@@ -130,7 +129,7 @@ def _reconcile_lost_upload(gateway: Gateway, job: Job, plan: Plan, exc: CloudErr
         ) from exc
     raise UploadFailed(
         f"the upload request got no answer ({exc.message}) and volimg cannot tell whether "
-        f"Cinder accepted it ({len(found)} new images are named {name!r})",
+        f"Cinder accepted it ({counted(len(found), 'new image')} named {name!r})",
         hint=f"check 'openstack image list --name {name}' and the volume's status before "
         "running volimg upload again",
     ) from exc
