@@ -216,6 +216,15 @@ class Poller:
                 if passing and errors_in_a_row <= MAX_CONSECUTIVE_POLL_ERRORS:
                     continue  # a tick that saw nothing
                 snapshot = Snapshot(error=exc)
+            except Exception as exc:  # noqa: BLE001 - a waiter must hear of it, not hang
+                # Not a cloud answer volimg knows (a bug, a malformed listing): every
+                # waiter gets it as an error, instead of waiting out its --timeout.
+                snapshot = Snapshot(
+                    error=CloudError(
+                        f"the batch's poller could not read the cloud: {exc!r}",
+                        hint="run volimg audit to see where each image is; please report this",
+                    )
+                )
             else:
                 errors_in_a_row = 0
             with self._changed:
