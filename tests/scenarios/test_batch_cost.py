@@ -174,3 +174,47 @@ def test_a_copy_glance_refuses_over_its_quota_waits_and_is_asked_again(tmp_path:
             if r.method == "POST" and r.service_path.endswith("/import")
         ]
         assert len(copies) == 3 + len(failed_tasks)  # each refusal asked again, once
+
+
+def test_a_mark_cinder_will_not_yet_remove_is_removed_once_the_volume_leaves_uploading(
+    tmp_path: Path,
+) -> None:
+    """A batch's upload ends when its image is active, a moment before Cinder restores
+    the volume; with nothing to copy, the mark's removal can come in that moment, and
+    Cinder refuses it (400, "... not allowed for volumes in uploading status"). volimg
+    waits for the volume to leave 'uploading' and asks again: no mark stays behind."""
+    with Sandbox(seed="demo", timings=_timings(upload=0.2, store_copy=0.1)) as sandbox:
+        sandbox.faults.respond(
+            "POST",
+            r"/volumes/[^/]+/action$",
+            400,
+            message="Invalid volume: Deleting volume metadata is not allowed for volumes in "
+            "uploading status.",
+            action="os-unset_image_metadata",
+        )
+        before = len(sandbox.requests)
+        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(sandbox.clouds_yaml)}
+        done = subprocess.run(
+            [sys.executable, "-m", "volimg", "--os-cloud", sandbox.admin_cloud, "upload",
+             "data-vol", "boot-vol", "--concurrency", "1", "-f", "json"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert sandbox.faults.fired() == 1
+        unsets = [
+            r
+            for r in client_requests(sandbox, before)
+            if r.method == "POST"
+            and isinstance(r.json, dict)
+            and "os-unset_image_metadata" in r.json
+        ]
+        refused = unsets[0]
+        asked_again = [r for r in unsets[1:] if r.service_path == refused.service_path]
+        assert asked_again, unsets
+        assert asked_again[0].json == refused.json, unsets
+        with sandbox.cloud.lock:
+            leftovers = {
+                volume.name: sorted(k for k in volume.image_metadata if k.startswith("volimg_mark"))
+                for volume in sandbox.cloud.volumes.values()
+            }
+        assert not any(leftovers.values()), leftovers
