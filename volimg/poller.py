@@ -192,16 +192,13 @@ class Poller:
         last_tick = self._clock.monotonic()
         while True:
             with self._changed:
-                while not self._followers and not self._closed:
-                    self._changed.wait()
-                if self._closed:
-                    return
-                youngest = max(f.since for f in self._followers.values())
-                # The next tick is due one gap after the last, whoever joins meanwhile:
-                # a follower arriving wakes nobody, it waits for the tick.
-                due = last_tick + next_poll_gap(self._clock.monotonic() - youngest, self._interval)
-                while not self._closed and self._clock.monotonic() < due:
-                    self._changed.wait(timeout=due - self._clock.monotonic())
+                while not self._closed:
+                    due = self._due(last_tick)
+                    now = self._clock.monotonic()
+                    if due is not None and now >= due:
+                        break
+                    # Woken by a follower joining or leaving, or by close: look again.
+                    self._changed.wait(timeout=None if due is None else due - now)
                 if self._closed:
                     return
                 followers = list(self._followers.values())
@@ -231,6 +228,21 @@ class Poller:
                 snapshot.tick = self._snapshot.tick + 1
                 self._snapshot = snapshot
                 self._changed.notify_all()
+
+    def _due(self, last_tick: float) -> float | None:
+        """When the next tick is due (None: nobody to read for); hold ``_changed``.
+
+        One gap after the last tick, the gap being the single wait's for the youngest
+        wait (``next_poll_gap``); and not before some follower has waited one gap, as a
+        single wait's first poll comes one gap after its request: sooner would only see
+        the request still running.
+        """
+        if not self._followers:
+            return None
+        now = self._clock.monotonic()
+        youngest = max(f.since for f in self._followers.values())
+        ripe = min(f.since for f in self._followers.values()) + next_poll_gap(0.0, self._interval)
+        return max(last_tick + next_poll_gap(now - youngest, self._interval), ripe)
 
     def _read(self, followers: list[_Follower]) -> Snapshot:
         """One tick: the followed images, and Cinder's uploading volumes when needed."""
