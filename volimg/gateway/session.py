@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from volimg.errors import CloudError, ConfigError, InputError, VolimgError
 from volimg.gateway.errors import _calling
+from volimg.gateway.services import defer_unused_services
 from volimg.model import CloudIdentity, ImageEndpoint
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def connect(
     ``insecure`` turns TLS verification off, as ``verify: false`` in clouds.yaml does;
     ``Gateway.verifies_tls`` says which it is, so the CLI can warn once.
     """
+    defer_unused_services()  # before openstacksdk's first import: volimg calls three services
     from keystoneauth1 import exceptions as ksa
     from openstack import connection
     from openstack import exceptions as sdk
@@ -158,6 +160,7 @@ _PASSWORD_AUTH = {"password", "v2password", "v3password", "v3multifactor"}
 
 def _config_files(config_file: str | None) -> list[str]:
     """The clouds.yaml files openstacksdk looks at, in its order (the first found wins)."""
+    defer_unused_services()
     from openstack.config import loader
 
     override = os.environ.get("OS_CLIENT_CONFIG_FILE")
@@ -238,6 +241,7 @@ def _require_password(region_config: Any, config_filename: str | None) -> None:
 
 def cloud_names() -> list[str]:
     """The clouds that clouds.yaml (and secure.yaml) name, as openstacksdk finds them."""
+    defer_unused_services()
     from openstack.config import OpenStackConfig
 
     with _calling("reading the cloud configuration"):
