@@ -723,6 +723,26 @@ def machine() -> str:
     )
 
 
+def requests_per_job(sections: list[tuple[str, str]]) -> None:
+    """Requests per job on a sandbox of its own, with simulated upload and copy times."""
+    from volimg.sandbox import Sandbox, Timings
+
+    print("bench: requests per job, sandbox ...", flush=True)
+    with Sandbox(seed="demo", timings=Timings.instant()) as sb:
+        env = cloud_env(sb.clouds_yaml, sb.admin_cloud)
+        sb.timings = Timings(upload=2.0, store_copy=1.0, import_lag=0.05)
+        sb.requests.clear()
+        job, _ = count_jobs(env, "boot-vol")
+        logged = len([r for r in sb.requests if r.origin == "client"])
+        probe_total = len(job.volimg) + len(job.osc)
+        table = request_tables(job, None)
+        table += (
+            f"\n\nCross-check of the counting method: the probe saw {probe_total} requests, "
+            f"the sandbox's request log {logged} (origin client)."
+        )
+        sections.append(("Requests per job on the sandbox cloud (upload 2 s, each store copy 1 s)", table))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -733,12 +753,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-real", action="store_true", help="skip the real tier")
     parser.add_argument("--no-latency", action="store_true", help="skip completion latency")
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only start-up against the sandbox; the file's other sections are kept",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT, help="Markdown file to write")
     args = parser.parse_args(argv)
     ensure_venv()
     runs = args.runs or (3 if args.quick else 11)
     durations = [1.0, 5.0] if args.quick else [1.0, 5.0, 20.0, 60.0]
-    real = not (args.quick or args.no_real)
+    real = not (args.quick or args.no_real or args.startup_only)
 
     from volimg import __version__
     from volimg.sandbox import Sandbox, Timings
@@ -752,20 +777,10 @@ def main(argv: list[str] | None = None) -> int:
         env = cloud_env(sb.clouds_yaml, sb.admin_cloud)
         print("bench: start-up, sandbox ...", flush=True)
         sections.append(("Start-up against the sandbox cloud", startup_tables("boot-vol", env, runs, True)))  # fmt: skip
-        print("bench: requests per job, sandbox ...", flush=True)
-        sb.timings = Timings(upload=2.0, store_copy=1.0, import_lag=0.05)
-        sb.requests.clear()
-        job, _ = count_jobs(env, "boot-vol")
-        logged = len([r for r in sb.requests if r.origin == "client"])
-        probe_total = len(job.volimg) + len(job.osc)
-        table = request_tables(job, None)
-        table += (
-            f"\n\nCross-check of the counting method: the probe saw {probe_total} requests, "
-            f"the sandbox's request log {logged} (origin client)."
-        )
-        sections.append(("Requests per job on the sandbox cloud (upload 2 s, each store copy 1 s)", table))  # fmt: skip
+    if not args.startup_only:
+        requests_per_job(sections)
 
-    if not args.no_latency:
+    if not (args.no_latency or args.startup_only):
         print("bench: completion latency ...", flush=True)
         sections.append(("Completion latency (sandbox, simulated durations)", latency_table(durations)))  # fmt: skip
 
@@ -784,13 +799,15 @@ def main(argv: list[str] | None = None) -> int:
 
     header = (
         f"Measured {started:%Y-%m-%d %H:%M} UTC by `python3 bench/run.py"
-        f"{' --quick' if args.quick else ''}` (volimg {__version__}, python-openstackclient "
+        f"{' --quick' if args.quick else ''}{' --startup-only' if args.startup_only else ''}"
+        f"{f' --runs {args.runs}' if args.runs else ''}` "
+        f"(volimg {__version__}, python-openstackclient "
         f"10.5.0, {runs} timed runs per command).\n\nMachine at the start: {load_before}.\n"
         f"Machine at the end: {machine()}."
     )
     body = "\n\n".join(f"### {title}\n\n{text}" for title, text in sections)
     print(f"\n{header}\n\n{body}\n")
-    write_results(args.output, header + "\n\n" + body)
+    write_results(args.output, header + "\n\n" + body, keep_others=args.startup_only)
     return 0
 
 
@@ -798,15 +815,42 @@ BEGIN = "<!-- bench:begin (written by bench/run.py; edit outside these markers) 
 END = "<!-- bench:end -->"
 
 
-def write_results(path: Path, results: str) -> None:
-    """Replace what lies between the markers; the prose around them is kept."""
+def write_results(path: Path, results: str, *, keep_others: bool = False) -> None:
+    """Replace what lies between the markers; the prose around them is kept.
+
+    With ``keep_others`` (a run that measured some sections only), a section of the
+    earlier results that this run did not measure stays, after this run's, under the
+    earlier run's own header, so that each figure keeps the date and machine it came from.
+    """
     text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
     head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    earlier, _, tail = rest.partition(END)
+    if keep_others:
+        results += kept_sections(earlier, results)
     path.write_text(f"{head}{BEGIN}\n{results}\n{END}{tail}")
     print(f"bench: wrote {path}")
+
+
+KEPT = "Sections below are kept from an earlier run: "
+
+
+def kept_sections(earlier: str, results: str) -> str:
+    """The earlier results' sections (``### title``) that ``results`` lacks, each group
+    under a line naming the run that measured it; "" when there are none."""
+    measured = set(re.findall(r"^### (.+)$", results, re.M))
+    by_run: dict[str, list[str]] = {}
+    for block in re.split(rf"^(?={re.escape(KEPT)})", earlier.strip(), flags=re.M):
+        preamble, *parts = re.split(r"^(?=### )", block, flags=re.M)
+        first = preamble.strip().splitlines()[0] if preamble.strip() else "an earlier run"
+        source = first.removeprefix(KEPT)
+        for part in parts:
+            if part.splitlines()[0][4:] not in measured:
+                by_run.setdefault(source, []).append(part.rstrip())
+    return "".join(
+        f"\n\n{KEPT}{source}\n\n" + "\n\n".join(parts) for source, parts in by_run.items()
+    )
 
 
 if __name__ == "__main__":
