@@ -1,7 +1,9 @@
-"""volimg.gateway.services: openstacksdk's services volimg never calls load on first use.
+"""What opening a connection costs: openstacksdk's services volimg never calls load on
+first use (volimg.gateway.services), and clouds.yaml is parsed once.
 
-The finder must be in place before openstacksdk's first import, and this test process
-may have imported openstacksdk already, so each check runs in a fresh interpreter.
+The services' finder must be in place before openstacksdk's first import, and this test
+process may have imported openstacksdk already, so those checks run in a fresh
+interpreter.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 from volimg.gateway.services import USED, described_service
@@ -89,3 +95,30 @@ def test_only_openstacksdks_service_description_modules_are_deferred() -> None:
     assert described_service("openstack.network.v2._proxy") is None
     assert described_service("openstack.network_service") is None
     assert described_service("volimg.image.image_service") is None
+
+
+def test_the_clouds_yaml_openstacksdk_read_is_not_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """volimg parses clouds.yaml itself only when openstacksdk skipped it (to name the
+    parse error): pure-Python YAML is a percent of `volimg stores`'s start-up."""
+    import yaml
+
+    from volimg.gateway import connect
+
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  here:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n"
+        "      username: u\n      password: p\n      project_name: p\n"
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    parsed: list[str] = []
+    real = yaml.safe_load
+
+    def recording(stream: Any) -> Any:
+        parsed.append(getattr(stream, "name", "?"))
+        return real(stream)
+
+    monkeypatch.setattr(yaml, "safe_load", recording)
+    connect("here", None).close()  # authentication waits for the first request
+    assert parsed.count(str(clouds)) == 1
