@@ -113,25 +113,40 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Cl
     return _use(request.getfixturevalue("realstack"), monkeypatch)
 
 
-def imported_modules(*args: str) -> set[str]:
-    """The modules ``python -m volimg ARGS`` imports (``-X importtime``), output to pipes.
+# Runs ``python -m volimg ARGS`` (as runpy runs it for -m) and, at exit, writes every
+# module the process holds to the file VOLIMG_TEST_MODULES names.
+_REPORT_MODULES = """\
+import atexit, os, runpy, sys
+path = os.environ.pop("VOLIMG_TEST_MODULES")
+atexit.register(lambda: open(path, "w").write("\\n".join(sorted(sys.modules))))
+sys.argv[0] = "volimg"
+runpy.run_module("volimg", run_name="__main__", alter_sys=True)
+"""
 
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``python -m volimg ARGS`` has loaded when it exits, output to pipes.
+
+    Read from ``sys.modules`` at exit, not from ``-X importtime``: importtime does not
+    see a module loaded by ``importlib.import_module`` (the group loads each command so),
+    nor what such a module imports before its first plain ``import``.
     ``FORCE_COLOR`` and ``TTY_COMPATIBLE`` are dropped: either would make rich see a
     terminal in a pipe (as the user asked), which is not what these tests measure.
     """
     import subprocess
     import sys
+    import tempfile
 
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "volimg", *args],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {
-        line.split("|")[-1].strip()
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "modules")
+        env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+        proc = subprocess.run(
+            [sys.executable, "-c", _REPORT_MODULES, *args],
+            capture_output=True,
+            text=True,
+            env={**env, "VOLIMG_TEST_MODULES": report},
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with open(report, encoding="utf-8") as lines:
+            return set(lines.read().split())

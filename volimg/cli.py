@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import click
+from click import formatting
 from click.core import ParameterSource
 
 from volimg import __version__
-from volimg.commands.completion import SHELLS
-from volimg.commands.options import complete_clouds
-from volimg.errors import ExitCode, Interrupted, UsageProblem, VolimgError
 
-__all__ = ["SHELLS", "EnvvarGroup", "VolimgGroup", "cli"]
+# Imported where they are used, not here: `volimg --help` is click and this module
+# (docs/performance.md, "Where the start-up time goes"). volimg.errors is for a command
+# that runs (the error boundary), the option stacks and the completion module for a
+# command's own help or a shell's TAB, shlex for one usage error's message.
+
+__all__ = ["EnvvarGroup", "VolimgContext", "VolimgGroup", "cli"]
 
 ENVVAR_PREFIX = "VOLIMG"
 
@@ -52,17 +54,87 @@ def show_envvars(command: click.Command) -> None:
             show_envvars(sub)
 
 
+def _complete_clouds(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """--os-cloud's TAB: the option stacks (and volimg.completion) load when a shell asks."""
+    from volimg.commands.options import complete_clouds
+
+    return complete_clouds(ctx, param, incomplete)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, without importing shutil.
+
+    Python's shutil imports zlib, bz2 and lzma: a tenth of what ``volimg --help`` may
+    cost. This is the same lookup (Lib/shutil.py ``get_terminal_size``): COLUMNS when
+    it is a positive number, else the terminal on the process's stdout, else 80.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or 80
+
+
+class VolimgContext(click.Context):
+    """click's context, whose help formatter has click's width without importing shutil."""
+
+    def make_formatter(self) -> click.HelpFormatter:
+        width = self.terminal_width
+        if width is None and formatting.FORCED_WIDTH is None:
+            # click's own rule (click/formatting.py HelpFormatter.__init__); with
+            # FORCED_WIDTH set (click's test runner) click decides, as before.
+            limit = self.max_content_width if self.max_content_width is not None else 80
+            width = max(min(_terminal_columns(), limit) - 2, 50)
+        return self.formatter_class(width=width, max_width=self.max_content_width)
+
+
+def _installed_version(distribution: str) -> str | None:
+    """A distribution's version from the name of its ``NAME-VERSION.dist-info`` directory.
+
+    pip names the directory so (the wheel spec: the name with runs of ``-_.`` written
+    ``_``, then the version), and the first one along ``sys.path`` is the one importlib.metadata
+    would read. importlib.metadata itself imports email, zipfile, csv and tempfile:
+    half of what ``volimg --version`` took. None when there is no such directory (an
+    egg-info install, say): then ``--version`` asks importlib.metadata.
+    """
+    import re
+
+    def normalized(name: str) -> str:  # the wheel spec's escaping, case folded
+        return re.sub(r"[-_.]+", "_", name).lower()
+
+    wanted = normalized(distribution)
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            found, _, found_version = name.removesuffix(".dist-info").partition("-")
+            if name.endswith(".dist-info") and found_version and normalized(found) == wanted:
+                return found_version
+    return None
+
+
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     """volimg's, openstacksdk's and Python's versions, without importing openstacksdk."""
     if not value or ctx.resilient_parsing:
         return
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        sdk = version("openstacksdk")
-    except PackageNotFoundError:
-        sdk = "not installed"
+    sdk = _installed_version("openstacksdk")
+    if sdk is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sdk = version("openstacksdk")
+        except PackageNotFoundError:
+            sdk = "not installed"
     click.echo(f"volimg {__version__} (openstacksdk {sdk}, Python {platform.python_version()})")
     ctx.exit()
 
@@ -126,6 +198,7 @@ class _Commands(dict[str, click.Command]):
 
             command = getattr(importlib.import_module(COMMANDS[name][0]), name)
             show_envvars(command)
+            _use_context(command)
             dict.__setitem__(self, name, command)
 
     def _load_all(self) -> None:
@@ -164,6 +237,12 @@ class _Commands(dict[str, click.Command]):
         return dict.items(self)
 
 
+def _use_context(command: click.Command) -> None:
+    """Have a command's help formatted as the group's is (``VolimgContext``)."""
+    if command.context_class is click.Context:
+        command.context_class = VolimgContext
+
+
 class EnvvarGroup(click.Group):
     """A group whose commands' --help show each option's environment variable."""
 
@@ -183,6 +262,7 @@ class VolimgGroup(EnvvarGroup):
     """The error boundary: expected failures become one message and one exit code."""
 
     group_class = EnvvarGroup  # one error boundary: nested groups do not repeat it
+    context_class = VolimgContext
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -208,6 +288,7 @@ class VolimgGroup(EnvvarGroup):
     def invoke(self, ctx: click.Context) -> Any:
         from volimg import signals
         from volimg.context import AppContext
+        from volimg.errors import ExitCode, Interrupted, VolimgError
 
         app = ctx.ensure_object(AppContext)
         try:
@@ -255,7 +336,8 @@ class VolimgGroup(EnvvarGroup):
     def _report_usage_error(self, ctx: click.Context, exc: click.UsageError) -> None:
         """In JSON mode a usage error still prints its one document."""
         if _wants_json(ctx.meta.get("volimg.args", []), ctx.invoked_subcommand or ""):
-            from volimg.render import dump_json, failure_doc
+            from volimg.documents import dump_json, failure_doc
+            from volimg.errors import UsageProblem
 
             problem = UsageProblem(exc.format_message(), hint="see --help")
             click.echo(dump_json(failure_doc(ctx.invoked_subcommand or "", problem)))
@@ -283,6 +365,8 @@ def _misplaced_global_option(
 def _moved_to_front(args: list[str], option: str, *, takes_value: bool) -> str | None:
     """The command line as given, with the global ``option`` (and its value) moved
     before the command: the exact line to run instead."""
+    import shlex
+
     for i, arg in enumerate(args):
         if arg == option:
             end = i + 2 if takes_value else i + 1
@@ -316,7 +400,7 @@ def _silence(stream: TextIO) -> None:
     "--os-cloud",
     envvar="OS_CLOUD",
     metavar="NAME",
-    shell_complete=complete_clouds,
+    shell_complete=_complete_clouds,
     help="Cloud from clouds.yaml; without it openstacksdk reads the OS_* variables.",
 )
 @click.option("--os-region-name", envvar="OS_REGION_NAME", metavar="REGION", help="Region.")

@@ -277,7 +277,7 @@ def script(command: click.Command, shell: str, prog_name: str = "volimg") -> str
     from click.shell_completion import get_completion_class
 
     completion_class = get_completion_class(shell)
-    if completion_class is None:  # pragma: no cover - cli.SHELLS are click's built-in ones
+    if completion_class is None:  # pragma: no cover - SHELLS are click's built-in ones
         raise click.BadParameter(f"no completion for {shell}")
     complete_var = f"_{prog_name}_COMPLETE".replace("-", "_").upper()
     return completion_class(command, {}, prog_name, complete_var).source()

@@ -14,24 +14,25 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from volimg import events as ev
 from volimg.errors import ImageNameTaken, InputError
 from volimg.gateway import Gateway
 from volimg.model import GlanceInfo, Image, Volume, VolumeTypeInfo, counted
-from volimg.planner import (
-    Plan,
-    ReplicationFacts,
-    ReplicationOptions,
-    ReplicationPlan,
-    UploadFacts,
-    UploadOptions,
-    default_image_name,
-    plan_replication,
-    plan_upload,
-)
-from volimg.results import Outcome, RunSettings, planned
+
+# The planner, the run's results and its events are imported by the functions that
+# use them: `volimg stores` reads two things from Glance and must not pay for them
+# (docs/performance.md, "Where the start-up time goes").
+if TYPE_CHECKING:
+    from volimg import events as ev
+    from volimg.planner import (
+        Plan,
+        ReplicationOptions,
+        ReplicationPlan,
+        UploadFacts,
+        UploadOptions,
+    )
+    from volimg.results import Outcome, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def gather_upload_facts(
     warn when that name is already taken (``check_name``: a batch names its images
     itself and looks for its own earlier ones).
     """
+    from volimg.planner import UploadFacts, default_image_name
+
     shared = shared or SharedFacts()
     identity = shared.get("identity", "", gateway.identity)
     volume = gateway.find_volume(volume_ref) if isinstance(volume_ref, str) else volume_ref
@@ -161,6 +164,8 @@ def time_left(settings: RunSettings) -> Callable[[], float]:
 
 def plan(gateway: Gateway, volume_ref: str, options: UploadOptions, *, now: datetime) -> Plan:
     """The plan ``volimg upload`` would carry out, with a reason for each decision."""
+    from volimg.planner import plan_upload
+
     facts = gather_upload_facts(gateway, volume_ref, now=now, image_name=options.image_name)
     return plan_upload(facts, options)
 
@@ -172,23 +177,27 @@ def upload(
     settings: RunSettings,
     *,
     dry_run: bool = False,
-    emit: ev.EventSink = ev.ignore,
+    emit: ev.EventSink | None = None,
     on_plan: Callable[[Plan], None] | None = None,
 ) -> Outcome:
     """Upload a volume to an image and place the image where the plan says.
 
-    ``on_plan`` sees the plan before anything changes (``volimg demo`` prints it).
+    ``emit`` hears the run's events (None: nobody). ``on_plan`` sees the plan before
+    anything changes (``volimg demo`` prints it).
     """
     with gateway.within(time_left(settings)):
         the_plan = plan(gateway, volume_ref, options, now=settings.clock.wall())
     if dry_run:
+        from volimg.results import planned
+
         return planned("upload", the_plan)
     if on_plan is not None:
         on_plan(the_plan)
     _refuse_a_taken_name(the_plan, options)
+    from volimg import events as ev
     from volimg.executor import run_upload  # not for plan, stores or --dry-run
 
-    return run_upload(gateway, the_plan, settings, emit)
+    return run_upload(gateway, the_plan, settings, emit if emit is not None else ev.ignore)
 
 
 def _refuse_a_taken_name(the_plan: Plan, options: UploadOptions) -> None:
@@ -214,6 +223,8 @@ def plan_copy(
     gateway: Gateway, image_ref: str, like_ref: str | None, options: ReplicationOptions
 ) -> ReplicationPlan:
     """The plan ``volimg replicate`` would carry out."""
+    from volimg.planner import ReplicationFacts, plan_replication
+
     identity = gateway.identity()
     image = gateway.find_image(image_ref)
     like = gateway.find_image(like_ref) if like_ref else None
@@ -231,12 +242,17 @@ def replicate(
     settings: RunSettings,
     *,
     dry_run: bool = False,
-    emit: ev.EventSink = ev.ignore,
+    emit: ev.EventSink | None = None,
 ) -> Outcome:
-    """Copy an existing image to the stores of another image, or to named stores."""
+    """Copy an existing image to the stores of another image, or to named stores.
+
+    ``emit`` hears the run's events (None: nobody).
+    """
     with gateway.within(time_left(settings)):
         the_plan = plan_copy(gateway, image_ref, like_ref, options)
     if dry_run:
+        from volimg.results import planned
+
         return planned("replicate", the_plan)
     if not the_plan.image.is_active and not settings.wait:
         raise InputError(
@@ -244,13 +260,18 @@ def replicate(
             "image that is not active yet",
             hint="drop --no-wait and volimg waits for the image, then copies it",
         )
+    from volimg import events as ev
     from volimg.executor import run_replication
 
     asked = [f"--like {like_ref}"] if like_ref else []
     asked += [f"--store {store}" for store in options.stores]
     asked += ["--prune"] if options.prune else []
     return run_replication(
-        gateway, the_plan, settings, emit, intent_by=" ".join(["replicate", *asked])
+        gateway,
+        the_plan,
+        settings,
+        emit if emit is not None else ev.ignore,
+        intent_by=" ".join(["replicate", *asked]),
     )
 
 

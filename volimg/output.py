@@ -9,6 +9,7 @@ go only to a console ``rich_terminal`` lets through.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, TextIO, Union
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ def might_be_terminal(stream: IO[str], force_terminal: bool | None) -> bool:
         return bool(isatty()) if isatty is not None else False
     except ValueError:  # a closed stream
         return False
+
+
+def comma_list(items: Sequence[str]) -> str:
+    """``a, b``, or ``-`` for none."""
+    return ", ".join(items) if items else "-"
 
 
 #: What rich's Text strips from a line (rich/control.py strip_control_codes): a

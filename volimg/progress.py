@@ -9,21 +9,17 @@ in one line, ``LiveView`` is what a terminal panel must offer. No rich here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from volimg import events as ev
 from volimg.model import format_time
 from volimg.output import Output
+from volimg.output import comma_list as comma_list  # here first; volimg.render needs it alone
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
-
-
-def comma_list(items: Sequence[str]) -> str:
-    """``a, b``, or ``-`` for none."""
-    return ", ".join(items) if items else "-"
 
 
 class LiveView(Protocol):

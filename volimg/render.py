@@ -14,7 +14,8 @@ are in ``volimg.live``, which imports only those two, and ``live_progress`` load
 on a terminal. ``volimg.fleet_render`` follows the same rule for batches and audits.
 
 The names imported ``X as X`` below lived here once and are still importable from here
-(volimg.cli, volimg.context and the tests do).
+(volimg.context and the tests do); ``dump_json``, ``failure_doc`` and the progress
+helpers are no longer: import them from ``volimg.documents`` and ``volimg.progress``.
 """
 
 from __future__ import annotations
@@ -23,27 +24,27 @@ import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from volimg import events as ev
-from volimg.doctor import STATUSES, DoctorReport
-from volimg.documents import doctor_doc, document, outcome_doc, stores_doc
-from volimg.documents import dump_json as dump_json
-from volimg.documents import failure_doc as failure_doc
-from volimg.errors import VolimgError
-from volimg.model import GlanceInfo, counted
+from volimg.model import counted
 from volimg.output import Output as Output
 from volimg.output import PlainOutput as PlainOutput
+from volimg.output import comma_list, rich_terminal
 from volimg.output import might_be_terminal as might_be_terminal
-from volimg.output import rich_terminal
 from volimg.output import say as say
-from volimg.planner import Plan, ReplicationPlan
-from volimg.progress import PERCENT_EVERY as PERCENT_EVERY
-from volimg.progress import LiveView, comma_list
-from volimg.progress import _LineLog as _LineLog
-from volimg.progress import milestone as milestone
-from volimg.provenance import TAG, Stamp
-from volimg.results import Outcome
+
+# The rest is imported by the function that needs it: `volimg stores` writes a few
+# lines and must not load the planner, the doctor, the events and the JSON documents
+# for them (docs/performance.md, "Where the start-up time goes").
+if TYPE_CHECKING:
+    from volimg import events as ev
+    from volimg.doctor import DoctorReport
+    from volimg.errors import VolimgError
+    from volimg.model import GlanceInfo
+    from volimg.planner import Plan, ReplicationPlan
+    from volimg.progress import LiveView
+    from volimg.provenance import Stamp
+    from volimg.results import Outcome
 
 
 def _named(name: str, resource_id: str) -> str:
@@ -53,6 +54,8 @@ def _named(name: str, resource_id: str) -> str:
 
 def plan_rows(plan: Plan | ReplicationPlan) -> list[tuple[str, str]]:
     """The plan as label/value rows, shared by the table and the plain renderer."""
+    from volimg.planner import Plan
+
     rows: list[tuple[str, str]] = []
     if isinstance(plan, Plan):
         v = plan.volume
@@ -152,6 +155,8 @@ class Renderer(Streams):
 
     def _emit_json(self, doc: dict[str, Any]) -> None:
         # print() through rich would wrap and highlight; data goes out untouched.
+        from volimg.documents import dump_json
+
         self.out.file.write(dump_json(doc) + "\n")
         self.out.file.flush()
 
@@ -201,6 +206,8 @@ class Renderer(Streams):
 
     def plan(self, outcome: Outcome) -> None:
         if self.json:
+            from volimg.documents import outcome_doc
+
             self._emit_json(outcome_doc(outcome))
             return
         self.show_plan(outcome.plan, title="plan (nothing changed)")
@@ -210,6 +217,8 @@ class Renderer(Streams):
             self.plan(outcome)
             return
         if self.json:
+            from volimg.documents import outcome_doc
+
             self._emit_json(outcome_doc(outcome))
         else:
             self._rows(outcome_rows(outcome))
@@ -218,6 +227,8 @@ class Renderer(Streams):
 
     def stores(self, info: GlanceInfo) -> None:
         if self.json:
+            from volimg.documents import stores_doc
+
             self._emit_json(stores_doc(info))
             return
         if not info.multi_store:
@@ -249,6 +260,9 @@ class Renderer(Streams):
 
     def stamped(self, command: str, stamp: Stamp) -> None:
         """The stamp an ``adopt`` wrote."""
+        from volimg.documents import document
+        from volimg.provenance import TAG
+
         props = stamp.properties()
         if self.json:
             self._emit_json(
@@ -259,7 +273,11 @@ class Renderer(Streams):
 
     def doctor(self, report: DoctorReport) -> None:
         """The doctor's rows: a table on a terminal, tab-separated lines elsewhere."""
+        from volimg.doctor import STATUSES
+
         if self.json:
+            from volimg.documents import doctor_doc
+
             self._emit_json(doctor_doc(report))
             return
         header = ("check", "status", "subject", "detail", "fix")
@@ -286,6 +304,8 @@ class Renderer(Streams):
     def error(self, error: VolimgError, *, document: bool = True, command: str = "") -> None:
         """An error: one line (and a hint) on stderr; in JSON mode also the document."""
         if self.json and document:
+            from volimg.documents import failure_doc
+
             self._emit_json(failure_doc(command, error))
         style = "bold red" if self.err.is_terminal else ""
         say(self.err, f"volimg: error: {error.message}", style=style)
@@ -299,6 +319,8 @@ class Renderer(Streams):
         The live panel starts with the first event, so whatever is printed before it
         (the demo's plan) is not drawn over.
         """
+        from volimg.progress import _LineLog, milestone
+
         plain = _LineLog(self.err, self.wall_clock).write
         with live_progress(self.err, _upload_panel, plain, milestone, refresh=8) as sink:
             yield sink

@@ -246,6 +246,43 @@ def test_commands_that_change_nothing_do_not_load_the_executor(
     assert not modules & {"volimg.executor", "volimg.steps", "tenacity"}, args
 
 
+def test_stores_loads_the_gateway_and_a_renderer_of_lines_only(
+    sandbox_cloud: CloudUnderTest,
+) -> None:
+    """`volimg stores` is measured against a bare openstacksdk script (docs/performance.md,
+    the 1.05x target): beyond openstacksdk and click it loads the group, the command,
+    the app context, the gateway with its values, and the renderer's plain output; no
+    planner, events, results, doctor, provenance, JSON documents or progress; and of
+    openstacksdk's services only those volimg calls."""
+    modules = imported_modules("--os-cloud", sandbox_cloud.admin_cloud, "stores")
+    ours = {m for m in modules if m == "volimg" or m.startswith("volimg.")}
+    assert ours == {
+        "volimg",
+        "volimg.cli",
+        "volimg.commands",
+        "volimg.commands.options",
+        "volimg.commands.stores",
+        "volimg.context",
+        "volimg.core",
+        "volimg.errors",
+        "volimg.gateway",
+        "volimg.gateway.cinder",
+        "volimg.gateway.errors",
+        "volimg.gateway.glance",
+        "volimg.gateway.services",
+        "volimg.gateway.session",
+        "volimg.gateway.values",
+        "volimg.model",
+        "volimg.output",
+        "volimg.render",
+        "volimg.signals",
+        "volimg.waiting",
+    }
+    # openstacksdk's services volimg never calls are not loaded (volimg.gateway.services).
+    assert not modules & {"openstack.load_balancer.v2._proxy", "openstack.key_manager.v1._proxy"}
+    assert "openstack.image.v2._proxy" in modules
+
+
 @pytest.mark.parametrize(
     "args",
     [["stores"], ["plan", "boot-vol"], ["upload", "boot-vol"], ["upload", "boot-vol", "data-vol"]],

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 
 from tests.conftest import REPO_ROOT, CloudUnderTest
 from volimg import completion
-from volimg.cli import SHELLS, cli
+from volimg.cli import cli
+from volimg.commands.completion import SHELLS
 from volimg.sandbox import Sandbox, Timings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from tests.conftest import imported_modules
@@ -48,6 +49,93 @@ def test_version_names_volimg_openstacksdk_and_python() -> None:
     assert result.stdout == (
         f"volimg {__version__} (openstacksdk {version('openstacksdk')}, Python {python_version()})\n"
     )
+
+
+def _modules_of(code: str) -> set[str]:
+    """The modules a ``python -c CODE`` holds at its end."""
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(proc.stdout.split())
+
+
+# What `volimg --help` may load beyond `import click`: volimg's entry point, group and
+# error tree, the signal handler, and what click's help formatting imports when it runs
+# (gettext's locale lookup, the text wrapper).
+HELP_BEYOND_CLICK = {
+    "volimg",
+    "volimg.cli",
+    "volimg.errors",
+    "volimg.signals",
+    "signal",
+    "locale",
+    "_locale",
+    "textwrap",
+    "click._textwrap",
+}
+
+
+def test_help_is_click_and_the_group_only() -> None:
+    """The 2.5x `python -c pass` target (docs/performance.md) leaves volimg about 8 ms
+    beyond click's import: --help loads nothing else (not shutil: volimg.cli sizes the
+    help itself; not the option stacks or the completion module; not shlex)."""
+    click_alone = _modules_of("import atexit, os, runpy, sys, click")
+    assert imported_modules("--help") - click_alone <= HELP_BEYOND_CLICK
+    assert not imported_modules("--help") & {"shutil", "shlex", "volimg.commands.options"}
+
+
+def test_version_does_not_load_package_metadata() -> None:
+    """importlib.metadata (email, zipfile, csv, tempfile) would double --version's start-up:
+    openstacksdk's version comes from its dist-info directory's name."""
+    click_alone = _modules_of("import atexit, os, runpy, sys, click")
+    loaded = imported_modules("--version") - click_alone
+    assert loaded <= HELP_BEYOND_CLICK | {"platform"}, sorted(loaded - HELP_BEYOND_CLICK)
+
+
+@pytest.mark.parametrize(
+    "distribution", ["openstacksdk", "click", "PyYAML", "dogpile.cache", "typing-extensions"]
+)
+def test_the_dist_info_version_is_the_one_package_metadata_reads(distribution: str) -> None:
+    from importlib.metadata import version
+
+    from volimg.cli import _installed_version
+
+    assert _installed_version(distribution) == version(distribution)
+
+
+def test_a_distribution_without_a_dist_info_has_no_version_from_it() -> None:
+    from volimg.cli import _installed_version
+
+    assert _installed_version("no-such-distribution") is None
+
+
+@pytest.mark.parametrize("columns", ["40", "72", "100", "250", "0", "wide", None])
+def test_help_is_as_wide_as_clicks_own_formatter_makes_it(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    """VolimgContext sizes the help without shutil, and to the same width as click."""
+    import click
+    from click import formatting
+
+    from volimg.cli import VolimgContext
+
+    monkeypatch.setattr(formatting, "FORCED_WIDTH", None)  # as outside click's test runner
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert VolimgContext(cli).make_formatter().width == click.HelpFormatter().width
+
+
+def test_each_commands_help_is_sized_as_the_groups() -> None:
+    """A command's context is a VolimgContext too, so its help never imports shutil."""
+    from volimg.cli import VolimgContext
+
+    assert cli.context_class is VolimgContext
+    assert all(command.context_class is VolimgContext for command in cli.commands.values())
 
 
 def test_python_dash_m_works() -> None:
@@ -94,11 +182,7 @@ def test_the_command_table_lists_each_command_with_its_own_help() -> None:
         command = cli.commands[name]
         assert command.name == name
         assert line == inspect.cleandoc(command.help or "").split("\n\n")[0].replace("\n", " ")
-    assert not {m for m in imported_modules("--help") if m.startswith("volimg.commands.")} - {
-        "volimg.commands",
-        "volimg.commands.options",
-        "volimg.commands.completion",
-    }
+    assert not {m for m in imported_modules("--help") if m.startswith("volimg.commands")}
 
 
 def test_the_max_copies_default_in_the_help_is_the_batchs() -> None:

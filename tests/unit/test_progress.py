@@ -20,7 +20,7 @@ from volimg.cli import cli
 from volimg.context import AppContext
 from volimg.live import UploadPanel
 from volimg.model import Image
-from volimg.render import PERCENT_EVERY, _LineLog
+from volimg.progress import PERCENT_EVERY, _LineLog
 
 GIB = 1024**3
 IMAGE = Image(
@@ -323,7 +323,7 @@ def test_a_line_above_the_live_panel_is_printed_as_it_is_not_as_markup(
 ) -> None:
     """A volume or store named like rich markup ("[red]x") is text, not a style."""
     from volimg.live import live_panel
-    from volimg.render import milestone
+    from volimg.progress import milestone
 
     view, _ = view_and_clock
     console = Console(record=True, force_terminal=True, width=110)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from volimg.errors import CloudError, ConfigError, InputError, VolimgError
 from volimg.gateway.errors import _calling
+from volimg.gateway.services import defer_unused_services
 from volimg.model import CloudIdentity, ImageEndpoint
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def connect(
     ``insecure`` turns TLS verification off, as ``verify: false`` in clouds.yaml does;
     ``Gateway.verifies_tls`` says which it is, so the CLI can warn once.
     """
+    defer_unused_services()  # before openstacksdk's first import: volimg calls three services
     from keystoneauth1 import exceptions as ksa
     from openstack import connection
     from openstack import exceptions as sdk
@@ -114,6 +116,7 @@ def connect(
             app_name="volimg",
             app_version=__version__,
         )
+        _require_parsed(config, config_file)
         try:
             region_config = config.get_one(cloud=cloud, region_name=region, **options)
         except (sdk.ConfigException, ksa.ClientException) as exc:
@@ -158,6 +161,7 @@ _PASSWORD_AUTH = {"password", "v2password", "v3password", "v3multifactor"}
 
 def _config_files(config_file: str | None) -> list[str]:
     """The clouds.yaml files openstacksdk looks at, in its order (the first found wins)."""
+    defer_unused_services()
     from openstack.config import loader
 
     override = os.environ.get("OS_CLIENT_CONFIG_FILE")
@@ -166,14 +170,11 @@ def _config_files(config_file: str | None) -> list[str]:
 
 
 def _check_config_files(config_file: str | None) -> None:
-    """Refuse what openstacksdk would skip in silence, then report the wrong cause.
+    """Refuse an ``OS_CLIENT_CONFIG_FILE`` (or ``config_file``) that does not exist.
 
-    openstacksdk passes over an ``OS_CLIENT_CONFIG_FILE`` that does not exist and a
-    clouds.yaml it cannot parse (a warning in its log), and then says only "Cloud X
-    was not found": name the file, and the parse error.
+    openstacksdk passes over it in silence and then says only "Cloud X was not
+    found": name the file instead. A file it cannot parse is ``_require_parsed``'s.
     """
-    import yaml
-
     named = {"OS_CLIENT_CONFIG_FILE": os.environ.get("OS_CLIENT_CONFIG_FILE"), "": config_file}
     for given, path in named.items():
         if not path or os.path.exists(path):
@@ -184,9 +185,25 @@ def _check_config_files(config_file: str | None) -> None:
             "the usual places (./clouds.yaml, ~/.config/openstack/clouds.yaml, "
             "/etc/openstack/clouds.yaml); then name a cloud with --os-cloud (or OS_CLOUD)",
         )
+
+
+def _require_parsed(config: Any, config_file: str | None) -> None:
+    """Name a clouds.yaml that openstacksdk skipped because it cannot parse it.
+
+    openstacksdk passes over such a file (a warning in its log) and then says only
+    "Cloud X was not found". The file it read is ``config.config_filename``; when that
+    is not the first file found, the first one was skipped, and parsing it again here
+    gives its error. Only then: the file openstacksdk read is not parsed twice (pure
+    Python YAML, a percent of ``volimg stores``'s start-up).
+    """
+    import yaml
+
+    read = config.config_filename
     for path in _config_files(config_file):
         if not os.path.exists(path):
             continue
+        if read is not None and os.path.realpath(path) == os.path.realpath(read):
+            return  # the file openstacksdk read (it skipped any before it as unreadable)
         try:
             with open(path, encoding="utf-8") as stream:
                 yaml.safe_load(stream)
@@ -238,6 +255,7 @@ def _require_password(region_config: Any, config_filename: str | None) -> None:
 
 def cloud_names() -> list[str]:
     """The clouds that clouds.yaml (and secure.yaml) name, as openstacksdk finds them."""
+    defer_unused_services()
     from openstack.config import OpenStackConfig
 
     with _calling("reading the cloud configuration"):
