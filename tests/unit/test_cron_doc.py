@@ -94,7 +94,7 @@ def test_every_option_shown_is_an_option_of_volimg_upload() -> None:
     table = re.search(r"\| option \| what it does \|\n(.*?)\n\n", DOC, flags=re.DOTALL)
     assert table is not None
     rows = re.findall(r"^\| `(-[-a-z]*)", table.group(1), flags=re.M)
-    assert len(rows) == 13  # -f among them
+    assert len(rows) == 14  # -f among them
     in_command = {word for word in shlex.split(COMMAND) if word.startswith("-")}
     assert set(rows) | in_command <= options_of(cli.commands["upload"])
 
