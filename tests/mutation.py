@@ -26,9 +26,9 @@ Two changes are made to the scratch copy only, never to ``volimg/``:
   same class, and mutmut mutates ``f``.
 - a target may leave message lines alone (``Target.skip_messages``): a line that starts
   with a string, or with ``message=``, ``hint=`` or ``detail=``, gets ``# pragma: no
-  mutate``. The steps' and audit's targets do: their messages (an outcome's detail, a
-  finding's reason) are read by people, not by the code, and the steps' tests are
-  sandbox scenarios, where a surviving mutant costs a minute. A scope may name the lines
+  mutate``. The steps', copies' and audit's targets do: their messages (an outcome's detail, a
+  finding's reason) are read by people, not by the code, and the steps' and copies'
+  tests are sandbox scenarios, where a surviving mutant costs a minute. A scope may name the lines
   to mutate (``Scope.lines``); every other line gets the same comment.
 
 ``--write`` puts each run target's counts, and its surviving mutants with the reason
