@@ -117,3 +117,49 @@ def test_a_reason_stays_with_its_change_when_a_new_line_renumbers_the_mutants() 
         "volimg.m.x_f__mutmut_6": "message text",
     }
     assert new_line.name not in reasons  # a new survivor: TODO until someone says why
+
+
+def test_a_target_that_gave_scopes_away_keeps_the_record_of_the_rest() -> None:
+    """``--write`` narrows the record of a target some of whose scopes went to another
+    target: its counts and survivors become those of the scopes it still has."""
+    from tests.mutation import Scope, narrowed_block
+
+    kept_scope = Scope("volimg/steps/mark.py", ("mark_volume",))
+    target = Target("t", (kept_scope,), ("tests/unit/test_x.py",))
+    block = (
+        "#### `t`: 7 of 10 killed, took 300 s\n\nTests: `tests/unit/test_x.py`.\n\n"
+        "- `volimg.steps.copy.x_f__mutmut_1` (line 3): `a` → `b` — gone\n"
+        "- `volimg.steps.mark.x_mark_volume__mutmut_2` (line 9): `c` → `d` — kept\n"
+    )
+    row = f"| `t` | `{kept_scope.label()}` | 4 | 3 | 1 | 75 % | `abc` |"
+
+    narrowed = narrowed_block(target, [row], block)
+
+    heading = narrowed.splitlines()[0]
+    assert heading.startswith("#### `t`: 3 of 4 killed, took 300 s")
+    assert "x_mark_volume__mutmut_2" in narrowed
+    assert "volimg.steps.copy" not in narrowed
+    assert "Tests: `tests/unit/test_x.py`." in narrowed
+
+
+def test_a_moved_scope_takes_its_survivors_reasons_along() -> None:
+    from tests.mutation import Recorded, Scope, recorded_for
+
+    moved = Scope("volimg/steps/copy.py", ("_settle_copies",))
+    recorded = {
+        "old": Recorded(
+            rows={},
+            survivors={
+                "volimg.steps.copy.x__settle_copies__mutmut_4": ("`a` → `b`", "defensive"),
+                "volimg.steps.mark.x_mark_volume__mutmut_2": ("`c` → `d`", "equivalent"),
+            },
+            seconds="9 s",
+        )
+    }
+
+    found = recorded_for(recorded, Target("new", (moved,), ("tests/unit/test_x.py",)))
+
+    assert found is not None
+    assert found.survivors == {
+        "volimg.steps.copy.x__settle_copies__mutmut_4": ("`a` → `b`", "defensive")
+    }
