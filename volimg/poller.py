@@ -56,6 +56,9 @@ T = TypeVar("T")
 QUEUED_BEFORE_CINDER = 10.0
 # How often a waiter looks whether its run was stopped while it waits for a tick.
 TICK_LOOK = 0.2
+# The least time between two ticks: waits due within it share one listing, read at
+# most this much after they were due.
+TICK_SPACING = 0.25
 
 
 @dataclass
@@ -63,6 +66,7 @@ class _Follower:
     image_id: str
     volume_id: str | None
     since: float
+    due: float  # when this wait wants its next reading: the single wait's schedule
 
 
 @dataclass
@@ -102,7 +106,9 @@ class Poller:
         with self._changed:
             key = self._next_key
             self._next_key += 1
-            self._followers[key] = _Follower(image_id, volume_id, self._clock.monotonic())
+            since = self._clock.monotonic()
+            due = since + next_poll_gap(0.0, self._interval)
+            self._followers[key] = _Follower(image_id, volume_id, since, due)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="volimg-poller", daemon=True)
                 self._thread.start()
@@ -205,6 +211,7 @@ class Poller:
             last_tick = self._clock.monotonic()
             if not followers:
                 continue
+            self._served(last_tick)
             try:
                 snapshot = self._read(followers)
             except VolimgError as exc:
@@ -232,17 +239,28 @@ class Poller:
     def _due(self, last_tick: float) -> float | None:
         """When the next tick is due (None: nobody to read for); hold ``_changed``.
 
-        One gap after the last tick, the gap being the single wait's for the youngest
-        wait (``next_poll_gap``); and not before some follower has waited one gap, as a
-        single wait's first poll comes one gap after its request: sooner would only see
-        the request still running.
+        Each wait keeps the single wait's schedule (``next_poll_gap``: its first reading
+        one gap after its request, the next one gap after that ...), so that it learns
+        of its end no later than a wait of its own would; the ticks serve every wait
+        that is due, and come no closer than ``TICK_SPACING``, so that waits due within
+        it share one listing.
         """
         if not self._followers:
             return None
-        now = self._clock.monotonic()
-        youngest = max(f.since for f in self._followers.values())
-        ripe = min(f.since for f in self._followers.values()) + next_poll_gap(0.0, self._interval)
-        return max(last_tick + next_poll_gap(now - youngest, self._interval), ripe)
+        earliest = min(f.due for f in self._followers.values())
+        return max(earliest, last_tick + min(TICK_SPACING, self._interval))
+
+    def _served(self, tick: float) -> None:
+        """After a tick: each wait it was due for is due again one gap on.
+
+        A wait not yet due keeps its time: a reading before it would mostly find the
+        request still running, and pushing it back a whole gap would make that wait
+        learn of its end up to a gap late (a whole second for a one-second copy).
+        """
+        with self._changed:
+            for follower in self._followers.values():
+                if follower.due <= tick:
+                    follower.due = tick + next_poll_gap(tick - follower.since, self._interval)
 
     def _read(self, followers: list[_Follower]) -> Snapshot:
         """One tick: the followed images, and Cinder's uploading volumes when needed."""
