@@ -232,7 +232,7 @@ def test_an_image_whose_stamp_was_cut_short_is_still_found_by_audit(
     the tag nor the mark, and audit (which finds volimg's images by one or the other)
     would never see it. They are one JSON-patch now: when it fails, the mark stays.
     """
-    sandbox.faults.respond("PATCH", r"/image/v2/images/[^/]+$", 503, times=None)
+    sandbox.faults.respond("PATCH", r"/image/v2/images/[^/]+$", 403, times=None)
     run = volimg_sandbox("upload", "data-vol", "-f", "json")
     sandbox.faults.clear()
     assert run.exit_code != 0, run
