@@ -21,9 +21,9 @@ What a listing can and cannot say, and how the steps make up for it:
   Glance's 202) is gone; the image's ``stores`` and ``os_glance_failed_import`` say how
   each store went. The import's task is read once, and only when a store is missing.
 
-Ticks follow the single wait's schedule (``volimg.waiting.next_poll_gap``) for the
-youngest wait, so a batch polls once a second while new work arrives and less often
-during hour-long waits. A passing fault (a 5xx, no connection) is a tick that saw
+Each wait keeps the single wait's schedule (``volimg.waiting.next_poll_gap``: its
+first reading one gap after its request); a tick serves every wait that is due, and
+no two ticks come closer than ``TICK_SPACING``, so waits due together share a listing. A passing fault (a 5xx, no connection) is a tick that saw
 nothing, up to ``MAX_CONSECUTIVE_POLL_ERRORS`` in a row; then, or for any other error,
 every waiter gets the error, as its own poll would have raised it.
 """
@@ -76,7 +76,6 @@ class Snapshot:
     tick: int = 0
     read_at: float = float("-inf")  # when the tick's first request was sent (monotonic)
     images: dict[str, Image] = field(default_factory=dict)
-    listed: frozenset[str] = frozenset()  # the image IDs the tick asked for
     uploading: frozenset[str] | None = None  # None: Cinder not asked on this tick
     error: VolimgError | None = None
 
@@ -281,6 +280,5 @@ class Poller:
         return Snapshot(
             read_at=read_at,
             images={image.id: image for image in images},
-            listed=frozenset(image_ids),
             uploading=uploading,
         )
